@@ -1,0 +1,45 @@
+# The two commands of the README:
+#   make train   set up everything, then train and evaluate on the real dataset
+#   make test    set up everything, then run the type check, the test suite and the docs build
+# Both create the virtual environment and fetch the dataset themselves.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+# Extra options for `make train`, e.g. make train TRAIN_ARGS="--epochs 10 --device cuda"
+TRAIN_ARGS ?=
+
+.PHONY: train test data install install-dev typecheck docs clean
+
+train: install data
+	$(BIN)/fashionmlp train --download $(TRAIN_ARGS)
+
+test: install-dev data
+	$(BIN)/mypy --strict src
+	$(BIN)/python -m pytest
+	$(BIN)/sphinx-build -q -W --keep-going -b html docs docs/_build/html
+
+data:
+	sh scripts/get-data.sh
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Exact versions for this machine come from constraints.txt; the package declares ranges.
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) install -q -c constraints.txt -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+docs: install-dev
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
+
+clean:
+	rm -rf docs/_build build dist src/*.egg-info .pytest_cache .mypy_cache

@@ -1,0 +1,167 @@
+"""What training tells its callbacks, and the callbacks that ship with the library.
+
+After every batch, :func:`~fashionmlp.train_epoch` builds one :class:`BatchEvent` and
+hands it to each callback in the order they were given. A callback is either an object
+with an ``on_batch_end(event)`` method (the :class:`Callback` protocol) or a plain
+function taking the event. The event is frozen; new fields may be added in later
+versions, so read the ones you need by name.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Protocol, TextIO, Union, runtime_checkable
+
+import torch
+
+from .errors import InvalidArgumentError
+
+__all__ = ["BatchEvent", "Callback", "CallbackLike", "LossHistory", "PrintLoss"]
+
+
+@dataclass(frozen=True)
+class BatchEvent:
+    """One finished training batch, as seen by callbacks.
+
+    Reading :attr:`loss` copies one number from the device (a sync on a GPU);
+    callbacks that only need it every n batches should read it only then.
+    """
+
+    #: The epoch number passed to ``train_epoch`` (``None`` if none was passed).
+    epoch: int | None
+    #: Index of this batch in the epoch, from 0.
+    batch: int
+    #: Batches in the epoch (``len(dataloader)``).
+    num_batches: int
+    #: Samples in this batch (``len(x)``).
+    batch_size: int
+    #: Samples trained on so far in this epoch, this batch included.
+    samples_seen: int
+    #: Samples in the dataset (``len(dataloader.dataset)``).
+    dataset_size: int
+    #: The batch's loss, detached, on the training device.
+    loss_tensor: torch.Tensor
+
+    @cached_property
+    def loss(self) -> float:
+        """The batch's loss as a Python float (read from the device on first access)."""
+        return float(self.loss_tensor.item())
+
+    @property
+    def current(self) -> int:
+        """The seed's ``current``: ``batch * len(x)``, the samples before this batch."""
+        return self.batch * self.batch_size
+
+
+@runtime_checkable
+class Callback(Protocol):
+    """Anything with an ``on_batch_end`` method is a callback."""
+
+    def on_batch_end(self, event: BatchEvent) -> None:
+        """Called after each batch's optimizer step."""
+
+
+#: What ``train_epoch(callbacks=...)`` accepts: a :class:`Callback` or a plain function.
+CallbackLike = Union[Callback, Callable[[BatchEvent], object]]
+
+
+def as_hook(callback: CallbackLike) -> Callable[[BatchEvent], object]:
+    """The function to call for ``callback``; a clear error if it is neither kind."""
+    if isinstance(callback, Callback):
+        return callback.on_batch_end
+    if callable(callback):
+        return callback
+    raise InvalidArgumentError(
+        f"callback {callback!r} is neither callable nor has an on_batch_end(event) method"
+    )
+
+
+class PrintLoss:
+    """Print the seed's progress line every ``every`` batches.
+
+    The line is exactly the seed's ``Loss: {loss:.4f} [{current}/{size}]`` with
+    ``current = batch * len(x)`` and ``size = len(dataloader.dataset)``. Only the batches
+    it prints read the loss from the device.
+
+    Example:
+        >>> import torch
+        >>> from fashionmlp import BatchEvent, PrintLoss
+        >>> event = BatchEvent(epoch=None, batch=0, num_batches=938, batch_size=64,
+        ...                    samples_seen=64, dataset_size=60000,
+        ...                    loss_tensor=torch.tensor(2.3051))
+        >>> PrintLoss(every=100)(event)
+        Loss: 2.3051 [0/60000]
+    """
+
+    def __init__(self, every: int = 100, *, file: TextIO | None = None) -> None:
+        if every < 1:
+            raise InvalidArgumentError(f"every must be at least 1, got {every}")
+        self.every = every
+        self.file = file
+
+    def on_batch_end(self, event: BatchEvent) -> None:
+        """Print the line on batches ``0, every, 2 * every, ...``."""
+        if event.batch % self.every == 0:
+            print(
+                f"Loss: {event.loss:.4f} [{event.current}/{event.dataset_size}]",
+                file=self.file or sys.stdout,
+            )
+
+    __call__ = on_batch_end
+
+
+class LossHistory:
+    """Collect ``(step, loss)`` pairs, one every ``every`` batches, across epochs.
+
+    ``step`` counts the batches this history has seen, from 0. Losses are kept as
+    device tensors and read together when first asked for, so collecting them costs
+    no per-batch sync.
+
+    Example:
+        >>> history = LossHistory()
+        >>> # train_epoch(train, model, loss_fn, optimizer, callbacks=[history])
+        >>> history.pairs
+        []
+    """
+
+    def __init__(self, every: int = 1) -> None:
+        if every < 1:
+            raise InvalidArgumentError(f"every must be at least 1, got {every}")
+        self.every = every
+        self._step = 0
+        self._steps: list[int] = []
+        self._pending: list[torch.Tensor] = []
+        self._losses: list[float] = []
+
+    def on_batch_end(self, event: BatchEvent) -> None:
+        """Record the batch's loss tensor if this step is one to keep."""
+        if self._step % self.every == 0:
+            self._steps.append(self._step)
+            self._pending.append(event.loss_tensor)
+        self._step += 1
+
+    __call__ = on_batch_end
+
+    @property
+    def steps(self) -> list[int]:
+        """The recorded steps."""
+        return list(self._steps)
+
+    @property
+    def losses(self) -> list[float]:
+        """The recorded losses as floats (one device read for all new ones)."""
+        if self._pending:
+            self._losses.extend(torch.stack(self._pending).float().cpu().tolist())
+            self._pending.clear()
+        return list(self._losses)
+
+    @property
+    def pairs(self) -> list[tuple[int, float]]:
+        """``(step, loss)`` pairs in the order they were recorded."""
+        return list(zip(self.steps, self.losses))
+
+    def __len__(self) -> int:
+        return len(self._steps)

@@ -1,0 +1,47 @@
+"""Every exception the library raises on purpose.
+
+All of them derive from :class:`FashionMLPError`, so ``except FashionMLPError`` catches
+anything the library reports, and each message says what is wrong and how to fix it.
+Where a built-in type is the natural one (a bad argument is a :class:`ValueError`),
+ours derives from it too, so code that already catches the built-in keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FashionMLPError",
+    "InvalidArgumentError",
+    "InputShapeError",
+    "DatasetError",
+    "DatasetNotFoundError",
+    "CheckpointError",
+    "DeviceError",
+]
+
+
+class FashionMLPError(Exception):
+    """Base class of every error the library raises on purpose."""
+
+
+class InvalidArgumentError(FashionMLPError, ValueError):
+    """An argument is out of range or of the wrong kind (a batch size of 0, say)."""
+
+
+class InputShapeError(InvalidArgumentError):
+    """A tensor given to :class:`~fashionmlp.FashionMLP` has a shape or dtype it cannot take."""
+
+
+class DatasetError(FashionMLPError):
+    """A dataset file is missing, unreadable or does not hold what FashionMNIST holds."""
+
+
+class DatasetNotFoundError(DatasetError, FileNotFoundError):
+    """No copy of the dataset was found and downloading was not allowed."""
+
+
+class CheckpointError(FashionMLPError):
+    """A checkpoint cannot be written, read, or does not fit the model it is loaded into."""
+
+
+class DeviceError(InvalidArgumentError):
+    """A device name is malformed or names a device this machine does not have."""

@@ -1,0 +1,112 @@
+"""Evaluation under ``model.eval()`` and ``torch.no_grad()``, as the seed does it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .devices import model_device
+from .errors import InvalidArgumentError
+from .train import LossFn
+
+__all__ = ["EvalResult", "evaluate"]
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Accuracy, loss and confusion matrix of one pass over a dataset."""
+
+    #: Samples whose arg-max prediction equals the label.
+    correct: int
+    #: Samples evaluated.
+    total: int
+    #: Mean loss per sample, or ``None`` when no ``loss_fn`` was given.
+    loss: float | None
+    #: ``confusion_matrix[true][predicted]`` counts; rows are true classes.
+    confusion_matrix: tuple[tuple[int, ...], ...]
+
+    @property
+    def accuracy(self) -> float:
+        """``correct / total``, in ``[0, 1]``."""
+        return self.correct / self.total
+
+    @property
+    def per_class_accuracy(self) -> tuple[float, ...]:
+        """Accuracy on each true class (``nan`` for a class with no samples)."""
+        return tuple(
+            row[index] / sum(row) if sum(row) else math.nan
+            for index, row in enumerate(self.confusion_matrix)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the fields and the derived accuracies."""
+        return {
+            **asdict(self),
+            "accuracy": self.accuracy,
+            "per_class_accuracy": list(self.per_class_accuracy),
+        }
+
+
+@torch.no_grad()
+def evaluate(
+    dataloader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    model: nn.Module,
+    loss_fn: LossFn | None = None,
+    *,
+    device: torch.device | str | None = None,
+) -> EvalResult:
+    """Evaluate ``model`` on every batch of ``dataloader``.
+
+    Runs under ``model.eval()`` and ``torch.no_grad()``, then puts the model back in
+    the mode it was in. Counts and sums stay on the device until the end, when they
+    are read once.
+
+    Args:
+        dataloader: Yields ``(x, y)`` batches.
+        model: Produces logits ``(N, C)``; the confusion matrix is ``C x C``.
+        loss_fn: If given, ``loss_fn(logits, y)`` (batch mean) is averaged per sample.
+        device: Where batches go; defaults to the device of the model's parameters.
+
+    Raises:
+        InvalidArgumentError: ``dataloader`` yielded no batch.
+
+    Example:
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> from fashionmlp import FashionMLP, evaluate
+        >>> data = TensorDataset(torch.rand(100, 1, 28, 28), torch.randint(0, 10, (100,)))
+        >>> result = evaluate(DataLoader(data, batch_size=32), FashionMLP())
+        >>> result.total, len(result.confusion_matrix)
+        (100, 10)
+    """
+    target = torch.device(device) if device is not None else model_device(model)
+    was_training = model.training
+    model.eval()
+    try:
+        confusion: torch.Tensor | None = None
+        loss_sum = torch.zeros((), device=target)
+        for x, y in dataloader:
+            x, y = x.to(target), y.to(target)
+            pred = model(x)
+            if loss_fn is not None:
+                loss_sum += loss_fn(pred, y) * len(x)
+            classes = pred.shape[1]
+            counts = torch.bincount(y * classes + pred.argmax(1), minlength=classes * classes)
+            confusion = counts if confusion is None else confusion + counts
+    finally:
+        model.train(was_training)
+    if confusion is None:
+        raise InvalidArgumentError("the dataloader yielded no batches; is the dataset empty?")
+    matrix = confusion.view(classes, classes).cpu()
+    total = int(matrix.sum())
+    return EvalResult(
+        correct=int(matrix.diagonal().sum()),
+        total=total,
+        loss=loss_sum.item() / total if loss_fn is not None else None,
+        confusion_matrix=tuple(tuple(row) for row in matrix.tolist()),
+    )

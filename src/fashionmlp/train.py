@@ -1,0 +1,145 @@
+"""One epoch of training: the seed's loop as a function, with callbacks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .callbacks import BatchEvent, CallbackLike, as_hook
+from .devices import model_device
+from .errors import InvalidArgumentError
+
+__all__ = ["EpochStats", "train_epoch"]
+
+#: A loss function: ``loss_fn(logits, targets)`` returning the batch's mean loss.
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """What one call of :func:`train_epoch` did."""
+
+    #: The epoch number passed in (``None`` if none was).
+    epoch: int | None
+    #: Mean training loss per sample over the epoch.
+    loss: float
+    #: Samples trained on.
+    samples: int
+    #: Batches (optimizer steps).
+    batches: int
+    #: Wall-clock seconds the epoch took.
+    seconds: float
+
+
+def train_epoch(
+    dataloader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    model: nn.Module,
+    loss_fn: LossFn,
+    optimizer: torch.optim.Optimizer,
+    *,
+    callbacks: Sequence[CallbackLike] = (),
+    epoch: int | None = None,
+    device: torch.device | str | None = None,
+) -> EpochStats:
+    """Train ``model`` for one pass over ``dataloader``, as the seed's ``training()`` does.
+
+    Calls ``model.train()``, then for each batch ``(x, y)``: moves it to ``device``,
+    and runs the seed's five steps in the seed's order (forward, loss,
+    ``optimizer.zero_grad()``, ``loss.backward()``, ``optimizer.step()``). After each
+    step every callback receives a :class:`~fashionmlp.BatchEvent`, in the order given.
+
+    The loop itself reads nothing back from the device: the epoch's loss is summed on
+    the device and read once at the end.
+
+    Args:
+        dataloader: Yields ``(x, y)`` batches; must support ``len()`` and have a
+            ``dataset`` with ``len()``, as :class:`torch.utils.data.DataLoader` does.
+        model: The model; left in training mode.
+        loss_fn: ``loss_fn(logits, y)`` returning the batch's mean loss
+            (e.g. :class:`torch.nn.CrossEntropyLoss`).
+        optimizer: Steps once per batch.
+        callbacks: Called after every batch, in this order (see
+            :mod:`fashionmlp.callbacks`).
+        epoch: Passed through to the events and the result.
+        device: Where batches go; defaults to the device of the model's parameters.
+
+    Returns:
+        The epoch's mean loss, sample and batch counts and wall time.
+
+    Raises:
+        InvalidArgumentError: ``dataloader`` has no length, or yielded no batch.
+
+    Example:
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> from fashionmlp import FashionMLP, LossHistory, train_epoch
+        >>> data = TensorDataset(torch.rand(256, 1, 28, 28), torch.randint(0, 10, (256,)))
+        >>> model = FashionMLP()
+        >>> history = LossHistory()
+        >>> stats = train_epoch(DataLoader(data, batch_size=64), model,
+        ...                     torch.nn.CrossEntropyLoss(),
+        ...                     torch.optim.SGD(model.parameters(), lr=0.01),
+        ...                     callbacks=[history])
+        >>> stats.batches, stats.samples, len(history)
+        (4, 256, 4)
+    """
+    num_batches, dataset_size = _loader_sizes(dataloader)
+    hooks = [as_hook(callback) for callback in callbacks]
+    target = torch.device(device) if device is not None else model_device(model)
+    started = time.perf_counter()
+    model.train()
+    loss_sum = torch.zeros((), device=target)
+    samples = 0
+    batches = 0
+    for batch, (x, y) in enumerate(dataloader):
+        x, y = x.to(target), y.to(target)
+        pred = model(x)
+        loss = loss_fn(pred, y)
+
+        optimizer.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
+        optimizer.step()
+
+        detached = loss.detach()
+        size = len(x)
+        loss_sum += detached * size
+        samples += size
+        batches += 1
+        if hooks:
+            event = BatchEvent(
+                epoch=epoch,
+                batch=batch,
+                num_batches=num_batches,
+                batch_size=size,
+                samples_seen=samples,
+                dataset_size=dataset_size,
+                loss_tensor=detached,
+            )
+            for hook in hooks:
+                hook(event)
+    if batches == 0:
+        raise InvalidArgumentError("the dataloader yielded no batches; is the dataset empty?")
+    mean_loss = loss_sum.item() / samples  # the epoch's one read from the device
+    return EpochStats(
+        epoch=epoch,
+        loss=mean_loss,
+        samples=samples,
+        batches=batches,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _loader_sizes(dataloader: Any) -> tuple[int, int]:
+    try:
+        return len(dataloader), len(dataloader.dataset)
+    except (TypeError, AttributeError):
+        raise InvalidArgumentError(
+            "dataloader must support len() and have a .dataset with len(), "
+            "like torch.utils.data.DataLoader; wrap tensors in "
+            "DataLoader(TensorDataset(x, y), batch_size=...)"
+        ) from None

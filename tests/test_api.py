@@ -1,0 +1,43 @@
+"""The public API is declared once and is what the docs promise."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import fashionmlp
+
+
+def test_every_public_name_exists_and_the_core_imports_work() -> None:
+    from fashionmlp import CLASSES, FashionMLP, evaluate, make_loaders, train_epoch  # noqa: F401
+
+    missing = [name for name in fashionmlp.__all__ if not hasattr(fashionmlp, name)]
+    assert missing == []
+    assert len(set(fashionmlp.__all__)) == len(fashionmlp.__all__)
+
+
+def test_argument_order_is_the_contract() -> None:
+    def parameters(function: object) -> list[str]:
+        return list(inspect.signature(function).parameters)  # type: ignore[arg-type]
+
+    assert parameters(fashionmlp.make_loaders)[:3] == ["root", "batch_size", "download"]
+    assert inspect.signature(fashionmlp.make_loaders).parameters["batch_size"].default == 64
+    assert parameters(fashionmlp.train_epoch)[:5] == [
+        "dataloader", "model", "loss_fn", "optimizer", "callbacks"]
+    assert parameters(fashionmlp.evaluate)[:3] == ["dataloader", "model", "loss_fn"]
+
+
+def test_public_functions_are_annotated_and_documented() -> None:
+    for name in fashionmlp.__all__:
+        obj = getattr(fashionmlp, name)
+        if inspect.isfunction(obj):
+            signature = inspect.signature(obj)
+            assert signature.return_annotation is not inspect.Signature.empty, name
+            assert all(p.annotation is not inspect.Parameter.empty
+                       for p in signature.parameters.values()), name
+        if inspect.isfunction(obj) or inspect.isclass(obj):
+            assert inspect.getdoc(obj), name
+
+
+def test_the_package_ships_py_typed() -> None:
+    assert (Path(fashionmlp.__file__).parent / "py.typed").is_file()

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import dataclasses
+import io
+
+import pytest
+import torch
+
+from fashionmlp import BatchEvent, Callback, InvalidArgumentError, LossHistory, PrintLoss
+from fashionmlp.callbacks import as_hook
+
+
+def event(batch: int, loss: float = 0.5, *, batch_size: int = 64) -> BatchEvent:
+    return BatchEvent(
+        epoch=1,
+        batch=batch,
+        num_batches=938,
+        batch_size=batch_size,
+        samples_seen=(batch + 1) * batch_size,
+        dataset_size=60_000,
+        loss_tensor=torch.tensor(loss),
+    )
+
+
+def test_print_loss_prints_the_seeds_line_every_100_batches() -> None:
+    out = io.StringIO()
+    printer = PrintLoss(every=100, file=out)
+    for batch in range(250):
+        printer.on_batch_end(event(batch, loss=2.0 + batch / 1000))
+    assert out.getvalue().splitlines() == [
+        "Loss: 2.0000 [0/60000]",
+        "Loss: 2.1000 [6400/60000]",
+        "Loss: 2.2000 [12800/60000]",
+    ]
+
+
+def test_print_loss_reads_the_loss_only_on_printed_batches(item_reads: list[str]) -> None:
+    printer = PrintLoss(every=10, file=io.StringIO())
+    for batch in range(35):
+        printer(event(batch))
+    assert len(item_reads) == 4  # batches 0, 10, 20, 30
+
+
+def test_print_loss_refuses_every_below_one() -> None:
+    with pytest.raises(InvalidArgumentError):
+        PrintLoss(every=0)
+
+
+def test_event_is_frozen_and_caches_its_float() -> None:
+    e = event(3, loss=1.25)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        e.batch = 4  # type: ignore[misc]
+    assert e.loss == 1.25 and e.loss is e.loss
+    assert e.current == 3 * 64
+
+
+def test_loss_history_collects_pairs_across_epochs() -> None:
+    history = LossHistory(every=2)
+    for batch in range(5):
+        history.on_batch_end(event(batch, loss=float(batch)))
+    for batch in range(3):  # a second epoch: steps keep counting
+        history(event(batch, loss=10.0 + batch))
+    assert history.pairs == [(0, 0.0), (2, 2.0), (4, 4.0), (6, 11.0)]
+    assert history.steps == [0, 2, 4, 6] and len(history) == 4
+    history(event(0, loss=99.0))  # step 8 is recorded after an earlier read
+    assert history.losses == [0.0, 2.0, 4.0, 11.0, 99.0]
+
+
+def test_hooks_accept_protocol_objects_and_plain_functions() -> None:
+    seen: list[int] = []
+    assert isinstance(PrintLoss(), Callback)
+    hook = as_hook(lambda e: seen.append(e.batch))
+    hook(event(7))
+    assert seen == [7]
+    with pytest.raises(InvalidArgumentError, match="on_batch_end"):
+        as_hook(42)  # type: ignore[arg-type]

@@ -1,0 +1,247 @@
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision import datasets, transforms
+
+import fashionmlp.data as data_module
+from fashionmlp import (
+    DatasetError,
+    DatasetNotFoundError,
+    InvalidArgumentError,
+    load_split,
+    make_loaders,
+    prepare_dataset,
+    read_idx,
+)
+from fashionmlp.data import SYSTEM_DATA_DIRS, raw_folder
+from idx_files import idx_bytes, write_idx
+
+NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+IMAGES = torch.randint(0, 256, (5, 28, 28), dtype=torch.uint8)
+LABELS = torch.tensor([0, 9, 3, 3, 1], dtype=torch.uint8)
+
+
+# --- read_idx on small files the tests write -----------------------------------------
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_valid_files_read_back_exactly(tmp_path: Path, suffix: str) -> None:
+    images = read_idx(write_idx(tmp_path / f"img{suffix}", IMAGES), "images", 5)
+    labels = read_idx(write_idx(tmp_path / f"lbl{suffix}", LABELS), "labels", 5)
+    assert images.dtype == torch.uint8 and torch.equal(images, IMAGES)
+    assert labels.dtype == torch.int64 and labels.tolist() == [0, 9, 3, 3, 1]
+
+
+CORRUPTIONS: dict[str, tuple[Callable[[Path], Path], str, str]] = {
+    "wrong magic": (
+        lambda d: write_idx(d / "f", IMAGES, magic=0x0801), "images", "magic number"),
+    "labels as images": (lambda d: write_idx(d / "f", LABELS), "images", "magic number"),
+    "wrong image size": (
+        lambda d: write_idx(d / "f", torch.zeros(5, 32, 32)), "images", "32x32, expected 28x28"),
+    "wrong count": (lambda d: write_idx(d / "f", IMAGES[:4]), "images", "holds 4 images, expected 5"),
+    "truncated": (
+        lambda d: _write(d / "f", idx_bytes(IMAGES)[:-100]), "images", "truncated"),
+    "trailing data": (
+        lambda d: _write(d / "f", idx_bytes(IMAGES) + b"x"), "images", "trailing data"),
+    "label out of range": (
+        lambda d: write_idx(d / "f", torch.tensor([0, 10, 1, 2, 3])), "labels", "holds label 10"),
+    "empty file": (lambda d: _write(d / "f", b""), "labels", "too short"),
+    "not gzip": (lambda d: _write(d / "f.gz", idx_bytes(LABELS)), "labels", "not a valid gzip"),
+    "truncated gzip": (
+        lambda d: _write(d / "f.gz", gzip.compress(idx_bytes(IMAGES))[:-20]), "images",
+        "not a valid gzip"),
+    "a folder": (lambda d: _mkdir(d / "f"), "labels", "is a folder"),
+    "missing": (lambda d: d / "absent", "labels", "cannot be read"),
+}
+
+
+def _write(path: Path, content: bytes) -> Path:
+    path.write_bytes(content)
+    return path
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir()
+    return path
+
+
+@pytest.mark.parametrize("fault", sorted(CORRUPTIONS))
+def test_each_fault_is_a_dataset_error_naming_file_and_fault(tmp_path: Path, fault: str) -> None:
+    make, kind, message = CORRUPTIONS[fault]
+    path = make(tmp_path)
+    with pytest.raises(DatasetError, match=message) as info:
+        read_idx(path, kind, 5)  # type: ignore[arg-type]
+    assert str(path) in str(info.value)
+
+
+# --- prepare_dataset: sources, order, and never touching the user's files -------------
+
+
+@pytest.fixture
+def no_system_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(data_module, "SYSTEM_DATA_DIRS", ())
+
+
+@pytest.mark.usefixtures("no_system_copy")
+def test_missing_dataset_error_lists_paths_and_both_remedies(tmp_path: Path) -> None:
+    with pytest.raises(DatasetNotFoundError) as info:
+        prepare_dataset(tmp_path)
+    message = str(info.value)
+    assert str(raw_folder(tmp_path) / "train-images-idx3-ubyte") in message
+    assert "apt-get install dataset-fashion-mnist" in message and "download=True" in message
+    assert isinstance(info.value, FileNotFoundError)
+
+
+@pytest.fixture
+def debian_dir() -> Path:
+    folder = SYSTEM_DATA_DIRS[0]
+    if not (folder / "train-images-idx3-ubyte.gz").is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"{folder} is empty: CI must install dataset-fashion-mnist")
+        pytest.skip(f"needs the Debian package dataset-fashion-mnist in {folder}")
+    return folder
+
+
+def test_debian_files_are_laid_out_once_and_then_left_alone(tmp_path: Path, debian_dir: Path) -> None:
+    raw = prepare_dataset(tmp_path)
+    assert raw == tmp_path / "FashionMNIST" / "raw"
+    assert sorted(p.name for p in raw.iterdir()) == sorted(NAMES)  # no temporary files left
+    expected = gzip.decompress((debian_dir / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    assert (raw / "t10k-labels-idx1-ubyte").read_bytes() == expected
+    stamps = {p.name: p.stat().st_mtime_ns for p in raw.iterdir()}
+    prepare_dataset(tmp_path)
+    assert {p.name: p.stat().st_mtime_ns for p in raw.iterdir()} == stamps
+
+
+def test_gz_files_in_the_root_are_decompressed_beside_themselves(
+    tmp_path: Path, debian_dir: Path, no_system_copy: None
+) -> None:
+    raw = raw_folder(tmp_path)
+    raw.mkdir(parents=True)
+    for name in NAMES:
+        shutil.copy(debian_dir / f"{name}.gz", raw)
+    prepare_dataset(tmp_path)
+    assert all((raw / name).is_file() and (raw / f"{name}.gz").is_file() for name in NAMES)
+
+
+def test_a_corrupt_file_in_the_root_is_reported_and_never_replaced(
+    tmp_path: Path, debian_dir: Path
+) -> None:
+    prepare_dataset(tmp_path)
+    bad = raw_folder(tmp_path) / "t10k-labels-idx1-ubyte"
+    content = bytearray(bad.read_bytes())
+    content[100] = (content[100] + 1) % 10  # still a valid label: only the digest can tell
+    bad.write_bytes(bytes(content))
+    with pytest.raises(DatasetError, match="content differs") as info:
+        load_split(tmp_path, "test")
+    assert str(bad) in str(info.value)
+    assert bad.read_bytes() == bytes(content)
+
+
+def test_an_unwritable_root_is_a_dataset_error(tmp_path: Path, debian_dir: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(DatasetError, match="writable data root"):
+        prepare_dataset(blocker / "root")
+
+
+def test_download_is_tried_only_when_allowed_and_installs_verified_files(
+    tmp_path: Path, debian_dir: Path, no_system_copy: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fetched: list[str] = []
+
+    def fake_download(url: str, folder: str, filename: str, md5: str) -> None:
+        fetched.append(url)
+        shutil.copy(debian_dir / filename, Path(folder) / filename)
+
+    monkeypatch.setattr("torchvision.datasets.utils.download_url", fake_download)
+    with pytest.raises(DatasetNotFoundError):
+        prepare_dataset(tmp_path)
+    assert fetched == []
+    raw = prepare_dataset(tmp_path, download=True)
+    assert len(fetched) == 4 and all(url.startswith("http") for url in fetched)
+    assert sorted(p.name for p in raw.iterdir()) == sorted(NAMES)
+
+
+def test_a_bad_download_leaves_nothing_that_looks_valid(
+    tmp_path: Path, no_system_copy: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def half_download(url: str, folder: str, filename: str, md5: str) -> None:
+        header = b"".join(n.to_bytes(4, "big") for n in (0x0803, 60_000, 28, 28))
+        (Path(folder) / filename).write_bytes(gzip.compress(header + b"\x00" * 5000))
+
+    monkeypatch.setattr("torchvision.datasets.utils.download_url", half_download)
+    with pytest.raises(DatasetError, match="truncated") as info:
+        prepare_dataset(tmp_path, download=True)
+    assert "http://" in str(info.value)
+    assert list(raw_folder(tmp_path).iterdir()) == []
+
+
+def test_a_failed_download_names_the_offline_remedy(
+    tmp_path: Path, no_system_copy: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def offline(url: str, folder: str, filename: str, md5: str) -> None:
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr("torchvision.datasets.utils.download_url", offline)
+    with pytest.raises(DatasetNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        prepare_dataset(tmp_path, download=True)
+
+
+# --- make_loaders on the real dataset --------------------------------------------------
+
+
+@pytest.mark.real_data
+def test_loaders_are_the_seeds_torchvision_pipeline(real_data_root: Path) -> None:
+    train, test = make_loaders(real_data_root, 64)
+    assert isinstance(train.dataset, datasets.FashionMNIST)
+    assert len(train.dataset) == 60_000 and len(test.dataset) == 10_000
+    assert len(train) == 938 and len(test) == 157 and train.batch_size == 64
+    x, y = next(iter(test))
+    assert x.shape == (64, 1, 28, 28) and x.dtype == torch.float32
+    assert y.shape == (64,) and y.dtype == torch.int64
+    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+    reference = datasets.FashionMNIST(str(real_data_root), train=False,
+                                      transform=transforms.ToTensor())
+    assert torch.equal(x[3], reference[3][0]) and int(y[3]) == reference[3][1]  # not shuffled
+
+
+@pytest.mark.real_data
+def test_seed_makes_the_shuffle_reproducible(real_data_root: Path) -> None:
+    def first_labels(seed: int) -> list[int]:
+        train, _ = make_loaders(real_data_root, 64, seed=seed)
+        return next(iter(train))[1].tolist()
+
+    assert first_labels(1) == first_labels(1)
+    assert first_labels(1) != first_labels(2)
+
+
+@pytest.mark.real_data
+def test_limit_takes_the_first_samples_and_split_checksums_hold(real_data_root: Path) -> None:
+    train, test = make_loaders(real_data_root, 100, limit=250, test_batch_size=1000)
+    assert (len(train.dataset), len(train)) == (250, 3)
+    assert (len(test.dataset), len(test)) == (250, 1)
+    images, labels = load_split(real_data_root, "test")
+    assert images.shape == (10_000, 28, 28) and labels.shape == (10_000,)
+    assert torch.bincount(labels).tolist() == [1000] * 10
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [{"batch_size": 0}, {"batch_size": -3}, {"batch_size": True}, {"batch_size": 2.5},
+     {"test_batch_size": 0}, {"limit": 0}, {"num_workers": -1}, {"backend": "magic"}],
+)
+def test_bad_arguments_are_refused_before_any_work(
+    tmp_path: Path, arguments: dict[str, object]
+) -> None:
+    with pytest.raises(InvalidArgumentError):
+        make_loaders(tmp_path, **arguments)  # type: ignore[arg-type]
+    assert not (tmp_path / "FashionMNIST").exists()

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from conftest import synthetic_loader
+from fashionmlp import EvalResult, FashionMLP, InvalidArgumentError, evaluate
+from strategies import loader_sizes
+
+
+@settings(max_examples=25, deadline=None)
+@given(sizes=loader_sizes())
+def test_confusion_matrix_accuracy_and_loss_agree(sizes: tuple[int, int]) -> None:
+    samples, batch_size = sizes
+    loader = synthetic_loader(samples, batch_size, seed=samples)
+    torch.manual_seed(0)
+    model = FashionMLP(hidden_features=16)
+    result = evaluate(loader, model, nn.CrossEntropyLoss())
+
+    x, y = (torch.cat(parts) for parts in zip(*loader))
+    with torch.no_grad():
+        logits = model(x)
+    matrix = torch.tensor(result.confusion_matrix)
+    assert matrix.shape == (10, 10)
+    assert int(matrix.sum()) == result.total == samples
+    assert result.correct == int(matrix.trace()) == int((logits.argmax(1) == y).sum())
+    assert result.accuracy == result.correct / result.total
+    assert result.loss == pytest.approx(nn.functional.cross_entropy(logits, y).item(), rel=1e-5)
+    for label in range(10):  # rows are true classes
+        assert int(matrix[label].sum()) == int((y == label).sum())
+        expected = (
+            float(((logits.argmax(1) == label) & (y == label)).sum() / (y == label).sum())
+            if (y == label).any() else math.nan
+        )
+        assert result.per_class_accuracy[label] == pytest.approx(expected, nan_ok=True)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_the_models_mode_is_restored_and_no_gradients_are_made(training: bool) -> None:
+    model = FashionMLP(hidden_features=8).train(training)
+    modes: list[bool] = []
+    model.register_forward_hook(lambda module, *_: modes.append(module.training))
+    evaluate(synthetic_loader(20, 8), model)
+    assert modes == [False] * 3
+    assert model.training is training
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_mode_is_restored_when_evaluation_fails() -> None:
+    model = FashionMLP(hidden_features=8).train()
+    bad = [(torch.rand(2, 5), torch.tensor([0, 1]))]
+    with pytest.raises(ValueError):
+        evaluate(bad, model)
+    assert model.training
+
+
+def test_without_loss_fn_the_loss_is_none_and_to_dict_is_complete() -> None:
+    result = evaluate(synthetic_loader(30, 10), FashionMLP(hidden_features=8))
+    assert result.loss is None
+    data = result.to_dict()
+    assert set(data) == {"correct", "total", "loss", "confusion_matrix", "accuracy",
+                         "per_class_accuracy"}
+    assert isinstance(result, EvalResult) and data["total"] == 30
+
+
+def test_an_empty_loader_is_refused() -> None:
+    empty = DataLoader(Subset(synthetic_loader(4, 2).dataset, []), batch_size=2)
+    with pytest.raises(InvalidArgumentError, match="no batches"):
+        evaluate(empty, FashionMLP(hidden_features=8))

@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from hypothesis import given, settings
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from conftest import synthetic_loader
+from fashionmlp import (
+    BatchEvent,
+    FashionMLP,
+    InvalidArgumentError,
+    PrintLoss,
+    evaluate,
+    make_loaders,
+    train_epoch,
+)
+from strategies import loader_sizes
+
+
+def sgd(model: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=0.01)
+
+
+@settings(max_examples=25, deadline=None)
+@given(sizes=loader_sizes())
+def test_counts_add_up_for_any_dataset_and_batch_size(sizes: tuple[int, int]) -> None:
+    samples, batch_size = sizes
+    loader = synthetic_loader(samples, batch_size)
+    model = FashionMLP(hidden_features=8)
+    events: list[BatchEvent] = []
+    stats = train_epoch(loader, model, nn.CrossEntropyLoss(), sgd(model), callbacks=[events.append])
+    assert stats.batches == len(events) == math.ceil(samples / batch_size)
+    assert stats.samples == samples == events[-1].samples_seen
+    assert [e.batch for e in events] == list(range(stats.batches))
+    assert sum(e.batch_size for e in events) == samples
+    assert all(e.dataset_size == samples and e.num_batches == stats.batches for e in events)
+    assert stats.loss == pytest.approx(
+        sum(e.loss * e.batch_size for e in events) / samples, rel=1e-5
+    )
+
+
+def test_callbacks_run_once_per_batch_in_the_order_given() -> None:
+    calls: list[tuple[str, int]] = []
+
+    class Named:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def on_batch_end(self, event: BatchEvent) -> None:
+            calls.append((self.name, event.batch))
+
+    model = FashionMLP(hidden_features=8)
+    train_epoch(
+        synthetic_loader(50, 16), model, nn.CrossEntropyLoss(), sgd(model),
+        callbacks=[Named("a"), lambda e: calls.append(("f", e.batch)), Named("b")], epoch=3,
+    )
+    assert calls == [(name, batch) for batch in range(4) for name in ("a", "f", "b")]
+
+
+def test_the_seeds_five_steps_run_in_the_seeds_order() -> None:
+    steps: list[str] = []
+    model = FashionMLP(hidden_features=8)
+    model.register_forward_hook(lambda *_: steps.append("forward"))
+    optimizer = sgd(model)
+    zero_grad, step = optimizer.zero_grad, optimizer.step
+    optimizer.zero_grad = lambda *a, **k: (steps.append("zero_grad"), zero_grad(*a, **k))[1]  # type: ignore[method-assign]
+    optimizer.step = lambda *a, **k: (steps.append("step"), step(*a, **k))[1]  # type: ignore[method-assign]
+
+    def loss_fn(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        steps.append("loss")
+        pred.register_hook(lambda grad: steps.append("backward"))
+        return nn.functional.cross_entropy(pred, y)
+
+    train_epoch(synthetic_loader(20, 10), model, loss_fn, optimizer)
+    assert steps == ["forward", "loss", "zero_grad", "backward", "step"] * 2
+
+
+def test_no_per_batch_device_reads_unless_a_callback_asks(item_reads: list[str]) -> None:
+    model = FashionMLP(hidden_features=8)
+    loader = synthetic_loader(640, 8)  # 80 batches
+    train_epoch(loader, model, nn.CrossEntropyLoss(), sgd(model), callbacks=[lambda e: None])
+    assert len(item_reads) == 1
+    item_reads.clear()
+    train_epoch(loader, model, nn.CrossEntropyLoss(), sgd(model), callbacks=[PrintLoss(every=25)])
+    assert len(item_reads) == 1 + 4  # the epoch's mean, and batches 0, 25, 50, 75
+
+
+def test_model_is_left_training_and_the_event_carries_the_epoch() -> None:
+    model = FashionMLP(hidden_features=8).eval()
+    epochs: list[int | None] = []
+    stats = train_epoch(
+        synthetic_loader(10, 5), model, nn.CrossEntropyLoss(), sgd(model),
+        callbacks=[lambda e: epochs.append(e.epoch)], epoch=2, device="cpu",
+    )
+    assert model.training and stats.epoch == 2 and epochs == [2, 2]
+
+
+def test_loaders_without_length_or_batches_are_refused() -> None:
+    model = FashionMLP(hidden_features=8)
+    batches: Any = iter([(torch.rand(2, 784), torch.tensor([0, 1]))])
+    with pytest.raises(InvalidArgumentError, match="len"):
+        train_epoch(batches, model, nn.CrossEntropyLoss(), sgd(model))
+    empty = DataLoader(Subset(synthetic_loader(4, 2).dataset, []), batch_size=2)
+    with pytest.raises(InvalidArgumentError, match="no batches"):
+        train_epoch(empty, model, nn.CrossEntropyLoss(), sgd(model))
+
+
+@pytest.mark.real_data
+def test_loss_falls_on_a_small_fixed_subset(real_data_root: Path) -> None:
+    train, _ = make_loaders(real_data_root, 32, seed=0, limit=512)
+    torch.manual_seed(0)
+    model = FashionMLP()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    losses = [
+        train_epoch(train, model, nn.CrossEntropyLoss(), optimizer).loss for _ in range(5)
+    ]
+    assert losses == sorted(losses, reverse=True)
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+@pytest.mark.real_data
+def test_one_seed_epoch_on_the_real_dataset_reaches_65_percent(
+    real_data_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train, test = make_loaders(real_data_root, 64, seed=0)
+    torch.manual_seed(0)
+    model = FashionMLP()
+    loss_fn = nn.CrossEntropyLoss()
+    stats = train_epoch(train, model, loss_fn, sgd(model), callbacks=[PrintLoss(100)])
+    result = evaluate(test, model, loss_fn)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 10 and lines[1].endswith("[6400/60000]")
+    assert stats.samples == 60_000 and stats.batches == 938
+    assert result.total == 10_000
+    assert result.accuracy >= 0.65, result.accuracy
