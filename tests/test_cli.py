@@ -42,6 +42,12 @@ def test_train_runs_the_seed_end_to_end_and_writes_a_run_folder(
     assert all(torch.equal(checkpoint.model_state[k], second.model_state[k])
                for k in checkpoint.model_state)
 
+    # The tensor backend runs the same command.
+    fast = tmp_path / "fast"
+    assert main(["train", "--epochs", "1", "--limit", "640", "--backend", "tensor",
+                 "--data-root", str(real_data_root), "--out", str(fast)]) == 0
+    assert json.loads((fast / "config.json").read_text())["backend"] == "tensor"
+
     # A finished run is never overwritten by accident.
     before = (out / "model.pt").read_bytes()
     assert main(["train", "--epochs", "1", "--limit", "64", "--data-root", str(real_data_root),

@@ -8,15 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from torchvision import datasets, transforms
 
 import fashionmlp.data as data_module
 from fashionmlp import (
     DatasetError,
     DatasetNotFoundError,
-    InvalidArgumentError,
     load_split,
-    make_loaders,
     prepare_dataset,
     read_idx,
 )
@@ -194,54 +191,3 @@ def test_a_failed_download_names_the_offline_remedy(
     monkeypatch.setattr("torchvision.datasets.utils.download_url", offline)
     with pytest.raises(DatasetNotFoundError, match="apt-get install dataset-fashion-mnist"):
         prepare_dataset(tmp_path, download=True)
-
-
-# --- make_loaders on the real dataset --------------------------------------------------
-
-
-@pytest.mark.real_data
-def test_loaders_are_the_seeds_torchvision_pipeline(real_data_root: Path) -> None:
-    train, test = make_loaders(real_data_root, 64)
-    assert isinstance(train.dataset, datasets.FashionMNIST)
-    assert len(train.dataset) == 60_000 and len(test.dataset) == 10_000
-    assert len(train) == 938 and len(test) == 157 and train.batch_size == 64
-    x, y = next(iter(test))
-    assert x.shape == (64, 1, 28, 28) and x.dtype == torch.float32
-    assert y.shape == (64,) and y.dtype == torch.int64
-    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
-    reference = datasets.FashionMNIST(str(real_data_root), train=False,
-                                      transform=transforms.ToTensor())
-    assert torch.equal(x[3], reference[3][0]) and int(y[3]) == reference[3][1]  # not shuffled
-
-
-@pytest.mark.real_data
-def test_seed_makes_the_shuffle_reproducible(real_data_root: Path) -> None:
-    def first_labels(seed: int) -> list[int]:
-        train, _ = make_loaders(real_data_root, 64, seed=seed)
-        return next(iter(train))[1].tolist()
-
-    assert first_labels(1) == first_labels(1)
-    assert first_labels(1) != first_labels(2)
-
-
-@pytest.mark.real_data
-def test_limit_takes_the_first_samples_and_split_checksums_hold(real_data_root: Path) -> None:
-    train, test = make_loaders(real_data_root, 100, limit=250, test_batch_size=1000)
-    assert (len(train.dataset), len(train)) == (250, 3)
-    assert (len(test.dataset), len(test)) == (250, 1)
-    images, labels = load_split(real_data_root, "test")
-    assert images.shape == (10_000, 28, 28) and labels.shape == (10_000,)
-    assert torch.bincount(labels).tolist() == [1000] * 10
-
-
-@pytest.mark.parametrize(
-    "arguments",
-    [{"batch_size": 0}, {"batch_size": -3}, {"batch_size": True}, {"batch_size": 2.5},
-     {"test_batch_size": 0}, {"limit": 0}, {"num_workers": -1}, {"backend": "magic"}],
-)
-def test_bad_arguments_are_refused_before_any_work(
-    tmp_path: Path, arguments: dict[str, object]
-) -> None:
-    with pytest.raises(InvalidArgumentError):
-        make_loaders(tmp_path, **arguments)  # type: ignore[arg-type]
-    assert not (tmp_path / "FashionMNIST").exists()

@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 
 from .callbacks import BatchEvent, Callback, CallbackLike, LossHistory, PrintLoss
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .data import Loaders, default_data_root, load_split, make_loaders, prepare_dataset, read_idx
+from .data import default_data_root, load_split, prepare_dataset, read_idx
 from .devices import model_device, resolve_device
 from .errors import (
     CheckpointError,
@@ -23,12 +23,27 @@ from .errors import (
     InvalidArgumentError,
 )
 from .evaluate import EvalResult, evaluate
+from .loaders import (
+    FASHION_MNIST_MEAN,
+    FASHION_MNIST_STD,
+    Augment,
+    Backend,
+    FashionMNISTTensors,
+    Loader,
+    Loaders,
+    TensorLoader,
+    make_loaders,
+)
 from .model import CLASSES, NUM_CLASSES, FashionMLP
 from .train import EpochStats, train_epoch
 
 __all__ = [
     "CLASSES",
+    "FASHION_MNIST_MEAN",
+    "FASHION_MNIST_STD",
     "NUM_CLASSES",
+    "Augment",
+    "Backend",
     "BatchEvent",
     "Callback",
     "CallbackLike",
@@ -40,12 +55,15 @@ __all__ = [
     "EpochStats",
     "EvalResult",
     "FashionMLP",
+    "FashionMNISTTensors",
     "FashionMLPError",
     "InputShapeError",
     "InvalidArgumentError",
+    "Loader",
     "Loaders",
     "LossHistory",
     "PrintLoss",
+    "TensorLoader",
     "__version__",
     "default_data_root",
     "evaluate",

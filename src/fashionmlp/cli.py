@@ -24,7 +24,8 @@ from torch import nn
 from . import __version__
 from .callbacks import PrintLoss
 from .checkpoint import save_checkpoint
-from .data import default_data_root, make_loaders
+from .data import default_data_root
+from .loaders import make_loaders
 from .devices import resolve_device
 from .errors import FashionMLPError, InvalidArgumentError
 from .evaluate import evaluate
@@ -116,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default auto)"
     )
     train.add_argument(
+        "--backend",
+        choices=("torchvision", "tensor"),
+        default="torchvision",
+        help="data pipeline: the seed's torchvision DataLoader (default) or the "
+        "device-resident tensor loader (same batches, much faster)",
+    )
+    train.add_argument(
         "--limit",
         type=_positive_int,
         default=None,
@@ -154,6 +162,7 @@ def _train(args: argparse.Namespace) -> int:
         "seed": seed,
         "device": str(device),
         "data_root": str(data_root),
+        "backend": args.backend,
         "limit": args.limit,
         "fashionmlp": __version__,
         "torch": str(torch.__version__),
@@ -161,7 +170,13 @@ def _train(args: argparse.Namespace) -> int:
     }
     torch.manual_seed(seed)
     train_loader, test_loader = make_loaders(
-        data_root, args.batch_size, download=args.download, seed=seed, limit=args.limit
+        data_root,
+        args.batch_size,
+        download=args.download,
+        seed=seed,
+        backend=args.backend,
+        device=device,
+        limit=args.limit,
     )
     model = FashionMLP().to(device)
     loss_fn = nn.CrossEntropyLoss()
@@ -171,14 +186,21 @@ def _train(args: argparse.Namespace) -> int:
         f"SGD lr {args.lr}, seed {seed}; data in {data_root}; run folder {out}"
     )
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    non_blocking = device.type == "cuda"  # the torchvision backend pins memory there
     history: list[dict[str, Any]] = []
     started = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
         print(f"Epoch {epoch}\n-------------------------------")
         stats = train_epoch(
-            train_loader, model, loss_fn, optimizer, callbacks=[PrintLoss(100)], epoch=epoch
+            train_loader,
+            model,
+            loss_fn,
+            optimizer,
+            callbacks=[PrintLoss(100)],
+            epoch=epoch,
+            non_blocking=non_blocking,
         )
-        result = evaluate(test_loader, model, loss_fn)
+        result = evaluate(test_loader, model, loss_fn, non_blocking=non_blocking)
         print(
             f"Epoch {epoch}: train loss {stats.loss:.4f}, test accuracy "
             f"{100 * result.accuracy:.2f}%, test loss {result.loss:.4f} ({stats.seconds:.1f} s)"

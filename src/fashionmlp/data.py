@@ -1,4 +1,4 @@
-"""Find, check and load FashionMNIST, and make the train/test loaders.
+"""Find, check and load the FashionMNIST files.
 
 The raw files live under ``root`` in torchvision's layout::
 
@@ -25,21 +25,19 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal, NamedTuple
+from typing import Final, Literal
 
 import torch
-from torch.utils.data import DataLoader, Subset
 
-from .errors import DatasetError, DatasetNotFoundError, InvalidArgumentError
+from .errors import DatasetError, DatasetNotFoundError
 from .model import IMAGE_SIZE, NUM_CLASSES
 
 __all__ = [
     "SYSTEM_DATA_DIRS",
-    "Loaders",
     "default_data_root",
     "load_split",
-    "make_loaders",
     "prepare_dataset",
+    "raw_folder",
     "read_idx",
 ]
 
@@ -220,92 +218,6 @@ def load_split(
     images = _load_verified(raw / images_spec.name, images_spec)
     labels = _load_verified(raw / labels_spec.name, labels_spec)
     return images, labels
-
-
-class Loaders(NamedTuple):
-    """The pair :func:`make_loaders` returns; unpacks as ``train, test = loaders``."""
-
-    train: DataLoader[Any]
-    test: DataLoader[Any]
-
-
-def make_loaders(
-    root: str | os.PathLike[str],
-    batch_size: int = 64,
-    *,
-    download: bool = False,
-    seed: int | None = None,
-    backend: Literal["torchvision"] = "torchvision",
-    test_batch_size: int | None = None,
-    num_workers: int = 0,
-    limit: int | None = None,
-) -> Loaders:
-    """Make the seed's train and test loaders for FashionMNIST under ``root``.
-
-    This is the seed's pipeline: ``torchvision.datasets.FashionMNIST`` with
-    ``ToTensor()`` wrapped in ``torch.utils.data.DataLoader``, the training set shuffled
-    and the test set not. Batches are ``(x, y)`` with ``x`` float32 ``(B, 1, 28, 28)`` in
-    ``[0, 1]`` and ``y`` int64 ``(B,)``. The files are found or fetched by
-    :func:`prepare_dataset` and checked before use.
-
-    Args:
-        root: Data folder (see :func:`prepare_dataset` for its layout).
-        batch_size: Samples per training batch (the seed's 64).
-        download: Allow torchvision's download when no local copy exists.
-        seed: Makes the training shuffle order reproducible; ``None`` draws from
-            torch's global generator, like a plain ``DataLoader``.
-        backend: ``"torchvision"``, the seed's pipeline.
-        test_batch_size: Samples per test batch; defaults to ``batch_size``.
-        num_workers: Worker processes per loader (the seed uses 0).
-        limit: Use only the first ``limit`` samples of each split (for quick runs).
-
-    Raises:
-        InvalidArgumentError: An argument is out of range.
-        DatasetError: The dataset is missing or corrupt (see :func:`prepare_dataset`).
-
-    Example:
-        .. code-block:: python
-
-            train, test = make_loaders("data", seed=0)
-            x, y = next(iter(train))  # x: (64, 1, 28, 28) float32, y: (64,) int64
-    """
-    from torchvision import datasets, transforms
-
-    _check_positive("batch_size", batch_size)
-    test_batch_size = batch_size if test_batch_size is None else test_batch_size
-    _check_positive("test_batch_size", test_batch_size)
-    if limit is not None:
-        _check_positive("limit", limit)
-    if num_workers < 0:
-        raise InvalidArgumentError(f"num_workers must be 0 or more, got {num_workers}")
-    if backend != "torchvision":
-        raise InvalidArgumentError(f"unknown backend {backend!r}; use 'torchvision'")
-    for split in ("train", "test"):
-        load_split(root, split, download=download)  # verifies before torchvision reads
-
-    def dataset(train: bool) -> Any:
-        full = datasets.FashionMNIST(
-            str(root), train=train, transform=transforms.ToTensor(), download=False
-        )
-        if limit is None or limit >= len(full):
-            return full
-        return Subset(full, range(limit))
-
-    generator = None if seed is None else torch.Generator().manual_seed(seed)
-    train = DataLoader(
-        dataset(True),
-        batch_size=batch_size,
-        shuffle=True,
-        generator=generator,
-        num_workers=num_workers,
-    )
-    test = DataLoader(dataset(False), batch_size=test_batch_size, num_workers=num_workers)
-    return Loaders(train, test)
-
-
-def _check_positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidArgumentError(f"{name} must be a whole number of at least 1, got {value!r}")
 
 
 def _read_bytes(path: Path) -> bytes:

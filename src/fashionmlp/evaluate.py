@@ -12,7 +12,7 @@ from torch import nn
 
 from .devices import model_device
 from .errors import InvalidArgumentError
-from .train import LossFn
+from .train import LossFn, autocast_context
 
 __all__ = ["EvalResult", "evaluate"]
 
@@ -59,6 +59,8 @@ def evaluate(
     loss_fn: LossFn | None = None,
     *,
     device: torch.device | str | None = None,
+    autocast: torch.dtype | None = None,
+    non_blocking: bool = False,
 ) -> EvalResult:
     """Evaluate ``model`` on every batch of ``dataloader``.
 
@@ -71,6 +73,8 @@ def evaluate(
         model: Produces logits ``(N, C)``; the confusion matrix is ``C x C``.
         loss_fn: If given, ``loss_fn(logits, y)`` (batch mean) is averaged per sample.
         device: Where batches go; defaults to the device of the model's parameters.
+        autocast: Run the forward pass under :func:`torch.autocast` with this dtype.
+        non_blocking: Copy batches to the device asynchronously.
 
     Raises:
         InvalidArgumentError: ``dataloader`` yielded no batch.
@@ -91,10 +95,11 @@ def evaluate(
         confusion: torch.Tensor | None = None
         loss_sum = torch.zeros((), device=target)
         for x, y in dataloader:
-            x, y = x.to(target), y.to(target)
-            pred = model(x)
-            if loss_fn is not None:
-                loss_sum += loss_fn(pred, y) * len(x)
+            x, y = x.to(target, non_blocking=non_blocking), y.to(target, non_blocking=non_blocking)
+            with autocast_context(target, autocast):
+                pred = model(x)
+                if loss_fn is not None:
+                    loss_sum += loss_fn(pred, y).float() * len(x)
             classes = pred.shape[1]
             counts = torch.bincount(y * classes + pred.argmax(1), minlength=classes * classes)
             confusion = counts if confusion is None else confusion + counts

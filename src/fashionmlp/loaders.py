@@ -1,0 +1,356 @@
+"""Train and test loaders: the seed's torchvision pipeline, or the dataset on the device.
+
+Two backends give the same batches, ``x`` float32 ``(B, 1, 28, 28)`` in ``[0, 1]`` and ``y``
+int64 ``(B,)``:
+
+``"torchvision"``
+    The seed's pipeline: ``datasets.FashionMNIST`` with ``ToTensor()`` in a
+    ``DataLoader``. Each sample goes through PIL and back, one at a time, in Python.
+``"tensor"``
+    Each split decoded once into one uint8 tensor on the target device; a batch is one
+    index gather and one division, bitwise equal to what ``ToTensor()`` gives for the same
+    samples. Shuffling, augmentation and normalization are tensor ops on the device.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Final, Literal, NamedTuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from .data import load_split
+from .devices import resolve_device
+from .errors import InvalidArgumentError
+from .model import CLASSES, IMAGE_SIZE
+
+__all__ = [
+    "FASHION_MNIST_MEAN",
+    "FASHION_MNIST_STD",
+    "Augment",
+    "Backend",
+    "FashionMNISTTensors",
+    "Loader",
+    "Loaders",
+    "TensorLoader",
+    "make_loaders",
+]
+
+#: Mean pixel value of the training images (after ``ToTensor()``).
+FASHION_MNIST_MEAN: Final = 0.2860
+#: Standard deviation of the training images' pixels (after ``ToTensor()``).
+FASHION_MNIST_STD: Final = 0.3530
+
+#: The data pipelines :func:`make_loaders` can build.
+Backend = Literal["torchvision", "tensor"]
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Random augmentation of a training batch, done as batched tensor ops on its device.
+
+    Args:
+        hflip: Mirror each image left-right with probability 1/2.
+        translate: Shift each image by up to this many pixels along each axis (filling
+            with zeros, i.e. background), independently per image.
+
+    Example:
+        >>> import torch
+        >>> x = torch.rand(8, 1, 28, 28)
+        >>> Augment(hflip=True, translate=2)(x, torch.Generator().manual_seed(0)).shape
+        torch.Size([8, 1, 28, 28])
+    """
+
+    hflip: bool = False
+    translate: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.translate < IMAGE_SIZE:
+            raise InvalidArgumentError(
+                f"translate must be between 0 and {IMAGE_SIZE - 1} pixels, got {self.translate}"
+            )
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Return an augmented copy of the batch ``x`` shaped ``(B, 1, 28, 28)``."""
+        batch = len(x)
+        if self.hflip:
+            flip = torch.rand(batch, generator=generator, device=x.device) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        if self.translate:
+            k = self.translate
+            padded = F.pad(x, (k, k, k, k))
+            shifts = torch.randint(0, 2 * k + 1, (2, batch), generator=generator, device=x.device)
+            offsets = torch.arange(IMAGE_SIZE, device=x.device)
+            rows = (shifts[0, :, None] + offsets)[:, :, None]  # (B, 28, 1)
+            cols = (shifts[1, :, None] + offsets)[:, None, :]  # (B, 1, 28)
+            samples = torch.arange(batch, device=x.device)[:, None, None]
+            x = padded[samples, 0, rows, cols].unsqueeze(1)
+        return x
+
+
+class FashionMNISTTensors(Dataset[tuple[torch.Tensor, int]]):
+    """One split held as two tensors on a device; indexing gives what torchvision's does.
+
+    ``dataset[i]`` is ``(image float32 (1, 28, 28), label int)``, the pair
+    ``datasets.FashionMNIST(..., transform=ToTensor())[i]`` gives.
+
+    Attributes:
+        data: ``uint8 (N, 28, 28)`` images (torchvision's name).
+        targets: ``int64 (N,)`` labels.
+        classes: The class names.
+    """
+
+    def __init__(self, data: torch.Tensor, targets: torch.Tensor) -> None:
+        if data.dtype != torch.uint8 or data.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+            raise InvalidArgumentError(
+                f"data must be uint8 (N, 28, 28), got {data.dtype} {tuple(data.shape)}"
+            )
+        if targets.shape != (len(data),):
+            raise InvalidArgumentError(
+                f"targets must be ({len(data)},) to match data, got {tuple(targets.shape)}"
+            )
+        self.data = data
+        self.targets = targets.to(device=data.device, dtype=torch.int64)
+        self.classes = list(CLASSES)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return _to_float(self.data[index].unsqueeze(0)), int(self.targets[index])
+
+
+class TensorLoader:
+    """Batches from a :class:`FashionMNISTTensors` made with tensor ops, on its device.
+
+    It behaves like a ``DataLoader`` where training code looks: ``len(loader)`` is the
+    number of batches, ``loader.dataset`` the dataset, ``loader.batch_size`` and
+    ``loader.drop_last`` are there, and each ``iter()`` is a new epoch (reshuffled when
+    ``shuffle`` is true).
+
+    Args:
+        dataset: The split to serve.
+        batch_size: Samples per batch.
+        shuffle: Draw a new random order every epoch from ``generator``.
+        drop_last: Leave out the last, smaller batch.
+        generator: Random source for the order and augmentation; must be on the
+            dataset's device. Default: one seeded from torch's global generator.
+        augment: Applied to every batch (for training).
+        normalize: ``(mean, std)`` to subtract and divide by, or ``None``.
+    """
+
+    def __init__(
+        self,
+        dataset: FashionMNISTTensors,
+        batch_size: int = 64,
+        *,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        generator: torch.Generator | None = None,
+        augment: Augment | None = None,
+        normalize: tuple[float, float] | None = None,
+    ) -> None:
+        _check_positive("batch_size", batch_size)
+        device = dataset.data.device
+        if generator is None:
+            # Like DataLoader: an unseeded loader draws its seed from the global RNG.
+            seed = int(torch.empty((), dtype=torch.int64).random_().item())
+            generator = torch.Generator(device=device).manual_seed(seed)
+        elif generator.device.type != device.type:
+            raise InvalidArgumentError(
+                f"generator is on {generator.device} but the data is on {device}; "
+                f"make it with torch.Generator(device={str(device)!r})"
+            )
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.generator = generator
+        self.augment = augment
+        self.normalize = normalize
+
+    def __len__(self) -> int:
+        count = len(self.dataset) / self.batch_size
+        return math.floor(count) if self.drop_last else math.ceil(count)
+
+    def __iter__(self) -> Iterator[Batch]:
+        data, targets = self.dataset.data, self.dataset.targets
+        size = len(data)
+        if self.shuffle:
+            # One gather for the whole epoch (47 MB of uint8 for the training set), so
+            # each batch below is a free slice rather than a gather of its own.
+            order = torch.randperm(size, generator=self.generator, device=data.device)
+            data, targets = data[order], targets[order]
+        stop = size - size % self.batch_size if self.drop_last else size
+        for start in range(0, stop, self.batch_size):
+            images = data[start : start + self.batch_size]
+            labels = targets[start : start + self.batch_size]
+            x = _to_float(images.unsqueeze(1))
+            if self.augment is not None:
+                x = self.augment(x, self.generator)
+            if self.normalize is not None:
+                mean, std = self.normalize
+                x = (x - mean) / std
+            yield x, labels
+
+
+def _to_float(images: torch.Tensor) -> torch.Tensor:
+    # The same arithmetic as ToTensor(): convert to float32, then divide by 255, so the
+    # values are bitwise equal to the seed's pipeline.
+    return images.to(torch.float32).div(255)
+
+
+#: What :func:`make_loaders` returns for either backend.
+Loader = Union[DataLoader[Any], TensorLoader]
+
+
+class Loaders(NamedTuple):
+    """The pair :func:`make_loaders` returns; unpacks as ``train, test = loaders``."""
+
+    train: Loader
+    test: Loader
+
+
+def make_loaders(
+    root: str | os.PathLike[str],
+    batch_size: int = 64,
+    *,
+    download: bool = False,
+    seed: int | None = None,
+    backend: Backend = "torchvision",
+    device: torch.device | str | None = None,
+    test_batch_size: int | None = None,
+    drop_last: bool = False,
+    augment: Augment | None = None,
+    normalize: bool | tuple[float, float] = False,
+    num_workers: int = 0,
+    limit: int | None = None,
+) -> Loaders:
+    """Make the train and test loaders for FashionMNIST under ``root``.
+
+    The default backend is the seed's pipeline: ``torchvision.datasets.FashionMNIST`` with
+    ``ToTensor()`` in a ``torch.utils.data.DataLoader``, the training set shuffled and the
+    test set not. ``backend="tensor"`` keeps each split as one tensor on ``device`` and
+    yields bitwise-equal batches many times faster (see :class:`TensorLoader`). Either way
+    the files are found or fetched by :func:`~fashionmlp.prepare_dataset` and checked
+    before use.
+
+    Args:
+        root: Data folder (see :func:`~fashionmlp.prepare_dataset` for its layout).
+        batch_size: Samples per training batch (the seed's 64).
+        download: Allow torchvision's download when no local copy exists.
+        seed: Makes the training order (and augmentation) reproducible; ``None`` draws
+            from torch's global generator, like a plain ``DataLoader``. The two backends
+            shuffle differently for the same seed.
+        backend: ``"torchvision"`` (the seed's) or ``"tensor"``.
+        device: Where the tensor backend keeps the data and makes batches (default CPU);
+            with the torchvision backend a CUDA device turns on pinned memory.
+        test_batch_size: Samples per test batch; defaults to ``batch_size`` for the
+            torchvision backend and to the whole test set (one chunk) for the tensor one.
+        drop_last: Leave out the last, smaller training batch.
+        augment: Training-batch augmentation (tensor backend only).
+        normalize: ``True`` for FashionMNIST's mean and standard deviation, or a
+            ``(mean, std)`` pair; applied to both splits. Off by default, as in the seed.
+        num_workers: Worker processes per loader (torchvision backend; the seed uses 0).
+        limit: Use only the first ``limit`` samples of each split (for quick runs).
+
+    Raises:
+        InvalidArgumentError: An argument is out of range or does not fit the backend.
+        DatasetError: The dataset is missing or corrupt.
+
+    Example:
+        .. code-block:: python
+
+            train, test = make_loaders("data", seed=0)
+            x, y = next(iter(train))  # x: (64, 1, 28, 28) float32, y: (64,) int64
+            fast_train, fast_test = make_loaders("data", backend="tensor", device="cuda")
+    """
+    _check_positive("batch_size", batch_size)
+    if test_batch_size is not None:
+        _check_positive("test_batch_size", test_batch_size)
+    if limit is not None:
+        _check_positive("limit", limit)
+    if num_workers < 0:
+        raise InvalidArgumentError(f"num_workers must be 0 or more, got {num_workers}")
+    if backend not in ("torchvision", "tensor"):
+        raise InvalidArgumentError(f"unknown backend {backend!r}; use 'torchvision' or 'tensor'")
+    if augment is not None and backend != "tensor":
+        raise InvalidArgumentError("augment needs backend='tensor'")
+    target = resolve_device(device) if device is not None else torch.device("cpu")
+    mean_std = _mean_std(normalize)
+    splits = {split: load_split(root, split, download=download) for split in ("train", "test")}
+    if limit is not None:
+        splits = {name: (x[:limit], y[:limit]) for name, (x, y) in splits.items()}
+
+    if backend == "tensor":
+        generator = torch.Generator(device=target)
+        generator.manual_seed(
+            seed if seed is not None else int(torch.empty((), dtype=torch.int64).random_().item())
+        )
+        train_set, test_set = (
+            FashionMNISTTensors(x.to(target), y.to(target)) for x, y in splits.values()
+        )
+        return Loaders(
+            TensorLoader(
+                train_set,
+                batch_size,
+                shuffle=True,
+                drop_last=drop_last,
+                generator=generator,
+                augment=augment,
+                normalize=mean_std,
+            ),
+            TensorLoader(test_set, test_batch_size or len(test_set), normalize=mean_std),
+        )
+
+    from torchvision import datasets, transforms
+
+    steps: list[Any] = [transforms.ToTensor()]
+    if mean_std is not None:
+        steps.append(transforms.Normalize((mean_std[0],), (mean_std[1],)))
+    transform = transforms.Compose(steps)
+
+    def dataset(train: bool) -> Any:
+        full = datasets.FashionMNIST(str(root), train=train, transform=transform)
+        return full if limit is None or limit >= len(full) else Subset(full, range(limit))
+
+    pin_memory = target.type == "cuda"
+    return Loaders(
+        DataLoader(
+            dataset(True),
+            batch_size=batch_size,
+            shuffle=True,
+            drop_last=drop_last,
+            generator=None if seed is None else torch.Generator().manual_seed(seed),
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+        ),
+        DataLoader(
+            dataset(False),
+            batch_size=test_batch_size or batch_size,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+        ),
+    )
+
+
+def _mean_std(normalize: bool | tuple[float, float]) -> tuple[float, float] | None:
+    if normalize is True:
+        return (FASHION_MNIST_MEAN, FASHION_MNIST_STD)
+    if normalize is False:
+        return None
+    mean, std = normalize
+    if not std > 0:
+        raise InvalidArgumentError(f"normalize std must be above 0, got {std}")
+    return (float(mean), float(std))
+
+
+def _check_positive(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgumentError(f"{name} must be a whole number of at least 1, got {value!r}")
