@@ -10,7 +10,7 @@ PIP := $(BIN)/python -m pip
 # Extra options for `make train`, e.g. make train TRAIN_ARGS="--epochs 10 --device cuda"
 TRAIN_ARGS ?=
 
-.PHONY: train test data install install-dev typecheck docs clean
+.PHONY: train test data install install-dev docs bench clean
 
 train: install data
 	$(BIN)/fashionmlp train --download $(TRAIN_ARGS)
@@ -43,3 +43,8 @@ docs: install-dev
 
 clean:
 	rm -rf docs/_build build dist src/*.egg-info .pytest_cache .mypy_cache
+
+# The benchmark of benchmarks/README.md: seed pipeline vs tensor backend vs pure compute.
+BENCH_ARGS ?=
+bench: install data
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)

@@ -1,0 +1,255 @@
+"""Benchmark: the seed's data pipeline against fashionmlp's tensor backend.
+
+Trains the same FashionMLP initialisation with the same optimizer (SGD, lr 0.01) and
+batch size (64) for one epoch's worth of steps through
+
+  (a) the seed's pipeline as the seed document writes it: torchvision FashionMNIST with
+      ToTensor() in a DataLoader (num_workers=0) and the seed's training() loop;
+  (b) fashionmlp: make_loaders(backend="tensor") and train_epoch();
+  (c) pure compute: the same steps through train_epoch() on one pre-made batch already on
+      the device, the floor for this model on this device;
+
+and times one full test-set evaluation for (a) (the seed's eval()/no_grad() loop, batch 64)
+and (b) (evaluate() on the tensor backend's large chunks). Repeats are interleaved so the
+three share the machine's noise: each time shown is the best of the repeats, and each ratio
+the median over repeats of the ratio of two runs made back to back. Prints a table and a
+JSON line; --json also writes the JSON to a file.
+
+    python benchmarks/bench.py [--device cpu|cuda] [--repeats 3] [--json results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from torchvision import datasets
+from torchvision.transforms import ToTensor
+
+from fashionmlp import (
+    FashionMLP,
+    default_data_root,
+    evaluate,
+    make_loaders,
+    prepare_dataset,
+    resolve_device,
+    train_epoch,
+)
+
+BATCH_SIZE = 64
+LR = 0.01
+
+
+# --- (a) the seed, as its document writes it --------------------------------------------
+
+
+def seed_training(dataloader: Any, model: nn.Module, loss_func: Any, optimizer: Any,
+                  device: torch.device) -> None:
+    """The seed's training() (plus the device move the PyTorch quickstart adds for GPUs)."""
+    size = len(dataloader.dataset)
+    model.train()
+
+    for batch, (x, y) in enumerate(dataloader):
+        x, y = x.to(device), y.to(device)
+        pred = model(x)
+        loss = loss_func(pred, y)
+
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+        if batch % 100 == 0:
+            loss = loss.item()
+            current = batch * len(x)
+            print(f"Loss: {loss:.4f} [{current}/{size}]")
+
+
+def seed_evaluation(dataloader: Any, model: nn.Module, loss_func: Any,
+                    device: torch.device) -> float:
+    """Evaluation under model.eval() and torch.no_grad(), as the seed describes it."""
+    model.eval()
+    correct = 0.0
+    with torch.no_grad():
+        for x, y in dataloader:
+            x, y = x.to(device), y.to(device)
+            pred = model(x)
+            loss_func(pred, y).item()
+            correct += (pred.argmax(1) == y).type(torch.float).sum().item()
+    return correct / len(dataloader.dataset)
+
+
+# --- (c) one batch, replayed -------------------------------------------------------------
+
+
+class ReplayedBatch:
+    """``steps`` times the same batch: a loader that costs nothing."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, steps: int) -> None:
+        self.x, self.y, self.steps = x, y, steps
+        self.dataset = range(steps * len(x))
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for _ in range(self.steps):
+            yield self.x, self.y
+
+
+def timed(function: Callable[[], object], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):  # the seed's loss lines are not timed
+        function()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
+    parser.add_argument("--data-root", type=Path, default=None)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=None, help="also write the JSON here")
+    parser.add_argument("--autocast", choices=("bf16",), default=None,
+                        help="run (b) and (c) under bf16 autocast (changes the numerics)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the model for (b) and (c)")
+    args = parser.parse_args(argv)
+
+    device = resolve_device(args.device)
+    root = args.data_root or default_data_root()
+    prepare_dataset(root)
+    torch.manual_seed(0)
+    initial = {k: v.clone() for k, v in FashionMLP().state_dict().items()}
+    loss_fn = nn.CrossEntropyLoss()
+
+    autocast = torch.bfloat16 if args.autocast == "bf16" else None
+
+    def fresh(options: bool = False) -> tuple[nn.Module, torch.optim.Optimizer]:
+        """The same start every time; with ``options``, compiled if --compile was given."""
+        model: nn.Module = FashionMLP().to(device)
+        model.load_state_dict(initial)
+        optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+        if options and args.compile:
+            model = torch.compile(model)  # type: ignore[assignment]
+        return model, optimizer
+
+    # (a) the seed's objects, made as the seed makes them.
+    seed_train = DataLoader(datasets.FashionMNIST(str(root), train=True, transform=ToTensor()),
+                            batch_size=BATCH_SIZE, shuffle=True)
+    seed_test = DataLoader(datasets.FashionMNIST(str(root), train=False, transform=ToTensor()),
+                           batch_size=BATCH_SIZE)
+    # (b) the library's tensor backend on the device.
+    fast_train, fast_test = make_loaders(root, BATCH_SIZE, backend="tensor", device=device,
+                                         seed=0)
+    steps = len(fast_train)
+    assert steps == len(seed_train)
+    # (c) one pre-made batch on the device.
+    x, y = next(iter(fast_train))
+    replay = ReplayedBatch(x, y, steps)
+
+    def run_seed() -> None:
+        model, optimizer = fresh()
+        seed_training(seed_train, model, loss_fn, optimizer, device)
+
+    def run_tensor() -> None:
+        model, optimizer = fresh(options=True)
+        train_epoch(fast_train, model, loss_fn, optimizer, autocast=autocast)
+
+    def run_compute() -> None:
+        model, optimizer = fresh(options=True)
+        train_epoch(replay, model, loss_fn, optimizer, autocast=autocast)
+
+    eval_model, _ = fresh()
+    fast_eval_model, _ = fresh(options=True)
+    runs: dict[str, Callable[[], object]] = {
+        "train_seed": run_seed,
+        "train_tensor": run_tensor,
+        "train_compute": run_compute,
+        "eval_seed": lambda: seed_evaluation(seed_test, eval_model, loss_fn, device),
+        "eval_tensor": lambda: evaluate(fast_test, fast_eval_model, loss_fn, autocast=autocast),
+    }
+    # Warm-up: first-touch allocations, CUDA context and kernels, lazy imports, and the
+    # compilation of a compiled model (torch.compile caches it for later fresh models).
+    warm_model, warm_optimizer = fresh(options=True)
+    train_epoch(ReplayedBatch(x, y, 50), warm_model, loss_fn, warm_optimizer, autocast=autocast)
+    evaluate(fast_test, fast_eval_model, loss_fn, autocast=autocast)
+
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(args.repeats):
+        for name, function in runs.items():
+            times[name].append(timed(function, device))
+    best = {name: min(values) for name, values in times.items()}
+
+    def paired(numerator: str, denominator: str) -> float:
+        """Median over repeats of the ratio of two runs made back to back."""
+        return statistics.median(n / d for n, d in zip(times[numerator], times[denominator]))
+
+    result = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device": _describe(device),
+        "torch": str(torch.__version__),
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "batch_size": BATCH_SIZE,
+        "steps": steps,
+        "repeats": args.repeats,
+        "autocast": args.autocast,
+        "compile": args.compile,
+        "seconds_best": best,
+        "seconds_all": times,
+        "ratios": {
+            "train_seed_over_tensor": paired("train_seed", "train_tensor"),
+            "eval_seed_over_tensor": paired("eval_seed", "eval_tensor"),
+            "train_tensor_over_compute": paired("train_tensor", "train_compute"),
+            # The most a/b can be on this device: even a loader that costs nothing leaves
+            # the model's own forward/backward/step time.
+            "train_seed_over_compute": paired("train_seed", "train_compute"),
+        },
+    }
+    _print_table(result)
+    print(json.dumps(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def _print_table(result: dict[str, Any]) -> None:
+    best, ratios = result["seconds_best"], result["ratios"]
+    print(f"device {result['device']}, torch {result['torch']}, batch {result['batch_size']}, "
+          f"{result['steps']} steps per epoch, best of {result['repeats']} "
+          f"(ratios: median of paired runs)")
+    print(f"{'':28}{'train epoch (s)':>17}{'test-set eval (s)':>19}")
+    print(f"{'(a) seed pipeline':28}{best['train_seed']:17.3f}{best['eval_seed']:19.3f}")
+    print(f"{'(b) fashionmlp tensor':28}{best['train_tensor']:17.3f}{best['eval_tensor']:19.3f}")
+    print(f"{'(c) pure compute':28}{best['train_compute']:17.3f}{'':>19}")
+    print(f"a/b train {ratios['train_seed_over_tensor']:.2f}x, "
+          f"a/b eval {ratios['eval_seed_over_tensor']:.2f}x, "
+          f"b/c train {ratios['train_tensor_over_compute']:.3f} "
+          f"(a/c train {ratios['train_seed_over_compute']:.2f}x, the ceiling for a/b here)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
