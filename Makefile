@@ -31,7 +31,7 @@ $(BIN)/python:
 
 # Exact versions for this machine come from constraints.txt; the package declares ranges.
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
-	$(PIP) install -q -c constraints.txt -e .
+	$(PIP) install -q -c constraints.txt -e '.[cli]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python

@@ -33,6 +33,13 @@ def test_a_config_that_would_not_load_is_refused_at_save(tmp_path: Path) -> None
     assert not (tmp_path / "c.pt").exists()
 
 
+def test_a_checkpoint_gets_the_usual_permissions(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "c.pt", FashionMLP(hidden_features=4))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_a_bare_state_dict_loads(tmp_path: Path) -> None:
     model = FashionMLP()
     torch.save(model.state_dict(), tmp_path / "w.pt")

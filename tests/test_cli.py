@@ -2,73 +2,206 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 import fashionmlp.data as data_module
-from fashionmlp import FashionMLP, load_checkpoint
+from fashionmlp import CLASSES, FashionMLP, load_checkpoint, load_split
 from fashionmlp.cli import main
+
+PNGS = {"loss.png", "accuracy.png", "confusion_matrix.png", "misclassified.png"}
+
+
+def run_cli(*arguments: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fashionmlp", *arguments], capture_output=True,
+                          text=True, timeout=300, **kwargs)  # type: ignore[call-overload]
+
+
+@pytest.fixture(scope="module")
+def fast_run(real_data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short run of the default (fast) recipe, shared by the evaluate/predict tests."""
+    out = tmp_path_factory.mktemp("runs") / "fast"
+    status = main(["train", "--epochs", "3", "--limit", "5000", "--seed", "1", "--device", "cpu",
+                   "--data-root", str(real_data_root), "--out", str(out)])
+    assert status == 0
+    return out
 
 
 @pytest.mark.real_data
-def test_train_runs_the_seed_end_to_end_and_writes_a_run_folder(
+def test_train_writes_a_complete_run_folder(fast_run: Path) -> None:
+    assert {p.name for p in fast_run.iterdir()} >= {"config.json", "metrics.json", "model.pt",
+                                                    "checkpoint.pt", *PNGS}
+    for name in PNGS:
+        assert (fast_run / name).read_bytes()[:4] == b"\x89PNG"
+    config = json.loads((fast_run / "config.json").read_text())
+    assert config["recipe"]["name"] == "fast" and config["recipe"]["epochs"] == 3
+    assert config["seed"] == 1 and config["limit"] == 5000
+    metrics = json.loads((fast_run / "metrics.json").read_text())
+    assert [epoch["epoch"] for epoch in metrics["epochs"]] == [1, 2, 3]
+    assert metrics["final"]["total"] == 5000
+    assert sum(map(sum, metrics["final"]["confusion_matrix"])) == 5000
+    assert metrics["final_test_accuracy"] == metrics["final"]["accuracy"] > 0.6
+    assert load_checkpoint(fast_run / "model.pt", FashionMLP()).epoch == 3
+
+
+@pytest.mark.real_data
+def test_the_seed_recipe_prints_the_seeds_lines(
     real_data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out = tmp_path / "run"
-    status = main(["train", "--epochs", "2", "--limit", "6400", "--seed", "3", "--device", "cpu",
-                   "--data-root", str(real_data_root), "--out", str(out)])
-    stdout = capsys.readouterr().out
+    status = main(["train", "--recipe", "seed", "--epochs", "1", "--limit", "6400", "--seed", "3",
+                   "--device", "cpu", "--no-plots", "--data-root", str(real_data_root),
+                   "--out", str(tmp_path / "seed")])
+    lines = capsys.readouterr().out.splitlines()
     assert status == 0
-    assert "Loss: " in stdout and "[0/6400]" in stdout and "[6400/6400]" not in stdout
-    assert stdout.count("test accuracy") == 2
-    config = json.loads((out / "config.json").read_text())
-    assert (config["seed"], config["lr"], config["batch_size"]) == (3, 0.01, 64)
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert [row["epoch"] for row in metrics["epochs"]] == [1, 2]
-    assert metrics["test"]["total"] == 6400
-    assert sum(map(sum, metrics["test"]["confusion_matrix"])) == 6400
-    checkpoint = load_checkpoint(out / "model.pt", FashionMLP())
-    assert checkpoint.epoch == 2 and checkpoint.optimizer_state is not None
+    start = lines.index("Epoch 1")
+    assert lines[start + 1] == "-------------------------------"
+    assert lines[start + 2].startswith("Loss: ") and lines[start + 2].endswith(" [0/6400]")
+    assert lines[start + 3].startswith("Epoch 1/1: train loss ") and "test accuracy" in lines[start + 3]
+    config = json.loads((tmp_path / "seed" / "config.json").read_text())
+    assert config["recipe"]["lr"] == 0.01 and config["recipe"]["batch_size"] == 64
+    assert not any((tmp_path / "seed" / name).exists() for name in PNGS)
 
-    # The same seed trains the same weights.
-    again = tmp_path / "again"
-    assert main(["train", "--epochs", "2", "--limit", "6400", "--seed", "3", "--device", "cpu",
-                 "--data-root", str(real_data_root), "--out", str(again)]) == 0
-    second = load_checkpoint(again / "model.pt")
-    assert all(torch.equal(checkpoint.model_state[k], second.model_state[k])
-               for k in checkpoint.model_state)
 
-    # The tensor backend runs the same command.
-    fast = tmp_path / "fast"
-    assert main(["train", "--epochs", "1", "--limit", "640", "--backend", "tensor",
-                 "--data-root", str(real_data_root), "--out", str(fast)]) == 0
-    assert json.loads((fast / "config.json").read_text())["backend"] == "tensor"
+@pytest.mark.real_data
+def test_evaluate_prints_accuracy_per_class_and_confusion(
+    fast_run: Path, real_data_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["evaluate", str(fast_run), "--data-root", str(real_data_root)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Test accuracy ") and "/10000)" in out
+    assert all(name in out for name in CLASSES) and "Confusion matrix" in out
+    assert main(["evaluate", str(fast_run / "model.pt"), "--json",
+                 "--data-root", str(real_data_root)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["total"] == 10_000 and sum(map(sum, result["confusion_matrix"])) == 10_000
+    assert 0.6 < result["accuracy"] <= 1
 
-    # A finished run is never overwritten by accident.
-    before = (out / "model.pt").read_bytes()
-    assert main(["train", "--epochs", "1", "--limit", "64", "--data-root", str(real_data_root),
-                 "--out", str(out)]) == 1
+
+@pytest.mark.real_data
+def test_predict_classifies_pictures_and_reports_bad_files(
+    fast_run: Path, real_data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    images, labels = load_split(real_data_root, "test")
+    index = int((labels == 1).nonzero()[0])  # a trouser: the easiest class
+    photo = Image.fromarray((255 - images[index]).numpy()).resize((280, 280)).convert("RGB")
+    photo.save(tmp_path / "trouser.jpg")  # dark garment on white: predict must invert it
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    status = main(["predict", str(fast_run), str(tmp_path / "trouser.jpg"),
+                   str(tmp_path / "broken.png"), str(tmp_path / "trouser.jpg")])
+    captured = capsys.readouterr()
+    assert status == 1
+    lines = captured.out.splitlines()
+    assert len(lines) == 2 and all(line.split(": ")[1].startswith("Trouser ") for line in lines)
+    assert captured.err.count("broken.png") == 1 and len(captured.err.splitlines()) == 1
+    assert main(["predict", str(fast_run / "model.pt"), str(tmp_path / "trouser.jpg"),
+                 "--json", "--top", "2"]) == 0
+    [result] = json.loads(capsys.readouterr().out)
+    assert [p["class"] for p in result["predictions"]][0] == "Trouser"
+    assert len(result["predictions"]) == 2
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize(("signal_number", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(
+    real_data_root: Path, tmp_path: Path, signal_number: int, status: int
+) -> None:
+    # The seed's recipe on the tensor backend: epochs of 400 small batches, long enough
+    # for the signal to land mid-epoch, short enough for the suite.
+    common = ["--recipe", "seed", "--backend", "tensor", "--epochs", "3", "--limit", "25600",
+              "--seed", "8", "--device", "cpu", "--no-plots", "--data-root", str(real_data_root)]
+    whole = tmp_path / "whole"
+    assert main(["train", *common, "--out", str(whole)]) == 0
+
+    part = tmp_path / "part"
+    process = subprocess.Popen([sys.executable, "-m", "fashionmlp", "train", *common,
+                                "--out", str(part)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (part / "checkpoint.pt").exists():  # the first epoch has finished
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.05)
+        process.send_signal(signal_number)
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == status
+    assert err.strip().splitlines()[-1].endswith(f"resume with: fashionmlp train --resume {part}")
+    assert "Traceback" not in err and not (part / "model.pt").exists()
+
+    resumed = run_cli("train", "--resume", str(part), "--data-root", str(real_data_root),
+                      "--device", "cpu", "--no-plots")
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.startswith("Resuming FashionMLP")
+    expected = load_checkpoint(whole / "model.pt").model_state
+    got = load_checkpoint(part / "model.pt").model_state
+    assert all(torch.equal(expected[key], got[key]) for key in expected)
+
+
+def test_run_folders_are_never_mixed_with_other_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    assert main(["train", "--out", str(busy)]) == 1
+    assert "not a fashionmlp run folder" in capsys.readouterr().err
+    assert main(["train", "--out", str(busy), "--overwrite"]) == 1
+    assert (busy / "notes.txt").read_text() == "mine" and len(list(busy.iterdir())) == 1
+
+    interrupted = tmp_path / "interrupted"
+    interrupted.mkdir()
+    for name in ("config.json", "checkpoint.pt"):
+        (interrupted / name).write_text("{}")
+    assert main(["train", "--out", str(interrupted)]) == 1
+    err = capsys.readouterr().err
+    assert "an interrupted run" in err and f"--resume {interrupted}" in err
+    assert (interrupted / "checkpoint.pt").read_text() == "{}"
+
+
+def test_resume_refuses_what_it_cannot_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--resume", str(tmp_path), "--epochs", "3"]) == 1
+    assert "leave out --epochs" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path)]) == 1
+    assert "no interrupted run there" in capsys.readouterr().err
+
+
+@pytest.mark.real_data
+def test_a_finished_run_is_never_overwritten_by_accident(
+    fast_run: Path, real_data_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = (fast_run / "model.pt").read_bytes()
+    assert main(["train", "--limit", "64", "--data-root", str(real_data_root),
+                 "--out", str(fast_run)]) == 1
     assert "--overwrite" in capsys.readouterr().err
-    assert (out / "model.pt").read_bytes() == before
+    assert (fast_run / "model.pt").read_bytes() == before
+    assert main(["train", "--resume", str(fast_run)]) == 1
+    assert "already finished" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
     ("arguments", "message"),
-    [(["--epochs", "0"], "--epochs: must be at least 1"),
-     (["--batch-size", "-1"], "--batch-size: must be at least 1"),
-     (["--lr", "nan"], "--lr: must be a finite number above 0"),
-     (["--lr", "0"], "--lr: must be a finite number above 0"),
-     (["--seed", "x"], "--seed: expected a whole number")],
+    [(["train", "--epochs", "0"], "--epochs: must be at least 1"),
+     (["train", "--batch-size", "-1"], "--batch-size: must be at least 1"),
+     (["train", "--lr", "nan"], "--lr: must be a finite number above 0"),
+     (["train", "--lr", "0"], "--lr: must be a finite number above 0"),
+     (["train", "--seed", "x"], "--seed: expected a whole number"),
+     (["train", "--recipe", "slow"], "--recipe: invalid choice"),
+     (["predict", "weights.pt"], "the following arguments are required: IMAGE"),
+     (["evaluate"], "the following arguments are required: RUN_OR_WEIGHTS")],
 )
 def test_bad_arguments_are_one_line_and_exit_2(
     arguments: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as info:
-        main(["train", *arguments])
+        main(arguments)
     err = capsys.readouterr().err
     assert info.value.code == 2
     assert message in err and len(err.strip().splitlines()) == 1
@@ -76,15 +209,17 @@ def test_bad_arguments_are_one_line_and_exit_2(
 
 @pytest.mark.parametrize(
     ("arguments", "message"),
-    [(["--device", "tpu"], "unknown device 'tpu'"),
-     (["--out", "no/such/parent/run"], "parent folder no/such/parent does not exist")],
+    [(["train", "--device", "tpu"], "unknown device 'tpu'"),
+     (["train", "--out", "no/such/parent/run"], "parent folder no/such/parent does not exist"),
+     (["evaluate", "missing-run"], "checkpoint missing-run does not exist"),
+     (["predict", "nowhere.pt", "a.png"], "checkpoint nowhere.pt does not exist")],
 )
 def test_failures_before_work_are_one_line_and_exit_1(
     arguments: list[str], message: str, capsys: pytest.CaptureFixture[str],
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    assert main(["train", *arguments]) == 1
+    assert main(arguments) == 1
     err = capsys.readouterr().err
     assert err.startswith("fashionmlp: error: ") and message in err
     assert len(err.strip().splitlines()) == 1
@@ -105,10 +240,9 @@ def test_missing_dataset_is_one_line_naming_both_remedies(
 
 
 def test_console_script_and_module_entry_point() -> None:
-    for command in (["fashionmlp"], [sys.executable, "-m", "fashionmlp"]):
-        if command == ["fashionmlp"]:
-            command = [str(Path(sys.executable).with_name("fashionmlp"))]
+    script = str(Path(sys.executable).with_name("fashionmlp"))
+    for command in ([script], [sys.executable, "-m", "fashionmlp"]):
         result = subprocess.run([*command, "train", "--help"], capture_output=True, text=True,
                                 timeout=120, env={**os.environ, "COLUMNS": "200"})
         assert result.returncode == 0, result.stderr
-        assert "--epochs" in result.stdout and "--device" in result.stdout
+        assert "--recipe" in result.stdout and "--device" in result.stdout

@@ -28,6 +28,7 @@ from fashionmlp import (
     load_split,
     make_loaders,
     train_epoch,
+    validation_split,
 )
 from strategies import batch_sizes
 
@@ -79,11 +80,37 @@ def test_limit_takes_the_first_samples(real_data_root: Path) -> None:
     assert torch.bincount(labels).tolist() == [1000] * 10
 
 
+@pytest.mark.real_data
+@pytest.mark.parametrize("backend", ["torchvision", "tensor"])
+def test_a_validation_split_replaces_the_test_set(real_data_root: Path, backend: Any) -> None:
+    train, held_out = make_loaders(real_data_root, 1000, backend=backend, validation_size=5000,
+                                   test_batch_size=1000)
+    assert len(train.dataset) == 55_000 and len(held_out.dataset) == 5000
+    images, labels = load_split(real_data_root, "train")
+    _, index = validation_split(labels, 5000)
+    x, y = (torch.cat(parts) for parts in zip(*held_out))
+    assert torch.equal(y, labels[index]) and torch.bincount(y).tolist() == [500] * 10
+    assert torch.equal(x[:, 0], images[index].float() / 255)
+
+
+def test_validation_split_is_stratified_disjoint_and_fixed() -> None:
+    labels = torch.arange(1000) % 10
+    train, held_out = validation_split(labels, 105)
+    assert len(held_out) == 105 and len(train) == 895
+    assert set(train.tolist()).isdisjoint(held_out.tolist())
+    assert sorted(train.tolist() + held_out.tolist()) == list(range(1000))
+    assert torch.bincount(labels[held_out]).tolist() == [11] * 5 + [10] * 5
+    assert torch.equal(held_out, validation_split(labels, 105)[1])
+    with pytest.raises(InvalidArgumentError, match="only 100"):
+        validation_split(labels, 1020)
+
+
 @pytest.mark.parametrize(
     "arguments",
     [{"batch_size": 0}, {"batch_size": -3}, {"batch_size": True}, {"batch_size": 2.5},
      {"test_batch_size": 0}, {"limit": 0}, {"num_workers": -1}, {"backend": "magic"},
-     {"augment": Augment(hflip=True)}, {"device": "tpu"}, {"normalize": (0.5, 0.0)}],
+     {"augment": Augment(hflip=True)}, {"device": "tpu"}, {"normalize": (0.5, 0.0)},
+     {"validation_size": -1}, {"validation_size": 60_000}],
 )
 def test_bad_arguments_are_refused_before_any_work(
     tmp_path: Path, arguments: dict[str, object]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .callbacks import BatchEvent, Callback, CallbackLike, LossHistory, PrintLoss
+from .callbacks import BatchEvent, Callback, CallbackLike, LossHistory, PrintLoss, ProgressBar
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .data import default_data_root, load_split, prepare_dataset, read_idx
 from .devices import model_device, resolve_device
@@ -19,6 +19,7 @@ from .errors import (
     DatasetNotFoundError,
     DeviceError,
     FashionMLPError,
+    ImageError,
     InputShapeError,
     InvalidArgumentError,
 )
@@ -33,8 +34,22 @@ from .loaders import (
     Loaders,
     TensorLoader,
     make_loaders,
+    validation_split,
 )
 from .model import CLASSES, NUM_CLASSES, FashionMLP
+from .predict import ImageLike, Prediction, image_to_tensor, load_image, predict
+from .recipes import (
+    RECIPES,
+    EpochReport,
+    FitResult,
+    Recipe,
+    StopTraining,
+    fit,
+    get_recipe,
+    make_optimizer,
+    make_scheduler,
+    resolve_autocast,
+)
 from .train import EpochStats, train_epoch
 
 __all__ = [
@@ -42,6 +57,7 @@ __all__ = [
     "FASHION_MNIST_MEAN",
     "FASHION_MNIST_STD",
     "NUM_CLASSES",
+    "RECIPES",
     "Augment",
     "Backend",
     "BatchEvent",
@@ -52,28 +68,45 @@ __all__ = [
     "DatasetError",
     "DatasetNotFoundError",
     "DeviceError",
+    "EpochReport",
     "EpochStats",
     "EvalResult",
     "FashionMLP",
-    "FashionMNISTTensors",
     "FashionMLPError",
+    "FashionMNISTTensors",
+    "FitResult",
+    "ImageError",
+    "ImageLike",
     "InputShapeError",
     "InvalidArgumentError",
     "Loader",
     "Loaders",
     "LossHistory",
+    "Prediction",
     "PrintLoss",
+    "ProgressBar",
+    "Recipe",
+    "StopTraining",
     "TensorLoader",
     "__version__",
     "default_data_root",
     "evaluate",
+    "fit",
+    "get_recipe",
+    "image_to_tensor",
     "load_checkpoint",
+    "load_image",
     "load_split",
     "make_loaders",
+    "make_optimizer",
+    "make_scheduler",
     "model_device",
+    "predict",
     "prepare_dataset",
     "read_idx",
+    "resolve_autocast",
     "resolve_device",
     "save_checkpoint",
     "train_epoch",
+    "validation_split",
 ]

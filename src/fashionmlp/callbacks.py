@@ -13,13 +13,13 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Protocol, TextIO, Union, runtime_checkable
+from typing import Any, Protocol, TextIO, Union, runtime_checkable
 
 import torch
 
 from .errors import InvalidArgumentError
 
-__all__ = ["BatchEvent", "Callback", "CallbackLike", "LossHistory", "PrintLoss"]
+__all__ = ["BatchEvent", "Callback", "CallbackLike", "LossHistory", "PrintLoss", "ProgressBar"]
 
 
 @dataclass(frozen=True)
@@ -165,3 +165,46 @@ class LossHistory:
 
     def __len__(self) -> int:
         return len(self._steps)
+
+
+class ProgressBar:
+    """A tqdm progress bar over each epoch's batches, with the loss every ``every`` batches.
+
+    Needs the ``tqdm`` package (``pip install fashionmlp[progress]``); it is imported when
+    the bar is made. The bar is written to ``file`` (default: standard error).
+
+    Raises:
+        ImportError: tqdm is not installed.
+    """
+
+    def __init__(self, every: int = 20, *, file: TextIO | None = None) -> None:
+        from tqdm.auto import tqdm
+
+        if every < 1:
+            raise InvalidArgumentError(f"every must be at least 1, got {every}")
+        self.every = every
+        self.file = file
+        self._tqdm = tqdm
+        self._bar: Any = None
+
+    def on_batch_end(self, event: BatchEvent) -> None:
+        """Advance the bar; open it on an epoch's first batch and close it on its last."""
+        if event.batch == 0 or self._bar is None:
+            self.close()
+            label = f"epoch {event.epoch}" if event.epoch is not None else "training"
+            self._bar = self._tqdm(
+                total=event.num_batches, desc=label, unit="batch", leave=False, file=self.file
+            )
+        self._bar.update(1)
+        if event.batch % self.every == 0:
+            self._bar.set_postfix(loss=f"{event.loss:.4f}", refresh=False)
+        if event.batch + 1 == event.num_batches:
+            self.close()
+
+    __call__ = on_batch_end
+
+    def close(self) -> None:
+        """Close the bar if one is open (also done after an epoch's last batch)."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

@@ -11,7 +11,6 @@ import json
 import os
 import pickle
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._files import atomic_write
 from .errors import CheckpointError
 
 __all__ = ["Checkpoint", "load_checkpoint", "save_checkpoint"]
@@ -35,10 +35,14 @@ class Checkpoint:
     model_state: dict[str, torch.Tensor]
     #: The optimizer's ``state_dict``, if one was saved.
     optimizer_state: dict[str, Any] | None = None
+    #: The learning-rate scheduler's ``state_dict``, if one was saved.
+    scheduler_state: dict[str, Any] | None = None
     #: The number of epochs finished when it was saved.
     epoch: int | None = None
     #: The run's settings, as saved.
     config: dict[str, Any] = field(default_factory=dict)
+    #: Anything else saved for resuming (random-number-generator states, history).
+    state: dict[str, Any] = field(default_factory=dict)
 
 
 def save_checkpoint(
@@ -46,10 +50,12 @@ def save_checkpoint(
     model: nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
     *,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     epoch: int | None = None,
     config: dict[str, Any] | None = None,
+    state: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the model's weights (and optionally optimizer state) to ``path`` atomically.
+    """Write the model's weights (and optionally training state) to ``path`` atomically.
 
     The file is written under a temporary name in the same folder and renamed over
     ``path`` only once complete, so a crash mid-write leaves any earlier file intact.
@@ -58,8 +64,11 @@ def save_checkpoint(
         path: The file to write; its folder must exist.
         model: Its ``state_dict()`` is saved.
         optimizer: Its ``state_dict()`` is saved too, when given.
+        scheduler: Its ``state_dict()`` is saved too, when given.
         epoch: Epochs finished, for resuming.
         config: JSON-like settings to keep with the weights.
+        state: More to keep for resuming: tensors (such as ``torch.get_rng_state()``),
+            and plain values, lists and dicts of them.
 
     Raises:
         CheckpointError: The file cannot be written.
@@ -84,19 +93,13 @@ def save_checkpoint(
         "version": _VERSION,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "epoch": epoch,
         "config": plain_config,
+        "state": dict(state or {}),
     }
     try:
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-            try:
-                torch.save(payload, tmp)
-                tmp.flush()
-                os.fsync(tmp.fileno())
-            except BaseException:
-                os.unlink(tmp.name)
-                raise
-        os.replace(tmp.name, path)
+        atomic_write(path, lambda handle: torch.save(payload, handle), replace=True)
     except OSError as exc:
         raise CheckpointError(
             f"cannot write checkpoint {path} ({exc.strerror or exc}); "
@@ -110,9 +113,12 @@ def load_checkpoint(
     model: nn.Module | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     *,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     map_location: str | torch.device = "cpu",
 ) -> Checkpoint:
-    """Read a checkpoint with ``weights_only=True`` and load it into ``model``/``optimizer``.
+    """Read a checkpoint with ``weights_only=True``; load it into what is given.
+
+    ``model``, ``optimizer`` and ``scheduler``, when given, get their saved state.
 
     A bare ``state_dict`` (as ``torch.save(model.state_dict(), path)`` writes) is
     accepted too.
@@ -155,6 +161,10 @@ def load_checkpoint(
             optimizer.load_state_dict(checkpoint.optimizer_state)
         except (ValueError, KeyError) as exc:
             raise CheckpointError(f"{path}: optimizer state does not fit: {exc}") from exc
+    if scheduler is not None:
+        if checkpoint.scheduler_state is None:
+            raise CheckpointError(f"{path} holds no scheduler state to resume from")
+        scheduler.load_state_dict(checkpoint.scheduler_state)
     return checkpoint
 
 
@@ -165,8 +175,10 @@ def _parse(path: Path, payload: object) -> Checkpoint:
         return Checkpoint(
             model_state=payload["model"],
             optimizer_state=payload.get("optimizer"),
+            scheduler_state=payload.get("scheduler"),
             epoch=payload.get("epoch"),
             config=payload.get("config") or {},
+            state=payload.get("state") or {},
         )
     if payload and all(isinstance(value, torch.Tensor) for value in payload.values()):
         return Checkpoint(model_state=payload)  # a bare state_dict

@@ -29,6 +29,7 @@ from typing import Final, Literal
 
 import torch
 
+from ._files import atomic_write
 from .errors import DatasetError, DatasetNotFoundError
 from .model import IMAGE_SIZE, NUM_CLASSES
 
@@ -268,18 +269,7 @@ def _install(raw: Path, spec: _RawFile, data: bytes, *, origin: Path | str) -> N
     target = raw / spec.name
     try:
         raw.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=raw, prefix=f".{spec.name}.", delete=False) as tmp:
-            tmp.write(data)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        try:
-            # link() fails if the target appeared meanwhile, so a file someone else put
-            # there is never replaced; the temporary name is removed either way.
-            os.link(tmp.name, target)
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(tmp.name)
+        atomic_write(target, lambda handle: handle.write(data), replace=False)
     except OSError as exc:
         raise DatasetError(
             f"cannot write {target} ({exc.strerror or exc}); choose a writable data root "

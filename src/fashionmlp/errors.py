@@ -16,6 +16,7 @@ __all__ = [
     "DatasetNotFoundError",
     "CheckpointError",
     "DeviceError",
+    "ImageError",
 ]
 
 
@@ -45,3 +46,7 @@ class CheckpointError(FashionMLPError):
 
 class DeviceError(InvalidArgumentError):
     """A device name is malformed or names a device this machine does not have."""
+
+
+class ImageError(FashionMLPError):
+    """An image given to predict cannot be read or turned into a FashionMNIST-style input."""

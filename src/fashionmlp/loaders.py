@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from .data import load_split
 from .devices import resolve_device
 from .errors import InvalidArgumentError
-from .model import CLASSES, IMAGE_SIZE
+from .model import CLASSES, IMAGE_SIZE, NUM_CLASSES
 
 __all__ = [
     "FASHION_MNIST_MEAN",
@@ -39,6 +39,7 @@ __all__ = [
     "Loaders",
     "TensorLoader",
     "make_loaders",
+    "validation_split",
 ]
 
 #: Mean pixel value of the training images (after ``ToTensor()``).
@@ -231,6 +232,7 @@ def make_loaders(
     normalize: bool | tuple[float, float] = False,
     num_workers: int = 0,
     limit: int | None = None,
+    validation_size: int = 0,
 ) -> Loaders:
     """Make the train and test loaders for FashionMNIST under ``root``.
 
@@ -259,6 +261,10 @@ def make_loaders(
             ``(mean, std)`` pair; applied to both splits. Off by default, as in the seed.
         num_workers: Worker processes per loader (torchvision backend; the seed uses 0).
         limit: Use only the first ``limit`` samples of each split (for quick runs).
+        validation_size: When above 0, hold out this many training images as a validation
+            split (see :func:`validation_split`) and return it *in place of the test set*
+            as the second loader; the first loader then trains on the rest. This is how
+            to choose hyperparameters without looking at the test set.
 
     Raises:
         InvalidArgumentError: An argument is out of range or does not fit the backend.
@@ -278,24 +284,36 @@ def make_loaders(
         _check_positive("limit", limit)
     if num_workers < 0:
         raise InvalidArgumentError(f"num_workers must be 0 or more, got {num_workers}")
+    if not 0 <= validation_size < 60_000:
+        raise InvalidArgumentError(
+            f"validation_size must be between 0 and 59999 training images, got {validation_size}"
+        )
     if backend not in ("torchvision", "tensor"):
         raise InvalidArgumentError(f"unknown backend {backend!r}; use 'torchvision' or 'tensor'")
     if augment is not None and backend != "tensor":
         raise InvalidArgumentError("augment needs backend='tensor'")
     target = resolve_device(device) if device is not None else torch.device("cpu")
     mean_std = _mean_std(normalize)
-    splits = {split: load_split(root, split, download=download) for split in ("train", "test")}
+    train_images, train_labels = load_split(root, "train", download=download)
+    train_index: torch.Tensor | None = None
+    eval_index: torch.Tensor | None = None
+    if validation_size:
+        train_index, eval_index = validation_split(train_labels, validation_size)
+        eval_images, eval_labels = train_images[eval_index], train_labels[eval_index]
+        train_images, train_labels = train_images[train_index], train_labels[train_index]
+    else:
+        eval_images, eval_labels = load_split(root, "test", download=download)
     if limit is not None:
-        splits = {name: (x[:limit], y[:limit]) for name, (x, y) in splits.items()}
+        train_images, train_labels = train_images[:limit], train_labels[:limit]
+        eval_images, eval_labels = eval_images[:limit], eval_labels[:limit]
 
     if backend == "tensor":
         generator = torch.Generator(device=target)
         generator.manual_seed(
             seed if seed is not None else int(torch.empty((), dtype=torch.int64).random_().item())
         )
-        train_set, test_set = (
-            FashionMNISTTensors(x.to(target), y.to(target)) for x, y in splits.values()
-        )
+        train_set = FashionMNISTTensors(train_images.to(target), train_labels.to(target))
+        test_set = FashionMNISTTensors(eval_images.to(target), eval_labels.to(target))
         return Loaders(
             TensorLoader(
                 train_set,
@@ -316,14 +334,17 @@ def make_loaders(
         steps.append(transforms.Normalize((mean_std[0],), (mean_std[1],)))
     transform = transforms.Compose(steps)
 
-    def dataset(train: bool) -> Any:
+    def dataset(train: bool, index: torch.Tensor | None) -> Any:
         full = datasets.FashionMNIST(str(root), train=train, transform=transform)
-        return full if limit is None or limit >= len(full) else Subset(full, range(limit))
+        chosen = range(len(full)) if index is None else index.tolist()
+        if limit is not None:
+            chosen = chosen[:limit]
+        return full if len(chosen) == len(full) else Subset(full, chosen)
 
     pin_memory = target.type == "cuda"
     return Loaders(
         DataLoader(
-            dataset(True),
+            dataset(True, train_index),
             batch_size=batch_size,
             shuffle=True,
             drop_last=drop_last,
@@ -332,12 +353,45 @@ def make_loaders(
             pin_memory=pin_memory,
         ),
         DataLoader(
-            dataset(False),
+            dataset(validation_size > 0, eval_index),
             batch_size=test_batch_size or batch_size,
             num_workers=num_workers,
             pin_memory=pin_memory,
         ),
     )
+
+
+def validation_split(labels: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split sample indices into ``(train, validation)``, stratified and always the same.
+
+    The validation part takes ``size // 10`` images of every class (the remainder from
+    the first classes), drawn by a generator seeded with 0 whatever the run's seed, so
+    every run that holds out ``size`` images holds out the same ones and tuning compares
+    like with like. Both index tensors are sorted.
+
+    Example:
+        >>> labels = torch.arange(100) % 10
+        >>> train, validation = validation_split(labels, 20)
+        >>> len(train), len(validation), torch.bincount(labels[validation]).tolist()
+        (80, 20, [2, 2, 2, 2, 2, 2, 2, 2, 2, 2])
+    """
+    labels = labels.cpu()
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+    per_class, extra = divmod(size, NUM_CLASSES)
+    chosen = []
+    for label in range(NUM_CLASSES):
+        members = order[labels[order] == label]
+        take = per_class + (1 if label < extra else 0)
+        if take > len(members):
+            raise InvalidArgumentError(
+                f"validation_size {size} needs {take} images of class {label}, "
+                f"but there are only {len(members)}"
+            )
+        chosen.append(members[:take])
+    validation = torch.cat(chosen).sort().values
+    keep = torch.ones(len(labels), dtype=torch.bool)
+    keep[validation] = False
+    return keep.nonzero().squeeze(1), validation
 
 
 def _mean_std(normalize: bool | tuple[float, float]) -> tuple[float, float] | None:

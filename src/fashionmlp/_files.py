@@ -1,0 +1,46 @@
+"""Writing files so that a reader never sees half of one."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], object], *, replace: bool) -> bool:
+    """Write ``path`` through a temporary file in its folder, then move it into place.
+
+    ``write`` fills the open temporary file. A crash or exception at any point leaves
+    ``path`` as it was and no temporary file behind. With ``replace`` an existing
+    ``path`` is replaced (atomically, by rename); without it an existing ``path`` is
+    kept and the new content dropped. Returns whether ``path`` now holds the new content.
+    The file gets the usual permissions (0666 less the umask), not the temporary file's
+    private 0600.
+
+    Raises:
+        OSError: The folder is missing or not writable, or the disk is full.
+    """
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
+    try:
+        with handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(handle.name, 0o666 & ~umask)
+        if replace:
+            os.replace(handle.name, path)
+            return True
+        try:
+            # link() fails if the target exists, so a file someone else put there is
+            # never replaced, even if it appeared while this one was being written.
+            os.link(handle.name, path)
+            return True
+        except FileExistsError:
+            return False
+    finally:
+        if os.path.exists(handle.name):
+            os.unlink(handle.name)

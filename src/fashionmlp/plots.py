@@ -1,0 +1,149 @@
+"""Figures of a training run, as PNG files (needs matplotlib: ``fashionmlp[plots]``).
+
+matplotlib is imported inside each function and used through its object interface
+(``Figure`` with the Agg canvas), so nothing here touches pyplot's global state or the
+backend a user's own code has chosen.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from .model import CLASSES
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from .recipes import EpochReport
+
+__all__ = ["plot_accuracy", "plot_confusion_matrix", "plot_losses", "plot_misclassified"]
+
+
+def plot_losses(
+    path: str | os.PathLike[str],
+    batch_losses: Sequence[tuple[int, float]],
+    history: Sequence[EpochReport],
+    *,
+    label_smoothing: float = 0.0,
+) -> Path:
+    """Training loss per batch (thin), and per epoch with the evaluation loss (markers).
+
+    With ``label_smoothing`` the legend says so: a smoothed training loss cannot go
+    below a floor, so it sits above the (plain) evaluation loss.
+    """
+    figure = _figure(7, 4)
+    axes = figure.add_subplot()
+    if batch_losses:
+        steps, losses = zip(*batch_losses)
+        done = [step + 1 for step in steps]  # x is batches completed, as at epoch ends
+        smoothed = f" (label smoothing {label_smoothing:g})" if label_smoothing else ""
+        axes.plot(done, losses, linewidth=0.6, alpha=0.5,
+                  label=f"training loss{smoothed}, per batch")
+    if history:
+        per_epoch = _steps_per_epoch(batch_losses, history)
+        ends = [report.epoch * per_epoch for report in history]
+        axes.plot(ends, [r.train.loss for r in history], "o-", label="training loss, epoch mean")
+        evaluated = [(end, r.eval.loss) for end, r in zip(ends, history) if r.eval.loss is not None]
+        if evaluated:
+            axes.plot(*zip(*evaluated), "s-", label="evaluation loss")
+    axes.set_xlabel("batches trained")
+    axes.set_ylabel("loss")
+    axes.set_title("Loss")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    return _save(figure, path)
+
+
+def plot_accuracy(path: str | os.PathLike[str], history: Sequence[EpochReport]) -> Path:
+    """Evaluation accuracy after every epoch."""
+    figure = _figure(7, 4)
+    axes = figure.add_subplot()
+    axes.plot([r.epoch for r in history], [100 * r.eval.accuracy for r in history], "o-")
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("accuracy (%)")
+    best = max(history, key=lambda r: r.eval.accuracy)
+    axes.set_title(f"Evaluation accuracy (last {100 * history[-1].eval.accuracy:.2f}%, "
+                   f"best {100 * best.eval.accuracy:.2f}% at epoch {best.epoch})")
+    axes.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+def plot_confusion_matrix(
+    path: str | os.PathLike[str], matrix: Sequence[Sequence[int]]
+) -> Path:
+    """The confusion matrix with counts; rows are true classes, columns predictions."""
+    counts = torch.tensor(matrix)
+    figure = _figure(8, 7)
+    axes = figure.add_subplot()
+    image = axes.imshow(counts.numpy(), cmap="Blues")
+    figure.colorbar(image, ax=axes, fraction=0.046)
+    ticks = range(len(CLASSES))
+    axes.set_xticks(ticks, CLASSES, rotation=45, ha="right")
+    axes.set_yticks(ticks, CLASSES)
+    axes.set_xlabel("predicted class")
+    axes.set_ylabel("true class")
+    threshold = float(counts.max()) / 2
+    for row in ticks:
+        for column in ticks:
+            value = int(counts[row, column])
+            axes.text(column, row, str(value), ha="center", va="center", fontsize=7,
+                      color="white" if value > threshold else "black")
+    total = int(counts.sum())
+    axes.set_title(f"Confusion matrix ({int(counts.trace())}/{total} correct)")
+    return _save(figure, path)
+
+
+def plot_misclassified(
+    path: str | os.PathLike[str],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    predictions: torch.Tensor,
+    *,
+    count: int = 36,
+) -> Path:
+    """A grid of the first ``count`` misclassified images, titled ``true → predicted``.
+
+    Args:
+        images: ``(N, 28, 28)`` or ``(N, 1, 28, 28)`` images (uint8 or float in [0, 1]).
+        labels: True labels ``(N,)``.
+        predictions: Predicted labels ``(N,)``.
+    """
+    wrong = (labels != predictions).nonzero().squeeze(1)[:count].tolist()
+    columns = 6
+    rows = max(1, -(-len(wrong) // columns))
+    figure = _figure(columns * 1.9, rows * 2.1)
+    for position, index in enumerate(wrong):
+        axes = figure.add_subplot(rows, columns, position + 1)
+        axes.imshow(images[index].reshape(28, 28).float().cpu().numpy(), cmap="gray")
+        axes.set_title(f"{CLASSES[int(labels[index])]}\n→ {CLASSES[int(predictions[index])]}",
+                       fontsize=8)
+        axes.axis("off")
+    figure.suptitle(f"Misclassified test images: true → predicted "
+                    f"({int((labels != predictions).sum())} in all)")
+    return _save(figure, path)
+
+
+def _steps_per_epoch(
+    batch_losses: Sequence[tuple[int, float]], history: Sequence[EpochReport]
+) -> int:
+    return history[-1].train.batches if history else max(len(batch_losses), 1)
+
+
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Figure, path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    figure.savefig(path, dpi=110)
+    return path

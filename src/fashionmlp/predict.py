@@ -1,0 +1,219 @@
+"""Classifying images: any PNG or JPEG made into a FashionMNIST-style 28x28 input.
+
+FashionMNIST images are a light garment on a dark background, the garment filling the
+square frame. :func:`image_to_tensor` brings any picture to that convention:
+
+1. JPEG orientation tags are applied; transparent pixels are laid on white (a product
+   photo's background); the picture becomes grayscale with values in ``[0, 1]``
+   (16-bit pictures are scaled by 65535, or by 255 when no value exceeds 255; 32-bit
+   integer and float pictures are scaled from their minimum to their maximum).
+2. **Inversion rule** (``invert=None``): when the mean of the one-pixel border is above
+   0.5 the background is light, so the picture is inverted; otherwise it is left as it
+   is. ``invert=True`` or ``False`` decides it yourself.
+3. The picture is padded to a square with its background value and resized to 28x28
+   with antialiasing.
+
+Pillow is imported only when an image is read.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Union
+
+import torch
+from torch import nn
+
+from .devices import model_device
+from .errors import ImageError, InvalidArgumentError
+from .model import CLASSES, IMAGE_SIZE
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
+__all__ = ["ImageLike", "Prediction", "image_to_tensor", "load_image", "predict"]
+
+#: What :func:`predict` takes: a PIL image, or a tensor of one or more 28x28 images.
+ImageLike = Union["PILImage", torch.Tensor]
+
+_MAX_PIXELS = 50_000_000  # far above any photo; refuses decompression bombs early
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One class and its probability."""
+
+    #: The class index, ``0..9``.
+    label: int
+    #: The class name, ``CLASSES[label]``.
+    name: str
+    #: The softmax probability.
+    probability: float
+
+
+def image_to_tensor(image: PILImage, *, invert: bool | None = None) -> torch.Tensor:
+    """Make ``image`` a float32 ``(1, 28, 28)`` tensor in FashionMNIST's convention.
+
+    See the module's description for the steps and the inversion rule.
+
+    Raises:
+        ImageError: The image is animated, empty, or of a mode that has no grayscale.
+
+    Example:
+        >>> from PIL import Image
+        >>> photo = Image.new("RGB", (300, 200), "white")  # a white background...
+        >>> photo.paste((40, 40, 40), (100, 50, 200, 150))  # ...with a dark garment
+        >>> x = image_to_tensor(photo)
+        >>> x.shape, float(x[0, 0, 0]), float(x[0, 14, 14]) > 0.8
+        (torch.Size([1, 28, 28]), 0.0, True)
+    """
+    from PIL import Image, ImageOps
+
+    if getattr(image, "n_frames", 1) > 1:
+        raise ImageError("is animated; give a single still image")
+    if image.width < 1 or image.height < 1:
+        raise ImageError("has no pixels")
+    image = ImageOps.exif_transpose(image)
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "La", "RGBa", "PA"):
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image.convert("RGBA"))
+    pixels = _grayscale(image)
+    border = torch.cat([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    if invert if invert is not None else float(border.mean()) > 0.5:
+        pixels = 1.0 - pixels
+        border = 1.0 - border
+    return _square_resize(pixels, float(border.median()))
+
+
+def load_image(path: str | os.PathLike[str], *, invert: bool | None = None) -> torch.Tensor:
+    """Read an image file and return it as :func:`image_to_tensor` does.
+
+    Raises:
+        ImageError: The file is missing, empty, truncated, not an image, too large
+            (a decompression bomb) or unusable; the message names the file.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if image.width * image.height > _MAX_PIXELS:
+                    raise ImageError(
+                        f"declares {image.width}x{image.height} pixels, more than the "
+                        f"{_MAX_PIXELS:,} allowed; scale it down first"
+                    )
+                image.load()
+                return image_to_tensor(image, invert=invert)
+    except ImageError as exc:
+        raise ImageError(f"{path}: {exc}") from exc
+    except FileNotFoundError as exc:
+        raise ImageError(f"{path}: no such file") from exc
+    except IsADirectoryError as exc:
+        raise ImageError(f"{path}: is a folder, not an image") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"{path}: not an image Pillow can read (PNG or JPEG expected)") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{path}: too large to decode safely ({exc})") from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        # Pillow reports truncated and corrupt data with these.
+        raise ImageError(f"{path}: cannot be decoded ({exc}); the file is damaged") from exc
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    images: ImageLike | Sequence[ImageLike],
+    *,
+    top: int = 3,
+    invert: bool | None = None,
+    normalize: tuple[float, float] | None = None,
+) -> list[list[Prediction]]:
+    """The ``top`` most probable classes for each image, most probable first.
+
+    Args:
+        model: A trained classifier (e.g. ``FashionMLP``); put back in its mode after.
+        images: PIL images (converted by :func:`image_to_tensor`), or tensors already in
+            FashionMNIST's convention shaped ``(28, 28)``, ``(1, 28, 28)``,
+            ``(N, 28, 28)`` or ``(N, 1, 28, 28)``, or a sequence of these.
+        top: How many classes to return per image.
+        invert: Passed to :func:`image_to_tensor` for PIL images.
+        normalize: ``(mean, std)`` the model was trained with, if any.
+
+    Example:
+        >>> import torch
+        >>> from fashionmlp import FashionMLP, predict
+        >>> [best, *_] = predict(FashionMLP(), torch.rand(28, 28))[0]
+        >>> best.name in CLASSES
+        True
+    """
+    if not 1 <= top <= len(CLASSES):
+        raise InvalidArgumentError(f"top must be between 1 and {len(CLASSES)}, got {top}")
+    items = images if isinstance(images, Sequence) else [images]
+    batch = torch.cat([_as_batch(item, invert) for item in items]) if items else None
+    if batch is None:
+        return []
+    batch = batch.to(model_device(model))
+    if normalize is not None:
+        batch = (batch - normalize[0]) / normalize[1]
+    was_training = model.training
+    model.eval()
+    try:
+        probabilities = model(batch).float().softmax(dim=1)
+    finally:
+        model.train(was_training)
+    values, labels = probabilities.topk(top, dim=1)
+    return [
+        [Prediction(label, CLASSES[label], probability) for label, probability in zip(row, p)]
+        for row, p in zip(labels.tolist(), values.tolist())
+    ]
+
+
+def _as_batch(item: Any, invert: bool | None) -> torch.Tensor:
+    if isinstance(item, torch.Tensor):
+        if item.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE) or item.dim() not in (2, 3, 4):
+            raise InvalidArgumentError(
+                f"image tensor of shape {tuple(item.shape)}; expected (28, 28), (1, 28, 28), "
+                "(N, 28, 28) or (N, 1, 28, 28)"
+            )
+        return item.float().reshape(-1, 1, IMAGE_SIZE, IMAGE_SIZE)
+    return image_to_tensor(item, invert=invert).unsqueeze(0)
+
+
+def _grayscale(image: PILImage) -> torch.Tensor:
+    """The picture's luminance as a float tensor ``(H, W)`` in ``[0, 1]``."""
+    import numpy as np
+
+    if image.mode.startswith("I;16"):
+        array = np.asarray(image, dtype=np.float64)
+        # Some writers keep 8-bit values in a 16-bit container; scale those as 8-bit.
+        array /= 255.0 if array.max() <= 255 else 65535.0
+    elif image.mode in ("I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        low, high = float(array.min()), float(array.max())
+        array = (array - low) / (high - low) if high > low else np.zeros_like(array)
+    else:
+        try:
+            array = np.asarray(image.convert("L"), dtype=np.float64) / 255.0
+        except (ValueError, OSError) as exc:
+            raise ImageError(f"has mode {image.mode}, which has no grayscale form") from exc
+    return torch.from_numpy(np.ascontiguousarray(array)).float()
+
+
+def _square_resize(pixels: torch.Tensor, background: float) -> torch.Tensor:
+    """Pad ``(H, W)`` to a square with ``background``, resize to ``(1, 28, 28)``."""
+    height, width = pixels.shape
+    side = max(height, width)
+    top, left = (side - height) // 2, (side - width) // 2
+    square = torch.full((side, side), background)
+    square[top : top + height, left : left + width] = pixels
+    resized = torch.nn.functional.interpolate(
+        square[None, None], size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear",
+        antialias=side > IMAGE_SIZE, align_corners=False,
+    )
+    return resized[0].clamp(0.0, 1.0)

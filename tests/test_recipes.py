@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import fashionmlp.loaders as loaders_module
+from fashionmlp import (
+    RECIPES,
+    CheckpointError,
+    EpochReport,
+    InvalidArgumentError,
+    Recipe,
+    StopTraining,
+    fit,
+    get_recipe,
+    make_optimizer,
+    make_scheduler,
+    resolve_autocast,
+)
+from fashionmlp import FashionMLP
+
+
+def test_the_seed_recipe_is_the_seed() -> None:
+    seed = get_recipe("seed")
+    assert (seed.optimizer, seed.lr, seed.momentum, seed.weight_decay) == ("sgd", 0.01, 0.0, 0.0)
+    assert (seed.batch_size, seed.backend, seed.schedule) == (64, "torchvision", "constant")
+    assert seed.augment is None and not seed.normalize and seed.autocast == "off"
+    assert seed.label_smoothing == 0.0 and seed.log_every == 100
+    optimizer = make_optimizer(seed, FashionMLP())
+    assert type(optimizer) is torch.optim.SGD and make_scheduler(seed, optimizer, 938) is None
+
+
+def test_shipped_recipes_train_the_default_model_on_the_tensor_backend() -> None:
+    assert set(RECIPES) == {"seed", "fast", "long"}
+    for name in ("fast", "long"):
+        recipe = get_recipe(name)
+        assert recipe.backend == "tensor" and recipe.name == name
+        assert Recipe.from_dict(recipe.to_dict()) == recipe
+
+
+def test_unknown_names_and_bad_settings_are_refused() -> None:
+    with pytest.raises(InvalidArgumentError, match="seed, fast, long"):
+        get_recipe("fastest")
+    for change in ({"epochs": 0}, {"lr": -1.0}, {"lr": float("nan")}, {"optimizer": "lbfgs"},
+                   {"warmup": 1.0}, {"label_smoothing": 1.0}, {"autocast": "fp8"}):
+        with pytest.raises(InvalidArgumentError, match="recipe 'fast'"):
+            get_recipe("fast").replace(**change)
+    with pytest.raises(InvalidArgumentError, match="tensor"):
+        get_recipe("seed").replace(hflip=True)
+    with pytest.raises(InvalidArgumentError, match="unknown recipe settings: colour"):
+        Recipe.from_dict({**get_recipe("seed").to_dict(), "colour": "red"})
+
+
+def test_one_cycle_schedule_spans_every_step() -> None:
+    recipe = get_recipe("fast").replace(epochs=2)
+    optimizer = make_optimizer(recipe, FashionMLP(hidden_features=8))
+    scheduler = make_scheduler(recipe, optimizer, steps_per_epoch=5)
+    assert scheduler is not None
+    rates = []
+    for _ in range(10):  # the rate each of the 10 steps trains with
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert max(rates) == pytest.approx(recipe.lr, rel=0.05) and rates[-1] < recipe.lr / 1000
+
+
+def test_autocast_resolution() -> None:
+    cpu = torch.device("cpu")
+    assert resolve_autocast(get_recipe("seed"), cpu) is None
+    assert resolve_autocast(get_recipe("fast").replace(autocast="bf16"), cpu) is torch.bfloat16
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    expected = torch.bfloat16 if native else None
+    assert resolve_autocast(get_recipe("fast"), cpu) is expected
+
+
+SMALL = dict(device="cpu", limit=3000)
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("name", ["fast", "seed"])
+def test_resuming_after_an_epoch_gives_the_uninterrupted_weights(
+    real_data_root: Path, tmp_path: Path, name: str
+) -> None:
+    recipe = get_recipe(name).replace(epochs=3)
+    whole = fit(recipe, real_data_root, seed=4, checkpoint_path=tmp_path / "whole.pt", **SMALL)
+    assert whole.finished and [r.epoch for r in whole.history] == [1, 2, 3]
+
+    def stop_after_first(report: EpochReport) -> None:
+        if report.epoch == 1:
+            raise StopTraining
+
+    part = fit(recipe, real_data_root, seed=4, checkpoint_path=tmp_path / "part.pt",
+               epoch_callbacks=[stop_after_first], **SMALL)
+    assert not part.finished and len(part.history) == 1
+    resumed = fit(recipe, real_data_root, seed=4, checkpoint_path=tmp_path / "part.pt",
+                  resume_from=tmp_path / "part.pt", **SMALL)
+    assert resumed.finished and [r.epoch for r in resumed.history] == [1, 2, 3]
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert resumed.final == whole.final
+    assert resumed.history[0].eval == whole.history[0].eval
+
+    with pytest.raises(CheckpointError, match="other settings"):
+        fit(recipe, real_data_root, seed=5, resume_from=tmp_path / "part.pt", **SMALL)
+
+
+@pytest.mark.real_data
+def test_the_same_seed_gives_the_same_model_and_another_seed_does_not(real_data_root: Path) -> None:
+    recipe = get_recipe("fast").replace(epochs=1)
+    first, again, other = (fit(recipe, real_data_root, seed=s, **SMALL) for s in (1, 1, 2))
+    assert torch.equal(first.model.fc1.weight, again.model.fc1.weight)
+    assert not torch.equal(first.model.fc1.weight, other.model.fc1.weight)
+
+
+@pytest.mark.real_data
+def test_tuning_on_the_validation_split_never_reads_the_test_set(
+    real_data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_load_split = loaders_module.load_split
+
+    def training_split_only(root: object, split: str, **kwargs: object) -> object:
+        assert split == "train", "the test set was read while tuning"
+        return real_load_split(root, split, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loaders_module, "load_split", training_split_only)
+    result = fit(get_recipe("fast").replace(epochs=1), real_data_root, device="cpu",
+                 validation_size=5000)
+    assert result.final.total == 5000
+    assert result.history[0].train.samples == 55_000
+    assert [sum(row) for row in result.final.confusion_matrix] == [500] * 10
