@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -108,9 +109,13 @@ def test_predict_classifies_pictures_and_reports_bad_files(
 
 
 @pytest.mark.real_data
-@pytest.mark.parametrize(("signal_number", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(
+    ("signal_number", "status", "when"),
+    [(signal.SIGINT, 130, "epoch 2"), (signal.SIGTERM, 143, "epoch 2"),
+     (signal.SIGINT, 130, "epoch 1")],
+)
 def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(
-    real_data_root: Path, tmp_path: Path, signal_number: int, status: int
+    real_data_root: Path, tmp_path: Path, signal_number: int, status: int, when: str
 ) -> None:
     # The seed's recipe on the tensor backend: epochs of 400 small batches, long enough
     # for the signal to land mid-epoch, short enough for the suite.
@@ -124,16 +129,24 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(
                                 "--out", str(part)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 120
-        while not (part / "checkpoint.pt").exists():  # the first epoch has finished
-            assert time.monotonic() < deadline and process.poll() is None
-            time.sleep(0.05)
+        assert process.stdout is not None
+        if when == "epoch 1":  # the checkpoint of the untrained start is written first
+            deadline = time.monotonic() + 120
+            while not (part / "checkpoint.pt").exists():
+                assert time.monotonic() < deadline and process.poll() is None
+                time.sleep(0.02)
+        else:
+            for line in process.stdout:
+                if line.startswith("Epoch 1/3:"):
+                    break
         process.send_signal(signal_number)
         _, err = process.communicate(timeout=120)
     finally:
         process.kill()
     assert process.returncode == status
-    assert err.strip().splitlines()[-1].endswith(f"resume with: fashionmlp train --resume {part}")
+    last = err.strip().splitlines()[-1]
+    assert f"interrupted during {when};" in last
+    assert last.endswith(f"resume with: fashionmlp train --resume {part}")
     assert "Traceback" not in err and not (part / "model.pt").exists()
 
     resumed = run_cli("train", "--resume", str(part), "--data-root", str(real_data_root),
@@ -143,6 +156,21 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(
     expected = load_checkpoint(whole / "model.pt").model_state
     got = load_checkpoint(part / "model.pt").model_state
     assert all(torch.equal(expected[key], got[key]) for key in expected)
+
+
+@pytest.mark.real_data
+def test_a_diverging_run_stops_with_one_line(
+    real_data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    arguments = ["train", "--recipe", "seed", "--lr", "1e6", "--limit", "1280", "--epochs", "1",
+                 "--device", "cpu", "--no-plots", "--data-root", str(real_data_root)]
+    assert main([*arguments, "--out", str(tmp_path / "a")]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert re.search(r"the training loss became (nan|inf) at epoch 1, batch \d+", err)
+    assert "lower one" in err
+    assert main([*arguments, "--out", str(tmp_path / "b"), "--no-finite-check"]) == 0
+    assert "test accuracy" in capsys.readouterr().out
 
 
 def test_run_folders_are_never_mixed_with_other_files(

@@ -150,6 +150,31 @@ def test_an_unwritable_root_is_a_dataset_error(tmp_path: Path, debian_dir: Path)
         prepare_dataset(blocker / "root")
 
 
+def test_an_unreadable_file_is_a_dataset_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_idx(tmp_path / "labels", LABELS)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    # Root reads any file whatever its mode bits, so the refusal is simulated.
+    monkeypatch.setattr(data_module, "open", refuse, raising=False)
+    with pytest.raises(DatasetError, match="labels: cannot be read \\(Permission denied\\)"):
+        read_idx(path, "labels")
+
+
+def test_a_read_only_root_is_a_dataset_error_naming_the_fix(
+    tmp_path: Path, debian_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def read_only(*args: object, **kwargs: object) -> None:
+        raise PermissionError(30, "Read-only file system")
+
+    monkeypatch.setattr(data_module, "atomic_write", read_only)
+    with pytest.raises(DatasetError, match="Read-only file system.*writable data root"):
+        prepare_dataset(tmp_path)
+
+
 def test_download_is_tried_only_when_allowed_and_installs_verified_files(
     tmp_path: Path, debian_dir: Path, no_system_copy: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -20,6 +20,7 @@ from fashionmlp import (
     FASHION_MNIST_MEAN,
     FASHION_MNIST_STD,
     Augment,
+    DatasetError,
     FashionMLP,
     FashionMNISTTensors,
     InvalidArgumentError,
@@ -78,6 +79,38 @@ def test_limit_takes_the_first_samples(real_data_root: Path) -> None:
     images, labels = load_split(real_data_root, "test")
     assert images.shape == (10_000, 28, 28) and labels.shape == (10_000,)
     assert torch.bincount(labels).tolist() == [1000] * 10
+
+
+@pytest.fixture
+def corrupt_root(real_data_root: Path, tmp_path: Path) -> Path:
+    """A copy of the real dataset whose test labels hold an 11."""
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for source in (real_data_root / "FashionMNIST" / "raw").iterdir():
+        if not source.name.endswith(".gz"):
+            (raw / source.name).write_bytes(source.read_bytes())
+    labels = bytearray((raw / "t10k-labels-idx1-ubyte").read_bytes())
+    labels[-1] = 11
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(bytes(labels))
+    return tmp_path
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("backend", ["torchvision", "tensor"])
+def test_both_backends_refuse_a_corrupt_file_naming_it(corrupt_root: Path, backend: Any) -> None:
+    with pytest.raises(DatasetError, match=r"t10k-labels-idx1-ubyte: holds label 11"):
+        make_loaders(corrupt_root, backend=backend)
+
+
+@pytest.mark.real_data
+def test_the_command_line_refuses_a_corrupt_file_in_one_line(
+    corrupt_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fashionmlp.cli import main
+
+    assert main(["train", "--data-root", str(corrupt_root), "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "holds label 11" in err
 
 
 @pytest.mark.real_data

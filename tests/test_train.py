@@ -15,6 +15,7 @@ from fashionmlp import (
     BatchEvent,
     FashionMLP,
     InvalidArgumentError,
+    NonFiniteLossError,
     PrintLoss,
     evaluate,
     make_loaders,
@@ -109,6 +110,37 @@ def test_loaders_without_length_or_batches_are_refused() -> None:
     empty = DataLoader(Subset(synthetic_loader(4, 2).dataset, []), batch_size=2)
     with pytest.raises(InvalidArgumentError, match="no batches"):
         train_epoch(empty, model, nn.CrossEntropyLoss(), sgd(model))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("batch", [3, 250])
+def test_a_non_finite_loss_stops_training_naming_epoch_and_batch(
+    bad: float, batch: int, item_reads: list[str]
+) -> None:
+    model = FashionMLP(hidden_features=8)
+    calls = []
+
+    def loss_fn(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        loss = nn.functional.cross_entropy(pred, y)
+        return loss * bad if len(calls) == batch + 1 else loss
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    with pytest.raises(NonFiniteLossError, match=rf"epoch 7, batch {batch} \(learning rate 0.5\)"
+                       r".*lower one \(e.g. 0.05\)"):
+        train_epoch(synthetic_loader(2400, 4), model, loss_fn, optimizer, epoch=7)
+    assert len(calls) <= (batch // 100 + 1) * 100  # stopped at the next check, not the end
+    assert len(item_reads) <= 1
+
+
+def test_the_finite_check_can_be_turned_off() -> None:
+    model = FashionMLP(hidden_features=8)
+
+    def nan_loss(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(pred, y) * float("nan")
+
+    stats = train_epoch(synthetic_loader(40, 8), model, nan_loss, sgd(model), check_finite=False)
+    assert math.isnan(stats.loss) and stats.batches == 5
 
 
 @pytest.mark.real_data

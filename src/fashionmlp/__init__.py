@@ -22,6 +22,7 @@ from .errors import (
     ImageError,
     InputShapeError,
     InvalidArgumentError,
+    NonFiniteLossError,
 )
 from .evaluate import EvalResult, evaluate
 from .loaders import (
@@ -82,6 +83,7 @@ __all__ = [
     "Loader",
     "Loaders",
     "LossHistory",
+    "NonFiniteLossError",
     "Prediction",
     "PrintLoss",
     "ProgressBar",

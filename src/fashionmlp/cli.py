@@ -133,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-progress", action="store_true", help="plain lines instead of a progress bar"
     )
     train.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
+    train.add_argument(
+        "--no-finite-check",
+        action="store_true",
+        help="keep training when the loss becomes NaN or infinite (default: stop)",
+    )
     _data_options(train)
     _device_option(train)
 
@@ -287,6 +292,7 @@ def _train(args: argparse.Namespace) -> int:
                 epoch_callbacks=[report],
                 checkpoint_path=out / CHECKPOINT,
                 resume_from=resume_from,
+                check_finite=not args.no_finite_check,
             )
         except _Interrupted as interrupted:
             if progress is not None:
@@ -347,12 +353,11 @@ class _StopOnSignal:
 
 
 def _interrupted_message(out: Path, event: BatchEvent) -> str:
-    checkpoint = out / CHECKPOINT
-    if event.epoch is None or event.epoch <= 1 or not checkpoint.is_file():
-        return f"interrupted during epoch {event.epoch}, before any epoch finished; start again"
+    finished = (event.epoch or 1) - 1
     return (
-        f"interrupted during epoch {event.epoch}; the {event.epoch - 1} finished epoch(s) are "
-        f"saved in {checkpoint}; resume with: fashionmlp train --resume {out}"
+        f"interrupted during epoch {event.epoch}; {finished} finished epoch(s) are saved in "
+        f"{out / CHECKPOINT} and the interrupted epoch will be repeated; "
+        f"resume with: fashionmlp train --resume {out}"
     )
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "CheckpointError",
     "DeviceError",
     "ImageError",
+    "NonFiniteLossError",
 ]
 
 
@@ -50,3 +51,7 @@ class DeviceError(InvalidArgumentError):
 
 class ImageError(FashionMLPError):
     """An image given to predict cannot be read or turned into a FashionMNIST-style input."""
+
+
+class NonFiniteLossError(FashionMLPError, FloatingPointError):
+    """Training produced a NaN or infinite loss (usually: the learning rate is too high)."""

@@ -323,6 +323,7 @@ def fit(
     epoch_callbacks: Sequence[Callable[[EpochReport], object]] = (),
     checkpoint_path: str | os.PathLike[str] | None = None,
     resume_from: str | os.PathLike[str] | None = None,
+    check_finite: bool = True,
 ) -> FitResult:
     """Train ``FashionMLP()`` with ``recipe`` and evaluate it after every epoch.
 
@@ -339,14 +340,18 @@ def fit(
         callbacks: Batch callbacks, after the scheduler's step.
         epoch_callbacks: Called with each :class:`EpochReport`, after the checkpoint is
             written; one may raise :class:`StopTraining`.
-        checkpoint_path: Written (atomically) after every epoch with everything needed
-            to resume.
+        checkpoint_path: Written (atomically) before the first epoch and after every
+            epoch with everything needed to resume, so a stopped run can always be resumed
+            from the start of the epoch it stopped in.
         resume_from: A checkpoint written by an earlier ``fit`` with the same recipe and
             seed; training continues after its last epoch and ends with the same weights
             as a run that was never stopped.
+        check_finite: Stop with :class:`~fashionmlp.NonFiniteLossError` on a NaN or
+            infinite loss (see :func:`~fashionmlp.train_epoch`).
 
     Raises:
         CheckpointError: ``resume_from`` is unreadable or from another recipe or seed.
+        NonFiniteLossError: The loss became NaN or infinite.
 
     Example:
         .. code-block:: python
@@ -402,6 +407,26 @@ def fit(
         history = [EpochReport.from_dict(report) for report in state["history"]]
         elapsed = history[-1].seconds if history else 0.0
 
+    def save(epoch: int) -> None:
+        if checkpoint_path is None:
+            return
+        save_checkpoint(
+            checkpoint_path,
+            model,
+            optimizer,
+            scheduler=scheduler,
+            epoch=epoch,
+            config=config,
+            state={
+                "torch_rng": torch.get_rng_state(),
+                "loader_rng": train.generator.get_state(),
+                "cuda_rng": torch.cuda.get_rng_state(target) if target.type == "cuda" else None,
+                "history": [past.to_dict() for past in history],
+            },
+        )
+
+    if resume_from is None:
+        save(0)  # so that even a run stopped in its first epoch can be resumed
     hooks: list[CallbackLike] = list(callbacks)
     if scheduler is not None:
         step_schedule: Callable[[BatchEvent], object] = lambda event: scheduler.step()  # noqa: E731
@@ -418,6 +443,7 @@ def fit(
             epoch=epoch,
             autocast=autocast,
             non_blocking=non_blocking,
+            check_finite=check_finite,
         )
         result = evaluate(test, model, eval_loss, autocast=autocast, non_blocking=non_blocking)
         elapsed += time.perf_counter() - started
@@ -430,21 +456,7 @@ def fit(
             lr=float(optimizer.param_groups[0]["lr"]),
         )
         history.append(report)
-        if checkpoint_path is not None:
-            save_checkpoint(
-                checkpoint_path,
-                model,
-                optimizer,
-                scheduler=scheduler,
-                epoch=epoch,
-                config=config,
-                state={
-                    "torch_rng": torch.get_rng_state(),
-                    "loader_rng": train.generator.get_state(),
-                    "cuda_rng": torch.cuda.get_rng_state(target) if target.type == "cuda" else None,
-                    "history": [past.to_dict() for past in history],
-                },
-            )
+        save(epoch)
         stop = False
         for callback in epoch_callbacks:
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -13,9 +14,12 @@ from torch import nn
 
 from .callbacks import BatchEvent, CallbackLike, as_hook
 from .devices import model_device
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, NonFiniteLossError
 
 __all__ = ["EpochStats", "train_epoch"]
+
+#: Batches between two checks for a NaN or infinite loss: each check is one device read.
+FINITE_CHECK_EVERY = 100
 
 #: A loss function: ``loss_fn(logits, targets)`` returning the batch's mean loss.
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -48,6 +52,7 @@ def train_epoch(
     device: torch.device | str | None = None,
     autocast: torch.dtype | None = None,
     non_blocking: bool = False,
+    check_finite: bool = True,
 ) -> EpochStats:
     """Train ``model`` for one pass over ``dataloader``, as the seed's ``training()`` does.
 
@@ -56,8 +61,9 @@ def train_epoch(
     ``optimizer.zero_grad()``, ``loss.backward()``, ``optimizer.step()``). After each
     step every callback receives a :class:`~fashionmlp.BatchEvent`, in the order given.
 
-    The loop itself reads nothing back from the device: the epoch's loss is summed on
-    the device and read once at the end.
+    The loop reads almost nothing back from the device: the epoch's loss is summed on
+    the device and read at the end, and every :data:`FINITE_CHECK_EVERY` batches one read
+    checks that sum for a NaN or infinity (``check_finite=False`` drops those checks).
 
     Args:
         dataloader: Yields ``(x, y)`` batches; must support ``len()`` and have a
@@ -75,12 +81,15 @@ def train_epoch(
             keeps full float32, as in the seed.
         non_blocking: Copy batches to the device asynchronously (worth it with a
             pinned-memory DataLoader and a CUDA device; a no-op for data already there).
+        check_finite: Stop with :class:`~fashionmlp.NonFiniteLossError` when a batch's
+            loss is NaN or infinite (found within :data:`FINITE_CHECK_EVERY` batches).
 
     Returns:
         The epoch's mean loss, sample and batch counts and wall time.
 
     Raises:
         InvalidArgumentError: ``dataloader`` has no length, or yielded no batch.
+        NonFiniteLossError: A loss was NaN or infinite (names the epoch and batch).
 
     Example:
         >>> import torch
@@ -104,6 +113,7 @@ def train_epoch(
     loss_sum = torch.zeros((), device=target)
     samples = 0
     batches = 0
+    recent: list[torch.Tensor] = []
     for batch, (x, y) in enumerate(dataloader):
         x, y = x.to(target, non_blocking=non_blocking), y.to(target, non_blocking=non_blocking)
         with autocast_context(target, autocast):
@@ -119,6 +129,15 @@ def train_epoch(
         loss_sum += detached * size
         samples += size
         batches += 1
+        if check_finite:
+            # A NaN or infinity makes the running sum non-finite too, so checking the sum
+            # every FINITE_CHECK_EVERY batches finds it; the losses kept since the last
+            # check then say which batch it was.
+            recent.append(detached)
+            if len(recent) == FINITE_CHECK_EVERY:
+                if not torch.isfinite(loss_sum):
+                    _raise_non_finite(recent, batch + 1 - len(recent), epoch, optimizer)
+                recent.clear()
         if hooks:
             event = BatchEvent(
                 epoch=epoch,
@@ -134,12 +153,33 @@ def train_epoch(
     if batches == 0:
         raise InvalidArgumentError("the dataloader yielded no batches; is the dataset empty?")
     mean_loss = loss_sum.item() / samples  # the epoch's one read from the device
+    if check_finite and not math.isfinite(mean_loss):
+        _raise_non_finite(recent, batches - len(recent), epoch, optimizer)
     return EpochStats(
         epoch=epoch,
         loss=mean_loss,
         samples=samples,
         batches=batches,
         seconds=time.perf_counter() - started,
+    )
+
+
+def _raise_non_finite(
+    recent: list[torch.Tensor],
+    first_batch: int,
+    epoch: int | None,
+    optimizer: torch.optim.Optimizer,
+) -> None:
+    losses = torch.stack(recent).float().cpu()
+    index = int((~torch.isfinite(losses)).nonzero()[0])
+    where = f"epoch {epoch}, batch {first_batch + index}" if epoch is not None else (
+        f"batch {first_batch + index}"
+    )
+    lr = float(optimizer.param_groups[0].get("lr", float("nan")))
+    raise NonFiniteLossError(
+        f"the training loss became {float(losses[index])} at {where} (learning rate {lr:g}); "
+        f"training stopped. The learning rate is probably too high: try a lower one "
+        f"(e.g. {lr / 10:g})"
     )
 
 

@@ -1,0 +1,99 @@
+"""Random and mutated bytes as dataset files and as images: only our errors, never a crash.
+
+Each property runs a few hundred examples; every example is small, so the whole module
+takes seconds, and a hang would trip Hypothesis's deadline.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from pathlib import Path
+
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from fashionmlp import DatasetError, ImageError, load_image, read_idx
+from idx_files import idx_bytes
+
+FUZZ = settings(max_examples=300, deadline=2000,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+VALID_IMAGES = idx_bytes(torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8))
+VALID_LABELS = idx_bytes(torch.tensor([0, 9, 4, 2], dtype=torch.uint8))
+
+
+@st.composite
+def mutated(draw: st.DrawFn, valid: bytes) -> bytes:
+    """``valid`` with some bytes changed, then perhaps cut short or extended."""
+    data = bytearray(valid)
+    for _ in range(draw(st.integers(1, 8))):
+        position = draw(st.integers(0, len(data) - 1))
+        data[position] = draw(st.integers(0, 255))
+    cut = draw(st.integers(0, len(data)))
+    tail = draw(st.binary(max_size=64))
+    return bytes(data[:cut]) + tail if draw(st.booleans()) else bytes(data)
+
+
+def idx_candidates() -> st.SearchStrategy[bytes]:
+    return st.one_of(st.binary(max_size=4096), mutated(VALID_IMAGES), mutated(VALID_LABELS))
+
+
+def _check_idx(path: Path, data: bytes, compress: bool) -> None:
+    path.write_bytes(gzip.compress(data) if compress else data)
+    for kind in ("images", "labels"):
+        try:
+            values = read_idx(path, kind)  # type: ignore[arg-type]
+        except DatasetError:
+            continue
+        assert values.dtype == (torch.uint8 if kind == "images" else torch.int64)
+
+
+@FUZZ
+@given(data=idx_candidates(), compress=st.booleans())
+def test_fuzzed_idx_files_raise_only_dataset_errors(
+    tmp_path: Path, data: bytes, compress: bool
+) -> None:
+    _check_idx(tmp_path / ("f.gz" if compress else "f"), data, compress)
+
+
+@FUZZ
+@given(data=st.one_of(st.binary(max_size=512),
+                      mutated(gzip.compress(VALID_LABELS))))
+def test_fuzzed_gzip_streams_raise_only_dataset_errors(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "f.gz"
+    path.write_bytes(data)
+    for kind in ("images", "labels"):
+        try:
+            read_idx(path, kind)  # type: ignore[arg-type]
+        except DatasetError:
+            pass
+
+
+def _encoded(fmt: str, mode: str) -> bytes:
+    buffer = io.BytesIO()
+    image = Image.new("RGB", (23, 17), "white")
+    image.paste((10, 80, 200), (5, 5, 15, 12))
+    image.convert(mode).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+SAMPLES = [_encoded("PNG", "RGBA"), _encoded("PNG", "P"), _encoded("PNG", "I;16"),
+           _encoded("JPEG", "RGB"), _encoded("JPEG", "CMYK"), _encoded("GIF", "P"),
+           _encoded("BMP", "RGB")]
+
+
+@FUZZ
+@given(data=st.one_of(st.binary(max_size=2048),
+                      st.sampled_from(SAMPLES).flatmap(lambda valid: mutated(valid))))
+def test_fuzzed_images_raise_only_image_errors(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "picture"
+    path.write_bytes(data)
+    try:
+        x = load_image(path)
+    except ImageError as exc:
+        assert str(path) in str(exc)
+        return
+    assert x.shape == (1, 28, 28) and torch.isfinite(x).all()
