@@ -66,6 +66,18 @@ def test_one_cycle_schedule_spans_every_step() -> None:
     assert max(rates) == pytest.approx(recipe.lr, rel=0.05) and rates[-1] < recipe.lr / 1000
 
 
+@pytest.mark.parametrize("steps", [1, 3, 4, 5, 8])
+def test_very_short_schedules_still_work(steps: int) -> None:
+    recipe = get_recipe("fast").replace(epochs=1)
+    optimizer = make_optimizer(recipe, FashionMLP(hidden_features=8))
+    scheduler = make_scheduler(recipe, optimizer, steps_per_epoch=steps)
+    assert (scheduler is None) == (steps < 4)
+    for _ in range(steps if scheduler else 0):
+        optimizer.step()
+        scheduler.step()  # type: ignore[union-attr]
+        assert 0 < optimizer.param_groups[0]["lr"] <= recipe.lr
+
+
 def test_autocast_resolution() -> None:
     cpu = torch.device("cpu")
     assert resolve_autocast(get_recipe("seed"), cpu) is None

@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 
 import torch
 
-from . import __version__
+from . import __version__, distributed
 from .callbacks import BatchEvent, CallbackLike, LossHistory, PrintLoss, ProgressBar
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .data import default_data_root, load_split
@@ -221,16 +221,25 @@ def _fail(message: str) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    device = resolve_device(args.device)
+    # Under torchrun every process runs this; rank 0 alone prints and writes files.
+    device = distributed.init_from_environment(resolve_device(args.device))
+    try:
+        return _train_on(device, args, main=distributed.is_main_process())
+    finally:
+        distributed.shutdown()
+
+
+def _train_on(device: torch.device, args: argparse.Namespace, *, main: bool) -> int:
     data_root = args.data_root or default_data_root()
     if args.resume is not None:
         out, recipe, settings = _resumable_run(args)
         resume_from: Path | None = out / CHECKPOINT
     else:
-        out = _new_run_folder(args.out, overwrite=args.overwrite)
+        out = _new_run_folder(args.out, overwrite=args.overwrite) if main else Path()
         recipe = _recipe_from(args)
+        seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
         settings = {
-            "seed": args.seed if args.seed is not None else random.SystemRandom().randrange(2**31),
+            "seed": distributed.broadcast_from_main(seed),  # every rank needs rank 0's
             "limit": args.limit,
             "validation_size": args.validation or 0,
         }
@@ -244,11 +253,14 @@ def _train(args: argparse.Namespace) -> int:
         "fashionmlp": __version__,
         "torch": str(torch.__version__),
         "python": platform.python_version(),
+        "processes": distributed.world_size(),
     }
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    if main:
+        (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    say = print if main else _silent
 
     verb = "Resuming" if resume_from else "Training"
-    print(
+    say(
         f"{verb} FashionMLP with recipe {recipe.name!r} on {device}: {recipe.epochs} epochs, "
         f"batch {recipe.batch_size}, {recipe.optimizer} lr {recipe.lr}, seed {settings['seed']}; "
         f"run folder {out}",
@@ -257,7 +269,9 @@ def _train(args: argparse.Namespace) -> int:
     batch_losses = LossHistory()
     callbacks: list[CallbackLike] = [batch_losses]
     progress = None
-    if recipe.log_every:
+    if not main:
+        pass
+    elif recipe.log_every:
         callbacks += [_epoch_header, PrintLoss(recipe.log_every)]
     elif not args.no_progress and sys.stderr.isatty():
         try:
@@ -270,7 +284,7 @@ def _train(args: argparse.Namespace) -> int:
         if progress is not None:
             progress.close()
         loss = f", {evaluated_on} loss {epoch.eval.loss:.4f}" if epoch.eval.loss is not None else ""
-        print(
+        say(
             f"Epoch {epoch.epoch}/{epoch.epochs}: train loss {epoch.train.loss:.4f}, "
             f"{evaluated_on} accuracy {100 * epoch.eval.accuracy:.2f}%{loss}, "
             f"{epoch.train.seconds:.1f} s (total {epoch.seconds:.1f} s)",
@@ -297,8 +311,11 @@ def _train(args: argparse.Namespace) -> int:
         except _Interrupted as interrupted:
             if progress is not None:
                 progress.close()
-            _fail(_interrupted_message(out, interrupted.event))
+            if main:
+                _fail(_interrupted_message(out, interrupted.event))
             return 128 + interrupted.signal
+    if not main:
+        return 0
     save_checkpoint(out / WEIGHTS, result.model, epoch=len(result.history), config=config)
     metrics = _metrics(result, evaluated_on)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -332,8 +349,11 @@ class _StopOnSignal:
         self.received: int | None = None
 
     def on_batch_end(self, event: BatchEvent) -> None:
-        if self.received is not None:
-            raise _Interrupted(self.received, event)
+        # Under torchrun all ranks must stop at the same batch, or the others would wait
+        # forever in the next gradient all-reduce: they agree on it here, every batch.
+        received = distributed.max_over_ranks(self.received or 0)
+        if received:
+            raise _Interrupted(received, event)
 
     def _handle(self, signal_number: int, frame: object) -> None:
         if self.received == signal.SIGINT == signal_number:
@@ -350,6 +370,10 @@ class _StopOnSignal:
         finally:
             for number, handler in previous.items():
                 signal.signal(number, handler)
+
+
+def _silent(*args: object, **kwargs: object) -> None:
+    """``print`` for the ranks other than 0."""
 
 
 def _interrupted_message(out: Path, event: BatchEvent) -> str:

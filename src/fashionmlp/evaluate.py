@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import distributed
 from .devices import model_device
 from .errors import InvalidArgumentError
 from .train import LossFn, autocast_context
@@ -66,7 +67,8 @@ def evaluate(
 
     Runs under ``model.eval()`` and ``torch.no_grad()``, then puts the model back in
     the mode it was in. Counts and sums stay on the device until the end, when they
-    are read once.
+    are read once. Under ``torchrun`` the counts, the loss and the confusion matrix are
+    summed over all processes, so every rank returns the result for the whole dataset.
 
     Args:
         dataloader: Yields ``(x, y)`` batches.
@@ -107,11 +109,14 @@ def evaluate(
         model.train(was_training)
     if confusion is None:
         raise InvalidArgumentError("the dataloader yielded no batches; is the dataset empty?")
+    # Under torchrun each rank saw its own shard: sum the counts and the loss over ranks.
+    confusion = distributed.reduce_sum(confusion)
+    loss_total = float(distributed.reduce_sum(loss_sum))
     matrix = confusion.view(classes, classes).cpu()
     total = int(matrix.sum())
     return EvalResult(
         correct=int(matrix.diagonal().sum()),
         total=total,
-        loss=loss_sum.item() / total if loss_fn is not None else None,
+        loss=loss_total / total if loss_fn is not None else None,
         confusion_matrix=tuple(tuple(row) for row in matrix.tolist()),
     )

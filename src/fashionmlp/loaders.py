@@ -22,8 +22,9 @@ from typing import Any, Final, Literal, NamedTuple, Union
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
+from . import distributed
 from .data import load_split
 from .devices import resolve_device
 from .errors import InvalidArgumentError
@@ -144,6 +145,12 @@ class TensorLoader:
             dataset's device. Default: one seeded from torch's global generator.
         augment: Applied to every batch (for training).
         normalize: ``(mean, std)`` to subtract and divide by, or ``None``.
+        shard: ``(rank, world_size)``: serve only this rank's share, as
+            ``DistributedSampler`` does. Shuffled, each epoch's permutation is the same on
+            every rank (the generators are seeded alike) and rank ``r`` takes every
+            ``world_size``-th sample from position ``r``, the permutation's first samples
+            repeated to even the shares out when the size does not divide; unshuffled,
+            the shares are left uneven so that every sample counts exactly once.
     """
 
     def __init__(
@@ -156,8 +163,12 @@ class TensorLoader:
         generator: torch.Generator | None = None,
         augment: Augment | None = None,
         normalize: tuple[float, float] | None = None,
+        shard: tuple[int, int] | None = None,
     ) -> None:
         _check_positive("batch_size", batch_size)
+        if shard is not None and not 0 <= shard[0] < shard[1]:
+            raise InvalidArgumentError(f"shard must be (rank, world_size) with 0 <= rank < "
+                                       f"world_size, got {shard}")
         device = dataset.data.device
         if generator is None:
             # Like DataLoader: an unseeded loader draws its seed from the global RNG.
@@ -175,19 +186,41 @@ class TensorLoader:
         self.generator = generator
         self.augment = augment
         self.normalize = normalize
+        self.shard = shard
 
     def __len__(self) -> int:
-        count = len(self.dataset) / self.batch_size
+        count = self._samples() / self.batch_size
         return math.floor(count) if self.drop_last else math.ceil(count)
+
+    def _samples(self) -> int:
+        """Samples this loader serves per epoch (this rank's share when sharded)."""
+        size = len(self.dataset)
+        if self.shard is None:
+            return size
+        rank, world = self.shard
+        # Shuffled (training) shards are evened out as DistributedSampler does; the
+        # unshuffled (evaluation) ones are not, so that every sample counts once.
+        return math.ceil(size / world) if self.shuffle else len(range(rank, size, world))
 
     def __iter__(self) -> Iterator[Batch]:
         data, targets = self.dataset.data, self.dataset.targets
         size = len(data)
+        order: torch.Tensor | None = None
         if self.shuffle:
+            # Every rank draws the same permutation from its identically seeded generator.
+            order = torch.randperm(size, generator=self.generator, device=data.device)
+        if self.shard is not None:
+            rank, world = self.shard
+            if order is None:
+                order = torch.arange(size, device=data.device)
+            elif size % world:
+                order = torch.cat([order, order[: world - size % world]])  # even shards
+            order = order[rank::world]
+        if order is not None:
             # One gather for the whole epoch (47 MB of uint8 for the training set), so
             # each batch below is a free slice rather than a gather of its own.
-            order = torch.randperm(size, generator=self.generator, device=data.device)
             data, targets = data[order], targets[order]
+            size = len(order)
         stop = size - size % self.batch_size if self.drop_last else size
         for start in range(0, stop, self.batch_size):
             images = data[start : start + self.batch_size]
@@ -307,6 +340,7 @@ def make_loaders(
         train_images, train_labels = train_images[:limit], train_labels[:limit]
         eval_images, eval_labels = eval_images[:limit], eval_labels[:limit]
 
+    shard = (distributed.rank(), distributed.world_size()) if distributed.is_distributed() else None
     if backend == "tensor":
         generator = torch.Generator(device=target)
         generator.manual_seed(
@@ -323,8 +357,11 @@ def make_loaders(
                 generator=generator,
                 augment=augment,
                 normalize=mean_std,
+                shard=shard,
             ),
-            TensorLoader(test_set, test_batch_size or len(test_set), normalize=mean_std),
+            TensorLoader(
+                test_set, test_batch_size or len(test_set), normalize=mean_std, shard=shard
+            ),
         )
 
     from torchvision import datasets, transforms
@@ -342,18 +379,27 @@ def make_loaders(
         return full if len(chosen) == len(full) else Subset(full, chosen)
 
     pin_memory = target.type == "cuda"
+    train_set, eval_set = dataset(True, train_index), dataset(validation_size > 0, eval_index)
+    sampler: DistributedSampler[Any] | None = None
+    if shard is not None:
+        # DistributedSampler reshuffles from the epoch number (train_epoch calls its
+        # set_epoch); evaluation takes a rank-strided slice without padding, so every
+        # test sample counts once.
+        sampler = DistributedSampler(train_set, seed=seed or 0, drop_last=drop_last)
+        eval_set = Subset(eval_set, range(shard[0], len(eval_set), shard[1]))
     return Loaders(
         DataLoader(
-            dataset(True, train_index),
+            train_set,
             batch_size=batch_size,
-            shuffle=True,
+            shuffle=sampler is None,
+            sampler=sampler,
             drop_last=drop_last,
             generator=None if seed is None else torch.Generator().manual_seed(seed),
             num_workers=num_workers,
             pin_memory=pin_memory,
         ),
         DataLoader(
-            dataset(validation_size > 0, eval_index),
+            eval_set,
             batch_size=test_batch_size or batch_size,
             num_workers=num_workers,
             pin_memory=pin_memory,

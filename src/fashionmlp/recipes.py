@@ -35,7 +35,9 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
+from . import distributed
 from .callbacks import BatchEvent, CallbackLike
 from .checkpoint import load_checkpoint, save_checkpoint
 from .devices import resolve_device
@@ -205,14 +207,20 @@ def make_optimizer(recipe: Recipe, model: nn.Module) -> torch.optim.Optimizer:
 def make_scheduler(
     recipe: Recipe, optimizer: torch.optim.Optimizer, steps_per_epoch: int
 ) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """The recipe's learning-rate schedule, stepped once per batch; ``None`` if constant."""
-    if recipe.schedule == "constant":
+    """The recipe's learning-rate schedule, stepped once per batch; ``None`` if constant.
+
+    A one-cycle schedule needs at least two steps in each of its phases: for very short
+    runs (``--limit`` on a tiny subset) the warm-up fraction is widened to allow that, and
+    below four steps in all the rate stays constant.
+    """
+    total = recipe.epochs * steps_per_epoch
+    if recipe.schedule == "constant" or total < 4:
         return None
     return torch.optim.lr_scheduler.OneCycleLR(
         optimizer,
         max_lr=recipe.lr,
-        total_steps=recipe.epochs * steps_per_epoch,
-        pct_start=recipe.warmup,
+        total_steps=total,
+        pct_start=min(max(recipe.warmup, 2 / total), (total - 2) / total),
     )
 
 
@@ -327,6 +335,10 @@ def fit(
 ) -> FitResult:
     """Train ``FashionMLP()`` with ``recipe`` and evaluate it after every epoch.
 
+    Under ``torchrun`` (a default process group initialised) the model is wrapped in
+    :class:`~torch.nn.parallel.DistributedDataParallel`, each rank trains on its shard,
+    every figure is global, and only rank 0 writes the checkpoint.
+
     Args:
         recipe: What to do (see :data:`RECIPES`).
         root: The data root.
@@ -382,6 +394,13 @@ def fit(
         validation_size=validation_size,
     )
     model = FashionMLP().to(target)
+    trained: nn.Module = model
+    if distributed.is_distributed():
+        # DDP averages the gradients; every rank starts from the same seeded weights, and
+        # DDP broadcasts rank 0's anyway.
+        trained = DistributedDataParallel(
+            model, device_ids=[target.index] if target.type == "cuda" else None
+        )
     optimizer = make_optimizer(recipe, model)
     scheduler = make_scheduler(recipe, optimizer, len(train))
     train_loss = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
@@ -408,7 +427,7 @@ def fit(
         elapsed = history[-1].seconds if history else 0.0
 
     def save(epoch: int) -> None:
-        if checkpoint_path is None:
+        if checkpoint_path is None or not distributed.is_main_process():
             return
         save_checkpoint(
             checkpoint_path,
@@ -436,7 +455,7 @@ def fit(
         started = time.perf_counter()
         stats = train_epoch(
             train,
-            model,
+            trained,
             train_loss,
             optimizer,
             callbacks=hooks,

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import distributed
 from .callbacks import BatchEvent, CallbackLike, as_hook
 from .devices import model_device
 from .errors import InvalidArgumentError, NonFiniteLossError
@@ -84,6 +85,10 @@ def train_epoch(
         check_finite: Stop with :class:`~fashionmlp.NonFiniteLossError` when a batch's
             loss is NaN or infinite (found within :data:`FINITE_CHECK_EVERY` batches).
 
+    Under ``torchrun`` the mean loss and the sample count are summed over all processes
+    (one all-reduce at the end of the epoch), so every rank returns the global figures;
+    a ``DistributedSampler``'s ``set_epoch(epoch)`` is called first when ``epoch`` is given.
+
     Returns:
         The epoch's mean loss, sample and batch counts and wall time.
 
@@ -109,6 +114,9 @@ def train_epoch(
     hooks = [as_hook(callback) for callback in callbacks]
     target = torch.device(device) if device is not None else model_device(model)
     started = time.perf_counter()
+    set_epoch = getattr(getattr(dataloader, "sampler", None), "set_epoch", None)
+    if epoch is not None and set_epoch is not None:
+        set_epoch(epoch)  # a DistributedSampler reshuffles from the epoch number
     model.train()
     loss_sum = torch.zeros((), device=target)
     samples = 0
@@ -135,7 +143,8 @@ def train_epoch(
             # check then say which batch it was.
             recent.append(detached)
             if len(recent) == FINITE_CHECK_EVERY:
-                if not torch.isfinite(loss_sum):
+                # all_finite agrees across processes, so under torchrun they stop together.
+                if not distributed.all_finite(loss_sum):
                     _raise_non_finite(recent, batch + 1 - len(recent), epoch, optimizer)
                 recent.clear()
         if hooks:
@@ -152,7 +161,14 @@ def train_epoch(
                 hook(event)
     if batches == 0:
         raise InvalidArgumentError("the dataloader yielded no batches; is the dataset empty?")
-    mean_loss = loss_sum.item() / samples  # the epoch's one read from the device
+    if distributed.is_distributed():  # global figures on every rank
+        loss_total, samples = distributed.reduce_sum(
+            torch.stack([loss_sum.double(), torch.tensor(samples, device=target).double()])
+        ).tolist()
+        samples = int(samples)
+        mean_loss = loss_total / samples
+    else:
+        mean_loss = loss_sum.item() / samples  # the epoch's one read from the device
     if check_finite and not math.isfinite(mean_loss):
         _raise_non_finite(recent, batches - len(recent), epoch, optimizer)
     return EpochStats(
@@ -171,13 +187,16 @@ def _raise_non_finite(
     optimizer: torch.optim.Optimizer,
 ) -> None:
     losses = torch.stack(recent).float().cpu()
-    index = int((~torch.isfinite(losses)).nonzero()[0])
-    where = f"epoch {epoch}, batch {first_batch + index}" if epoch is not None else (
-        f"batch {first_batch + index}"
-    )
+    bad = (~torch.isfinite(losses)).nonzero()
+    if len(bad):
+        index = int(bad[0])
+        value, batches = float(losses[index]), f"batch {first_batch + index}"
+    else:  # it was another process's loss
+        value, batches = math.nan, f"batches {first_batch}-{first_batch + len(recent) - 1}"
+    where = f"epoch {epoch}, {batches}" if epoch is not None else batches
     lr = float(optimizer.param_groups[0].get("lr", float("nan")))
     raise NonFiniteLossError(
-        f"the training loss became {float(losses[index])} at {where} (learning rate {lr:g}); "
+        f"the training loss became {value} at {where} (learning rate {lr:g}); "
         f"training stopped. The learning rate is probably too high: try a lower one "
         f"(e.g. {lr / 10:g})"
     )

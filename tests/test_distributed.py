@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from fashionmlp import FashionMLP, FashionMNISTTensors, TensorLoader, evaluate, make_loaders
+from fashionmlp import distributed
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+
+
+def run_torchrun(arguments: list[str], timeout: int = 100) -> subprocess.CompletedProcess[str]:
+    """torchrun in its own process group, killed with every worker however it ends."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # two ranks share two cores
+    process = subprocess.Popen([*TORCHRUN, *arguments], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env,
+                               start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def shard_ids(samples: int, world: int, *, shuffle: bool) -> list[list[int]]:
+    """The sample ids each rank's TensorLoader serves in one epoch."""
+    data = FashionMNISTTensors(torch.zeros(samples, 28, 28, dtype=torch.uint8),
+                               torch.arange(samples))
+    served = []
+    for rank in range(world):
+        loader = TensorLoader(data, 7, shuffle=shuffle, shard=(rank, world),
+                              generator=torch.Generator().manual_seed(3))
+        served.append(torch.cat([y for _, y in loader]).tolist())
+        assert len(loader) == -(-len(served[-1]) // 7)
+    return served
+
+
+def test_training_shards_cover_the_dataset_once_per_epoch() -> None:
+    served = shard_ids(120, 3, shuffle=True)
+    assert [len(ids) for ids in served] == [40, 40, 40]
+    assert sorted(sum(served, [])) == list(range(120))
+    uneven = shard_ids(100, 3, shuffle=True)  # evened out by repeating two samples
+    assert [len(ids) for ids in uneven] == [34, 34, 34]
+    assert set(sum(uneven, [])) == set(range(100))
+
+
+def test_evaluation_shards_are_strided_and_unpadded() -> None:
+    served = shard_ids(100, 3, shuffle=False)
+    assert served[1] == list(range(1, 100, 3))
+    assert sorted(sum(served, [])) == list(range(100))
+
+
+def test_single_process_helpers() -> None:
+    assert not distributed.is_distributed()
+    assert (distributed.rank(), distributed.world_size()) == (0, 1)
+    assert distributed.is_main_process() and distributed.max_over_ranks(5) == 5
+    value = torch.tensor([1.5])
+    assert distributed.reduce_sum(value) is value
+    assert distributed.all_finite(value) and not distributed.all_finite(torch.tensor(float("nan")))
+    assert distributed.init_from_environment(torch.device("cpu")) == torch.device("cpu")
+
+
+@pytest.mark.real_data
+def test_two_ranks_train_identically_and_evaluate_like_one(
+    real_data_root: Path, tmp_path: Path
+) -> None:
+    worker = Path(__file__).with_name("ddp_worker.py")
+    run = run_torchrun([str(worker), str(real_data_root), str(tmp_path), "2560"])
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["world_size"] == 2
+    for backend in ("tensor", "torchvision"):
+        ranks = report[backend]
+        assert ranks["identical_weights"], backend
+        assert ranks["train"]["samples"] == 2560  # global: both shards together
+        assert ranks["batches_per_rank"] == 20  # 1280 samples per rank, batches of 64
+
+        model = FashionMLP()
+        model.load_state_dict(torch.load(tmp_path / f"{backend}.pt", weights_only=True))
+        _, test = make_loaders(real_data_root, 64, backend=backend, limit=2560)
+        single = evaluate(test, model, nn.CrossEntropyLoss())
+        distributed_result = ranks["eval"]
+        assert distributed_result["total"] == single.total == 2560
+        assert distributed_result["correct"] == single.correct
+        assert [tuple(row) for row in distributed_result["confusion_matrix"]] == list(
+            single.confusion_matrix)
+        assert distributed_result["loss"] == pytest.approx(single.loss, rel=1e-6)
+
+
+@pytest.mark.real_data
+def test_the_command_line_runs_unchanged_under_torchrun(
+    real_data_root: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    run = run_torchrun(["-m", "fashionmlp", "train", "--epochs", "2", "--limit", "4096",
+                        "--seed", "2", "--device", "cpu", "--no-plots",
+                        "--data-root", str(real_data_root), "--out", str(out)])
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("Epoch 2/2:") == 1  # rank 0 alone prints
+    assert run.stdout.count("Training FashionMLP") == 1
+    config = json.loads((out / "config.json").read_text())
+    assert config["processes"] == 2
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["final"]["total"] == 4096
+    assert [e["train"]["samples"] for e in metrics["epochs"]] == [4096, 4096]
+    assert {p.name for p in out.iterdir()} == {"config.json", "checkpoint.pt", "model.pt",
+                                                "metrics.json"}
