@@ -116,3 +116,41 @@ def test_the_command_line_runs_unchanged_under_torchrun(
     assert [e["train"]["samples"] for e in metrics["epochs"]] == [4096, 4096]
     assert {p.name for p in out.iterdir()} == {"config.json", "checkpoint.pt", "model.pt",
                                                 "metrics.json"}
+
+
+@pytest.mark.real_data
+def test_an_interrupted_torchrun_run_resumes_to_the_uninterrupted_weights(
+    real_data_root: Path, tmp_path: Path
+) -> None:
+    common = ["-m", "fashionmlp", "train", "--recipe", "seed", "--backend", "tensor",
+              "--epochs", "3", "--limit", "25600", "--seed", "8", "--device", "cpu",
+              "--no-plots", "--data-root", str(real_data_root)]
+    whole = run_torchrun([*common, "--out", str(tmp_path / "whole")])
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    part = tmp_path / "part"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([*TORCHRUN, *common, "--out", str(part)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env,
+                               start_new_session=True)
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith("Epoch 1/3:"):
+                break
+        process.send_signal(signal.SIGTERM)  # torchrun passes it on to every worker
+        _, err = process.communicate(timeout=100)
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert f"resume with: fashionmlp train --resume {part}" in err
+    assert not (part / "model.pt").exists()
+
+    resumed = run_torchrun([*common[:3], "--resume", str(part), "--device", "cpu",
+                            "--no-plots", "--data-root", str(real_data_root)])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected = torch.load(tmp_path / "whole" / "model.pt", weights_only=True)["model"]
+    got = torch.load(part / "model.pt", weights_only=True)["model"]
+    assert all(torch.equal(expected[key], got[key]) for key in expected)
