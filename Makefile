@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make train   set up everything, then train and evaluate on the real dataset
-#   make test    set up everything, then run the type check, the test suite and the docs build
+#   make test    set up everything, then run the type check, the test suite, the docs build
+#                and the docs' doctests
 # Both create the virtual environment and fetch the dataset themselves.
 
 PYTHON ?= python3
@@ -19,6 +20,7 @@ test: install-dev data
 	$(BIN)/mypy --strict src
 	$(BIN)/python -m pytest
 	$(BIN)/sphinx-build -q -W --keep-going -b html docs docs/_build/html
+	$(BIN)/sphinx-build -q -W --keep-going -b doctest docs docs/_build/doctest
 
 data:
 	sh scripts/get-data.sh

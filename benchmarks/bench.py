@@ -10,12 +10,14 @@ batch size (64) for one epoch's worth of steps through
       the device, the floor for this model on this device;
 
 and times one full test-set evaluation for (a) (the seed's eval()/no_grad() loop, batch 64)
-and (b) (evaluate() on the tensor backend's large chunks). Then it runs each --recipe
-(default: fast) end to end with fit() and reports its test accuracy, its wall time and the
-time to its first epoch at 90% test accuracy, in units of the seed's epoch measured above. Repeats are interleaved so the
+and (b) (evaluate() on the tensor backend's large chunks). Repeats are interleaved so the
 three share the machine's noise: each time shown is the best of the repeats, and each ratio
-the median over repeats of the ratio of two runs made back to back. Prints a table and a
-JSON line; --json also writes the JSON to a file.
+the median over repeats of the ratio of two runs made back to back.
+
+Then it runs each --recipe (default: fast) end to end with fit() and reports its test
+accuracy, its wall time and the time to its first epoch at 90% test accuracy, in units of
+the seed's epoch measured above. Prints a table and a JSON line; --json also writes the
+JSON to a file.
 
     python benchmarks/bench.py [--device cpu|cuda] [--repeats 3] [--json results.json]
 """
@@ -60,8 +62,9 @@ LR = 0.01
 # --- (a) the seed, as its document writes it --------------------------------------------
 
 
-def seed_training(dataloader: Any, model: nn.Module, loss_func: Any, optimizer: Any,
-                  device: torch.device) -> None:
+def seed_training(
+    dataloader: Any, model: nn.Module, loss_func: Any, optimizer: Any, device: torch.device
+) -> None:
     """The seed's training() (plus the device move the PyTorch quickstart adds for GPUs)."""
     size = len(dataloader.dataset)
     model.train()
@@ -81,8 +84,9 @@ def seed_training(dataloader: Any, model: nn.Module, loss_func: Any, optimizer: 
             print(f"Loss: {loss:.4f} [{current}/{size}]")
 
 
-def seed_evaluation(dataloader: Any, model: nn.Module, loss_func: Any,
-                    device: torch.device) -> float:
+def seed_evaluation(
+    dataloader: Any, model: nn.Module, loss_func: Any, device: torch.device
+) -> float:
     """Evaluation under model.eval() and torch.no_grad(), as the seed describes it."""
     model.eval()
     correct = 0.0
@@ -130,13 +134,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--data-root", type=Path, default=None)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, default=None, help="also write the JSON here")
-    parser.add_argument("--autocast", choices=("bf16",), default=None,
-                        help="run (b) and (c) under bf16 autocast (changes the numerics)")
-    parser.add_argument("--compile", action="store_true",
-                        help="torch.compile the model for (b) and (c)")
-    parser.add_argument("--recipe", action="append", default=None,
-                        help="also time this recipe to 90%% test accuracy (default: fast; "
-                             "give it more than once for several; 'none' for none)")
+    parser.add_argument(
+        "--autocast",
+        choices=("bf16",),
+        default=None,
+        help="run (b) and (c) under bf16 autocast (changes the numerics)",
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile the model for (b) and (c)"
+    )
+    parser.add_argument(
+        "--recipe",
+        action="append",
+        default=None,
+        help="also time this recipe to 90%% test accuracy (default: fast; "
+        "give it more than once for several; 'none' for none)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the recipe runs")
     args = parser.parse_args(argv)
 
@@ -159,13 +172,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return model, optimizer
 
     # (a) the seed's objects, made as the seed makes them.
-    seed_train = DataLoader(datasets.FashionMNIST(str(root), train=True, transform=ToTensor()),
-                            batch_size=BATCH_SIZE, shuffle=True)
-    seed_test = DataLoader(datasets.FashionMNIST(str(root), train=False, transform=ToTensor()),
-                           batch_size=BATCH_SIZE)
+    seed_train = DataLoader(
+        datasets.FashionMNIST(str(root), train=True, transform=ToTensor()),
+        batch_size=BATCH_SIZE,
+        shuffle=True,
+    )
+    seed_test = DataLoader(
+        datasets.FashionMNIST(str(root), train=False, transform=ToTensor()), batch_size=BATCH_SIZE
+    )
     # (b) the library's tensor backend on the device.
-    fast_train, fast_test = make_loaders(root, BATCH_SIZE, backend="tensor", device=device,
-                                         seed=0)
+    fast_train, fast_test = make_loaders(root, BATCH_SIZE, backend="tensor", device=device, seed=0)
     steps = len(fast_train)
     assert steps == len(seed_train)
     # (c) one pre-made batch on the device.
@@ -242,8 +258,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return result
 
 
-def _time_recipe(name: str, root: Path, device: torch.device, seed: int,
-                 seed_epoch: float) -> dict[str, Any]:
+def _time_recipe(
+    name: str, root: Path, device: torch.device, seed: int, seed_epoch: float
+) -> dict[str, Any]:
     """Run a recipe with fit(); time it end to end, and to its first epoch at 90%."""
     started = time.perf_counter()
     run = fit(get_recipe(name), root, device=device, seed=seed)
@@ -271,25 +288,34 @@ def _describe(device: torch.device) -> str:
 
 def _print_table(result: dict[str, Any]) -> None:
     best, ratios = result["seconds_best"], result["ratios"]
-    print(f"device {result['device']}, torch {result['torch']}, batch {result['batch_size']}, "
-          f"{result['steps']} steps per epoch, best of {result['repeats']} "
-          f"(ratios: median of paired runs)")
+    print(
+        f"device {result['device']}, torch {result['torch']}, batch {result['batch_size']}, "
+        f"{result['steps']} steps per epoch, best of {result['repeats']} "
+        f"(ratios: median of paired runs)"
+    )
     print(f"{'':28}{'train epoch (s)':>17}{'test-set eval (s)':>19}")
     print(f"{'(a) seed pipeline':28}{best['train_seed']:17.3f}{best['eval_seed']:19.3f}")
     print(f"{'(b) fashionmlp tensor':28}{best['train_tensor']:17.3f}{best['eval_tensor']:19.3f}")
     print(f"{'(c) pure compute':28}{best['train_compute']:17.3f}{'':>19}")
-    print(f"a/b train {ratios['train_seed_over_tensor']:.2f}x, "
-          f"a/b eval {ratios['eval_seed_over_tensor']:.2f}x, "
-          f"b/c train {ratios['train_tensor_over_compute']:.3f} "
-          f"(a/c train {ratios['train_seed_over_compute']:.2f}x, the ceiling for a/b here)")
+    print(
+        f"a/b train {ratios['train_seed_over_tensor']:.2f}x, "
+        f"a/b eval {ratios['eval_seed_over_tensor']:.2f}x, "
+        f"b/c train {ratios['train_tensor_over_compute']:.3f} "
+        f"(a/c train {ratios['train_seed_over_compute']:.2f}x, the ceiling for a/b here)"
+    )
     for run in result["recipes"]:
         to_90 = run["seconds_to_90_percent"]
-        reached = (f"90% after {to_90:.1f} s = {run['to_90_over_seed_epoch']:.2f} seed epochs"
-                   if to_90 is not None else "never reached 90%")
-        print(f"recipe {run['recipe']} ({run['precision']}): test accuracy "
-              f"{100 * run['final_test_accuracy']:.2f}% after {run['epochs']} epochs in "
-              f"{run['wall_seconds']:.1f} s = {run['wall_over_seed_epoch']:.2f} seed epochs; "
-              f"{reached}")
+        reached = (
+            f"90% after {to_90:.1f} s = {run['to_90_over_seed_epoch']:.2f} seed epochs"
+            if to_90 is not None
+            else "never reached 90%"
+        )
+        print(
+            f"recipe {run['recipe']} ({run['precision']}): test accuracy "
+            f"{100 * run['final_test_accuracy']:.2f}% after {run['epochs']} epochs in "
+            f"{run['wall_seconds']:.1f} s = {run['wall_over_seed_epoch']:.2f} seed epochs; "
+            f"{reached}"
+        )
 
 
 if __name__ == "__main__":

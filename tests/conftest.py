@@ -23,8 +23,12 @@ def real_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     package's files out in a temporary root.
     """
     user_root = default_data_root()
-    names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    names = (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    )
     if all((raw_folder(user_root) / name).is_file() for name in names):
         return user_root
     root = tmp_path_factory.mktemp("fashion-mnist")
@@ -38,7 +42,9 @@ def real_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def synthetic_loader(samples: int, batch_size: int, *, seed: int = 0) -> DataLoader[tuple[torch.Tensor, ...]]:
+def synthetic_loader(
+    samples: int, batch_size: int, *, seed: int = 0
+) -> DataLoader[tuple[torch.Tensor, ...]]:
     """A DataLoader over random images and labels, for tests that need no real data."""
     generator = torch.Generator().manual_seed(seed)
     images = torch.rand(samples, 1, 28, 28, generator=generator)

@@ -36,4 +36,6 @@ model_options = st.tuples(
 @st.composite
 def loader_sizes(draw: st.DrawFn) -> tuple[int, int]:
     """(dataset size, batch size) pairs, including batch sizes larger than the data."""
-    return draw(st.integers(min_value=1, max_value=200)), draw(st.integers(min_value=1, max_value=64))
+    return draw(st.integers(min_value=1, max_value=200)), draw(
+        st.integers(min_value=1, max_value=64)
+    )

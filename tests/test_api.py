@@ -23,7 +23,12 @@ def test_argument_order_is_the_contract() -> None:
     assert parameters(fashionmlp.make_loaders)[:3] == ["root", "batch_size", "download"]
     assert inspect.signature(fashionmlp.make_loaders).parameters["batch_size"].default == 64
     assert parameters(fashionmlp.train_epoch)[:5] == [
-        "dataloader", "model", "loss_fn", "optimizer", "callbacks"]
+        "dataloader",
+        "model",
+        "loss_fn",
+        "optimizer",
+        "callbacks",
+    ]
     assert parameters(fashionmlp.evaluate)[:3] == ["dataloader", "model", "loss_fn"]
 
 
@@ -33,8 +38,9 @@ def test_public_functions_are_annotated_and_documented() -> None:
         if inspect.isfunction(obj):
             signature = inspect.signature(obj)
             assert signature.return_annotation is not inspect.Signature.empty, name
-            assert all(p.annotation is not inspect.Parameter.empty
-                       for p in signature.parameters.values()), name
+            assert all(
+                p.annotation is not inspect.Parameter.empty for p in signature.parameters.values()
+            ), name
         if inspect.isfunction(obj) or inspect.isclass(obj):
             assert inspect.getdoc(obj), name
 

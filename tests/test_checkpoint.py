@@ -88,8 +88,13 @@ def test_another_architecture_is_named(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(None, "does not exist"), (b"", "not a readable"), ("truncate", "not a readable"),
-     ([1, 2, 3], "not a checkpoint"), ({"a": 1}, "not a fashionmlp checkpoint")],
+    [
+        (None, "does not exist"),
+        (b"", "not a readable"),
+        ("truncate", "not a readable"),
+        ([1, 2, 3], "not a checkpoint"),
+        ({"a": 1}, "not a fashionmlp checkpoint"),
+    ],
 )
 def test_unreadable_files_are_clear_errors(tmp_path: Path, content: object, message: str) -> None:
     path = tmp_path / "c.pt"

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,24 +21,49 @@ PNGS = {"loss.png", "accuracy.png", "confusion_matrix.png", "misclassified.png"}
 
 
 def run_cli(*arguments: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fashionmlp", *arguments], capture_output=True,
-                          text=True, timeout=300, **kwargs)  # type: ignore[call-overload]
+    return subprocess.run(
+        [sys.executable, "-m", "fashionmlp", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kwargs,
+    )  # type: ignore[call-overload]
 
 
 @pytest.fixture(scope="module")
 def fast_run(real_data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A short run of the default (fast) recipe, shared by the evaluate/predict tests."""
     out = tmp_path_factory.mktemp("runs") / "fast"
-    status = main(["train", "--epochs", "3", "--limit", "5000", "--seed", "1", "--device", "cpu",
-                   "--data-root", str(real_data_root), "--out", str(out)])
+    status = main(
+        [
+            "train",
+            "--epochs",
+            "3",
+            "--limit",
+            "5000",
+            "--seed",
+            "1",
+            "--device",
+            "cpu",
+            "--data-root",
+            str(real_data_root),
+            "--out",
+            str(out),
+        ]
+    )
     assert status == 0
     return out
 
 
 @pytest.mark.real_data
 def test_train_writes_a_complete_run_folder(fast_run: Path) -> None:
-    assert {p.name for p in fast_run.iterdir()} >= {"config.json", "metrics.json", "model.pt",
-                                                    "checkpoint.pt", *PNGS}
+    assert {p.name for p in fast_run.iterdir()} >= {
+        "config.json",
+        "metrics.json",
+        "model.pt",
+        "checkpoint.pt",
+        *PNGS,
+    }
     for name in PNGS:
         assert (fast_run / name).read_bytes()[:4] == b"\x89PNG"
     config = json.loads((fast_run / "config.json").read_text())
@@ -56,15 +81,35 @@ def test_train_writes_a_complete_run_folder(fast_run: Path) -> None:
 def test_the_seed_recipe_prints_the_seeds_lines(
     real_data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status = main(["train", "--recipe", "seed", "--epochs", "1", "--limit", "6400", "--seed", "3",
-                   "--device", "cpu", "--no-plots", "--data-root", str(real_data_root),
-                   "--out", str(tmp_path / "seed")])
+    status = main(
+        [
+            "train",
+            "--recipe",
+            "seed",
+            "--epochs",
+            "1",
+            "--limit",
+            "6400",
+            "--seed",
+            "3",
+            "--device",
+            "cpu",
+            "--no-plots",
+            "--data-root",
+            str(real_data_root),
+            "--out",
+            str(tmp_path / "seed"),
+        ]
+    )
     lines = capsys.readouterr().out.splitlines()
     assert status == 0
     start = lines.index("Epoch 1")
     assert lines[start + 1] == "-------------------------------"
     assert lines[start + 2].startswith("Loss: ") and lines[start + 2].endswith(" [0/6400]")
-    assert lines[start + 3].startswith("Epoch 1/1: train loss ") and "test accuracy" in lines[start + 3]
+    assert (
+        lines[start + 3].startswith("Epoch 1/1: train loss ")
+        and "test accuracy" in lines[start + 3]
+    )
     config = json.loads((tmp_path / "seed" / "config.json").read_text())
     assert config["recipe"]["lr"] == 0.01 and config["recipe"]["batch_size"] == 64
     assert not any((tmp_path / "seed" / name).exists() for name in PNGS)
@@ -78,8 +123,10 @@ def test_evaluate_prints_accuracy_per_class_and_confusion(
     out = capsys.readouterr().out
     assert out.startswith("Test accuracy ") and "/10000)" in out
     assert all(name in out for name in CLASSES) and "Confusion matrix" in out
-    assert main(["evaluate", str(fast_run / "model.pt"), "--json",
-                 "--data-root", str(real_data_root)]) == 0
+    assert (
+        main(["evaluate", str(fast_run / "model.pt"), "--json", "--data-root", str(real_data_root)])
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["total"] == 10_000 and sum(map(sum, result["confusion_matrix"])) == 10_000
     assert 0.6 < result["accuracy"] <= 1
@@ -94,15 +141,33 @@ def test_predict_classifies_pictures_and_reports_bad_files(
     photo = Image.fromarray((255 - images[index]).numpy()).resize((280, 280)).convert("RGB")
     photo.save(tmp_path / "trouser.jpg")  # dark garment on white: predict must invert it
     (tmp_path / "broken.png").write_bytes(b"not a png")
-    status = main(["predict", str(fast_run), str(tmp_path / "trouser.jpg"),
-                   str(tmp_path / "broken.png"), str(tmp_path / "trouser.jpg")])
+    status = main(
+        [
+            "predict",
+            str(fast_run),
+            str(tmp_path / "trouser.jpg"),
+            str(tmp_path / "broken.png"),
+            str(tmp_path / "trouser.jpg"),
+        ]
+    )
     captured = capsys.readouterr()
     assert status == 1
     lines = captured.out.splitlines()
     assert len(lines) == 2 and all(line.split(": ")[1].startswith("Trouser ") for line in lines)
     assert captured.err.count("broken.png") == 1 and len(captured.err.splitlines()) == 1
-    assert main(["predict", str(fast_run / "model.pt"), str(tmp_path / "trouser.jpg"),
-                 "--json", "--top", "2"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(fast_run / "model.pt"),
+                str(tmp_path / "trouser.jpg"),
+                "--json",
+                "--top",
+                "2",
+            ]
+        )
+        == 0
+    )
     [result] = json.loads(capsys.readouterr().out)
     assert [p["class"] for p in result["predictions"]][0] == "Trouser"
     assert len(result["predictions"]) == 2
@@ -111,23 +176,44 @@ def test_predict_classifies_pictures_and_reports_bad_files(
 @pytest.mark.real_data
 @pytest.mark.parametrize(
     ("signal_number", "status", "when"),
-    [(signal.SIGINT, 130, "epoch 2"), (signal.SIGTERM, 143, "epoch 2"),
-     (signal.SIGINT, 130, "epoch 1")],
+    [
+        (signal.SIGINT, 130, "epoch 2"),
+        (signal.SIGTERM, 143, "epoch 2"),
+        (signal.SIGINT, 130, "epoch 1"),
+    ],
 )
 def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(
     real_data_root: Path, tmp_path: Path, signal_number: int, status: int, when: str
 ) -> None:
     # The seed's recipe on the tensor backend: epochs of 400 small batches, long enough
     # for the signal to land mid-epoch, short enough for the suite.
-    common = ["--recipe", "seed", "--backend", "tensor", "--epochs", "3", "--limit", "25600",
-              "--seed", "8", "--device", "cpu", "--no-plots", "--data-root", str(real_data_root)]
+    common = [
+        "--recipe",
+        "seed",
+        "--backend",
+        "tensor",
+        "--epochs",
+        "3",
+        "--limit",
+        "25600",
+        "--seed",
+        "8",
+        "--device",
+        "cpu",
+        "--no-plots",
+        "--data-root",
+        str(real_data_root),
+    ]
     whole = tmp_path / "whole"
     assert main(["train", *common, "--out", str(whole)]) == 0
 
     part = tmp_path / "part"
-    process = subprocess.Popen([sys.executable, "-m", "fashionmlp", "train", *common,
-                                "--out", str(part)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fashionmlp", "train", *common, "--out", str(part)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stdout is not None
         if when == "epoch 1":  # the checkpoint of the untrained start is written first
@@ -149,8 +235,16 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(
     assert last.endswith(f"resume with: fashionmlp train --resume {part}")
     assert "Traceback" not in err and not (part / "model.pt").exists()
 
-    resumed = run_cli("train", "--resume", str(part), "--data-root", str(real_data_root),
-                      "--device", "cpu", "--no-plots")
+    resumed = run_cli(
+        "train",
+        "--resume",
+        str(part),
+        "--data-root",
+        str(real_data_root),
+        "--device",
+        "cpu",
+        "--no-plots",
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout.startswith("Resuming FashionMLP")
     expected = load_checkpoint(whole / "model.pt").model_state
@@ -162,8 +256,22 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(
 def test_a_diverging_run_stops_with_one_line(
     real_data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    arguments = ["train", "--recipe", "seed", "--lr", "1e6", "--limit", "1280", "--epochs", "1",
-                 "--device", "cpu", "--no-plots", "--data-root", str(real_data_root)]
+    arguments = [
+        "train",
+        "--recipe",
+        "seed",
+        "--lr",
+        "1e6",
+        "--limit",
+        "1280",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--no-plots",
+        "--data-root",
+        str(real_data_root),
+    ]
     assert main([*arguments, "--out", str(tmp_path / "a")]) == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
@@ -194,7 +302,9 @@ def test_run_folders_are_never_mixed_with_other_files(
     assert (interrupted / "checkpoint.pt").read_text() == "{}"
 
 
-def test_resume_refuses_what_it_cannot_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_refuses_what_it_cannot_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["train", "--resume", str(tmp_path), "--epochs", "3"]) == 1
     assert "leave out --epochs" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path)]) == 1
@@ -206,8 +316,10 @@ def test_a_finished_run_is_never_overwritten_by_accident(
     fast_run: Path, real_data_root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = (fast_run / "model.pt").read_bytes()
-    assert main(["train", "--limit", "64", "--data-root", str(real_data_root),
-                 "--out", str(fast_run)]) == 1
+    assert (
+        main(["train", "--limit", "64", "--data-root", str(real_data_root), "--out", str(fast_run)])
+        == 1
+    )
     assert "--overwrite" in capsys.readouterr().err
     assert (fast_run / "model.pt").read_bytes() == before
     assert main(["train", "--resume", str(fast_run)]) == 1
@@ -216,14 +328,16 @@ def test_a_finished_run_is_never_overwritten_by_accident(
 
 @pytest.mark.parametrize(
     ("arguments", "message"),
-    [(["train", "--epochs", "0"], "--epochs: must be at least 1"),
-     (["train", "--batch-size", "-1"], "--batch-size: must be at least 1"),
-     (["train", "--lr", "nan"], "--lr: must be a finite number above 0"),
-     (["train", "--lr", "0"], "--lr: must be a finite number above 0"),
-     (["train", "--seed", "x"], "--seed: expected a whole number"),
-     (["train", "--recipe", "slow"], "--recipe: invalid choice"),
-     (["predict", "weights.pt"], "the following arguments are required: IMAGE"),
-     (["evaluate"], "the following arguments are required: RUN_OR_WEIGHTS")],
+    [
+        (["train", "--epochs", "0"], "--epochs: must be at least 1"),
+        (["train", "--batch-size", "-1"], "--batch-size: must be at least 1"),
+        (["train", "--lr", "nan"], "--lr: must be a finite number above 0"),
+        (["train", "--lr", "0"], "--lr: must be a finite number above 0"),
+        (["train", "--seed", "x"], "--seed: expected a whole number"),
+        (["train", "--recipe", "slow"], "--recipe: invalid choice"),
+        (["predict", "weights.pt"], "the following arguments are required: IMAGE"),
+        (["evaluate"], "the following arguments are required: RUN_OR_WEIGHTS"),
+    ],
 )
 def test_bad_arguments_are_one_line_and_exit_2(
     arguments: list[str], message: str, capsys: pytest.CaptureFixture[str]
@@ -237,14 +351,19 @@ def test_bad_arguments_are_one_line_and_exit_2(
 
 @pytest.mark.parametrize(
     ("arguments", "message"),
-    [(["train", "--device", "tpu"], "unknown device 'tpu'"),
-     (["train", "--out", "no/such/parent/run"], "parent folder no/such/parent does not exist"),
-     (["evaluate", "missing-run"], "checkpoint missing-run does not exist"),
-     (["predict", "nowhere.pt", "a.png"], "checkpoint nowhere.pt does not exist")],
+    [
+        (["train", "--device", "tpu"], "unknown device 'tpu'"),
+        (["train", "--out", "no/such/parent/run"], "parent folder no/such/parent does not exist"),
+        (["evaluate", "missing-run"], "checkpoint missing-run does not exist"),
+        (["predict", "nowhere.pt", "a.png"], "checkpoint nowhere.pt does not exist"),
+    ],
 )
 def test_failures_before_work_are_one_line_and_exit_1(
-    arguments: list[str], message: str, capsys: pytest.CaptureFixture[str],
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    arguments: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     assert main(arguments) == 1
@@ -263,14 +382,27 @@ def test_missing_dataset_is_one_line_naming_both_remedies(
     assert status == 1 and len(err.strip().splitlines()) == 1
     assert "apt-get install dataset-fashion-mnist" in err and "--download" in err
     with pytest.raises(Exception, match="not found"):
-        main(["--debug", "train", "--data-root", str(tmp_path / "data"),
-              "--out", str(tmp_path / "r2")])
+        main(
+            [
+                "--debug",
+                "train",
+                "--data-root",
+                str(tmp_path / "data"),
+                "--out",
+                str(tmp_path / "r2"),
+            ]
+        )
 
 
 def test_console_script_and_module_entry_point() -> None:
     script = str(Path(sys.executable).with_name("fashionmlp"))
     for command in ([script], [sys.executable, "-m", "fashionmlp"]):
-        result = subprocess.run([*command, "train", "--help"], capture_output=True, text=True,
-                                timeout=120, env={**os.environ, "COLUMNS": "200"})
+        result = subprocess.run(
+            [*command, "train", "--help"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "COLUMNS": "200"},
+        )
         assert result.returncode == 0, result.stderr
         assert "--recipe" in result.stdout and "--device" in result.stdout

@@ -20,8 +20,12 @@ from fashionmlp import (
 from fashionmlp.data import SYSTEM_DATA_DIRS, raw_folder
 from idx_files import idx_bytes, write_idx
 
-NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+NAMES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 IMAGES = torch.randint(0, 256, (5, 28, 28), dtype=torch.uint8)
 LABELS = torch.tensor([0, 9, 3, 3, 1], dtype=torch.uint8)
 
@@ -38,23 +42,36 @@ def test_valid_files_read_back_exactly(tmp_path: Path, suffix: str) -> None:
 
 
 CORRUPTIONS: dict[str, tuple[Callable[[Path], Path], str, str]] = {
-    "wrong magic": (
-        lambda d: write_idx(d / "f", IMAGES, magic=0x0801), "images", "magic number"),
+    "wrong magic": (lambda d: write_idx(d / "f", IMAGES, magic=0x0801), "images", "magic number"),
     "labels as images": (lambda d: write_idx(d / "f", LABELS), "images", "magic number"),
     "wrong image size": (
-        lambda d: write_idx(d / "f", torch.zeros(5, 32, 32)), "images", "32x32, expected 28x28"),
-    "wrong count": (lambda d: write_idx(d / "f", IMAGES[:4]), "images", "holds 4 images, expected 5"),
-    "truncated": (
-        lambda d: _write(d / "f", idx_bytes(IMAGES)[:-100]), "images", "truncated"),
+        lambda d: write_idx(d / "f", torch.zeros(5, 32, 32)),
+        "images",
+        "32x32, expected 28x28",
+    ),
+    "wrong count": (
+        lambda d: write_idx(d / "f", IMAGES[:4]),
+        "images",
+        "holds 4 images, expected 5",
+    ),
+    "truncated": (lambda d: _write(d / "f", idx_bytes(IMAGES)[:-100]), "images", "truncated"),
     "trailing data": (
-        lambda d: _write(d / "f", idx_bytes(IMAGES) + b"x"), "images", "trailing data"),
+        lambda d: _write(d / "f", idx_bytes(IMAGES) + b"x"),
+        "images",
+        "trailing data",
+    ),
     "label out of range": (
-        lambda d: write_idx(d / "f", torch.tensor([0, 10, 1, 2, 3])), "labels", "holds label 10"),
+        lambda d: write_idx(d / "f", torch.tensor([0, 10, 1, 2, 3])),
+        "labels",
+        "holds label 10",
+    ),
     "empty file": (lambda d: _write(d / "f", b""), "labels", "too short"),
     "not gzip": (lambda d: _write(d / "f.gz", idx_bytes(LABELS)), "labels", "not a valid gzip"),
     "truncated gzip": (
-        lambda d: _write(d / "f.gz", gzip.compress(idx_bytes(IMAGES))[:-20]), "images",
-        "not a valid gzip"),
+        lambda d: _write(d / "f.gz", gzip.compress(idx_bytes(IMAGES))[:-20]),
+        "images",
+        "not a valid gzip",
+    ),
     "a folder": (lambda d: _mkdir(d / "f"), "labels", "is a folder"),
     "missing": (lambda d: d / "absent", "labels", "cannot be read"),
 }
@@ -107,7 +124,9 @@ def debian_dir() -> Path:
     return folder
 
 
-def test_debian_files_are_laid_out_once_and_then_left_alone(tmp_path: Path, debian_dir: Path) -> None:
+def test_debian_files_are_laid_out_once_and_then_left_alone(
+    tmp_path: Path, debian_dir: Path
+) -> None:
     raw = prepare_dataset(tmp_path)
     assert raw == tmp_path / "FashionMNIST" / "raw"
     assert sorted(p.name for p in raw.iterdir()) == sorted(NAMES)  # no temporary files left

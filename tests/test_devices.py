@@ -9,8 +9,11 @@ from fashionmlp import DeviceError, FashionMLP, model_device, resolve_device
 def test_cpu_and_auto() -> None:
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device(" CPU ") == torch.device("cpu")
-    expected = "cuda" if torch.cuda.is_available() else (
-        "mps" if torch.backends.mps.is_available() else "cpu")
+    expected = (
+        "cuda"
+        if torch.cuda.is_available()
+        else ("mps" if torch.backends.mps.is_available() else "cpu")
+    )
     assert resolve_device().type == expected
 
 

@@ -11,8 +11,14 @@ import pytest
 import torch
 from torch import nn
 
-from fashionmlp import FashionMLP, FashionMNISTTensors, TensorLoader, evaluate, make_loaders
-from fashionmlp import distributed
+from fashionmlp import (
+    FashionMLP,
+    FashionMNISTTensors,
+    TensorLoader,
+    distributed,
+    evaluate,
+    make_loaders,
+)
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
@@ -20,9 +26,14 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 def run_torchrun(arguments: list[str], timeout: int = 100) -> subprocess.CompletedProcess[str]:
     """torchrun in its own process group, killed with every worker however it ends."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # two ranks share two cores
-    process = subprocess.Popen([*TORCHRUN, *arguments], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        [*TORCHRUN, *arguments],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
     try:
         out, err = process.communicate(timeout=timeout)
     finally:
@@ -35,12 +46,18 @@ def run_torchrun(arguments: list[str], timeout: int = 100) -> subprocess.Complet
 
 def shard_ids(samples: int, world: int, *, shuffle: bool) -> list[list[int]]:
     """The sample ids each rank's TensorLoader serves in one epoch."""
-    data = FashionMNISTTensors(torch.zeros(samples, 28, 28, dtype=torch.uint8),
-                               torch.arange(samples))
+    data = FashionMNISTTensors(
+        torch.zeros(samples, 28, 28, dtype=torch.uint8), torch.arange(samples)
+    )
     served = []
     for rank in range(world):
-        loader = TensorLoader(data, 7, shuffle=shuffle, shard=(rank, world),
-                              generator=torch.Generator().manual_seed(3))
+        loader = TensorLoader(
+            data,
+            7,
+            shuffle=shuffle,
+            shard=(rank, world),
+            generator=torch.Generator().manual_seed(3),
+        )
         served.append(torch.cat([y for _, y in loader]).tolist())
         assert len(loader) == -(-len(served[-1]) // 7)
     return served
@@ -94,7 +111,8 @@ def test_two_ranks_train_identically_and_evaluate_like_one(
         assert distributed_result["total"] == single.total == 2560
         assert distributed_result["correct"] == single.correct
         assert [tuple(row) for row in distributed_result["confusion_matrix"]] == list(
-            single.confusion_matrix)
+            single.confusion_matrix
+        )
         assert distributed_result["loss"] == pytest.approx(single.loss, rel=1e-6)
 
 
@@ -103,9 +121,26 @@ def test_the_command_line_runs_unchanged_under_torchrun(
     real_data_root: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "run"
-    run = run_torchrun(["-m", "fashionmlp", "train", "--epochs", "2", "--limit", "4096",
-                        "--seed", "2", "--device", "cpu", "--no-plots",
-                        "--data-root", str(real_data_root), "--out", str(out)])
+    run = run_torchrun(
+        [
+            "-m",
+            "fashionmlp",
+            "train",
+            "--epochs",
+            "2",
+            "--limit",
+            "4096",
+            "--seed",
+            "2",
+            "--device",
+            "cpu",
+            "--no-plots",
+            "--data-root",
+            str(real_data_root),
+            "--out",
+            str(out),
+        ]
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("Epoch 2/2:") == 1  # rank 0 alone prints
     assert run.stdout.count("Training FashionMLP") == 1
@@ -114,25 +149,51 @@ def test_the_command_line_runs_unchanged_under_torchrun(
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["final"]["total"] == 4096
     assert [e["train"]["samples"] for e in metrics["epochs"]] == [4096, 4096]
-    assert {p.name for p in out.iterdir()} == {"config.json", "checkpoint.pt", "model.pt",
-                                                "metrics.json"}
+    assert {p.name for p in out.iterdir()} == {
+        "config.json",
+        "checkpoint.pt",
+        "model.pt",
+        "metrics.json",
+    }
 
 
 @pytest.mark.real_data
 def test_an_interrupted_torchrun_run_resumes_to_the_uninterrupted_weights(
     real_data_root: Path, tmp_path: Path
 ) -> None:
-    common = ["-m", "fashionmlp", "train", "--recipe", "seed", "--backend", "tensor",
-              "--epochs", "3", "--limit", "25600", "--seed", "8", "--device", "cpu",
-              "--no-plots", "--data-root", str(real_data_root)]
+    common = [
+        "-m",
+        "fashionmlp",
+        "train",
+        "--recipe",
+        "seed",
+        "--backend",
+        "tensor",
+        "--epochs",
+        "3",
+        "--limit",
+        "25600",
+        "--seed",
+        "8",
+        "--device",
+        "cpu",
+        "--no-plots",
+        "--data-root",
+        str(real_data_root),
+    ]
     whole = run_torchrun([*common, "--out", str(tmp_path / "whole")])
     assert whole.returncode == 0, whole.stderr[-3000:]
 
     part = tmp_path / "part"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([*TORCHRUN, *common, "--out", str(part)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        [*TORCHRUN, *common, "--out", str(part)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
     try:
         assert process.stdout is not None
         for line in process.stdout:
@@ -148,8 +209,18 @@ def test_an_interrupted_torchrun_run_resumes_to_the_uninterrupted_weights(
     assert f"resume with: fashionmlp train --resume {part}" in err
     assert not (part / "model.pt").exists()
 
-    resumed = run_torchrun([*common[:3], "--resume", str(part), "--device", "cpu",
-                            "--no-plots", "--data-root", str(real_data_root)])
+    resumed = run_torchrun(
+        [
+            *common[:3],
+            "--resume",
+            str(part),
+            "--device",
+            "cpu",
+            "--no-plots",
+            "--data-root",
+            str(real_data_root),
+        ]
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     expected = torch.load(tmp_path / "whole" / "model.pt", weights_only=True)["model"]
     got = torch.load(part / "model.pt", weights_only=True)["model"]

@@ -35,7 +35,8 @@ def test_confusion_matrix_accuracy_and_loss_agree(sizes: tuple[int, int]) -> Non
         assert int(matrix[label].sum()) == int((y == label).sum())
         expected = (
             float(((logits.argmax(1) == label) & (y == label)).sum() / (y == label).sum())
-            if (y == label).any() else math.nan
+            if (y == label).any()
+            else math.nan
         )
         assert result.per_class_accuracy[label] == pytest.approx(expected, nan_ok=True)
 
@@ -63,8 +64,14 @@ def test_without_loss_fn_the_loss_is_none_and_to_dict_is_complete() -> None:
     result = evaluate(synthetic_loader(30, 10), FashionMLP(hidden_features=8))
     assert result.loss is None
     data = result.to_dict()
-    assert set(data) == {"correct", "total", "loss", "confusion_matrix", "accuracy",
-                         "per_class_accuracy"}
+    assert set(data) == {
+        "correct",
+        "total",
+        "loss",
+        "confusion_matrix",
+        "accuracy",
+        "per_class_accuracy",
+    }
     assert isinstance(result, EvalResult) and data["total"] == 30
 
 

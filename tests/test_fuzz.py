@@ -18,8 +18,9 @@ from PIL import Image
 from fashionmlp import DatasetError, ImageError, load_image, read_idx
 from idx_files import idx_bytes
 
-FUZZ = settings(max_examples=300, deadline=2000,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 VALID_IMAGES = idx_bytes(torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8))
 VALID_LABELS = idx_bytes(torch.tensor([0, 9, 4, 2], dtype=torch.uint8))
@@ -60,8 +61,7 @@ def test_fuzzed_idx_files_raise_only_dataset_errors(
 
 
 @FUZZ
-@given(data=st.one_of(st.binary(max_size=512),
-                      mutated(gzip.compress(VALID_LABELS))))
+@given(data=st.one_of(st.binary(max_size=512), mutated(gzip.compress(VALID_LABELS))))
 def test_fuzzed_gzip_streams_raise_only_dataset_errors(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "f.gz"
     path.write_bytes(data)
@@ -80,14 +80,23 @@ def _encoded(fmt: str, mode: str) -> bytes:
     return buffer.getvalue()
 
 
-SAMPLES = [_encoded("PNG", "RGBA"), _encoded("PNG", "P"), _encoded("PNG", "I;16"),
-           _encoded("JPEG", "RGB"), _encoded("JPEG", "CMYK"), _encoded("GIF", "P"),
-           _encoded("BMP", "RGB")]
+SAMPLES = [
+    _encoded("PNG", "RGBA"),
+    _encoded("PNG", "P"),
+    _encoded("PNG", "I;16"),
+    _encoded("JPEG", "RGB"),
+    _encoded("JPEG", "CMYK"),
+    _encoded("GIF", "P"),
+    _encoded("BMP", "RGB"),
+]
 
 
 @FUZZ
-@given(data=st.one_of(st.binary(max_size=2048),
-                      st.sampled_from(SAMPLES).flatmap(lambda valid: mutated(valid))))
+@given(
+    data=st.one_of(
+        st.binary(max_size=2048), st.sampled_from(SAMPLES).flatmap(lambda valid: mutated(valid))
+    )
+)
 def test_fuzzed_images_raise_only_image_errors(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "picture"
     path.write_bytes(data)

@@ -55,8 +55,9 @@ def test_loaders_are_the_seeds_torchvision_pipeline(real_data_root: Path) -> Non
     assert x.shape == (64, 1, 28, 28) and x.dtype == torch.float32
     assert y.shape == (64,) and y.dtype == torch.int64
     assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
-    reference = datasets.FashionMNIST(str(real_data_root), train=False,
-                                      transform=transforms.ToTensor())
+    reference = datasets.FashionMNIST(
+        str(real_data_root), train=False, transform=transforms.ToTensor()
+    )
     assert torch.equal(x[3], reference[3][0]) and int(y[3]) == reference[3][1]  # not shuffled
 
 
@@ -116,8 +117,9 @@ def test_the_command_line_refuses_a_corrupt_file_in_one_line(
 @pytest.mark.real_data
 @pytest.mark.parametrize("backend", ["torchvision", "tensor"])
 def test_a_validation_split_replaces_the_test_set(real_data_root: Path, backend: Any) -> None:
-    train, held_out = make_loaders(real_data_root, 1000, backend=backend, validation_size=5000,
-                                   test_batch_size=1000)
+    train, held_out = make_loaders(
+        real_data_root, 1000, backend=backend, validation_size=5000, test_batch_size=1000
+    )
     assert len(train.dataset) == 55_000 and len(held_out.dataset) == 5000
     images, labels = load_split(real_data_root, "train")
     _, index = validation_split(labels, 5000)
@@ -140,10 +142,21 @@ def test_validation_split_is_stratified_disjoint_and_fixed() -> None:
 
 @pytest.mark.parametrize(
     "arguments",
-    [{"batch_size": 0}, {"batch_size": -3}, {"batch_size": True}, {"batch_size": 2.5},
-     {"test_batch_size": 0}, {"limit": 0}, {"num_workers": -1}, {"backend": "magic"},
-     {"augment": Augment(hflip=True)}, {"device": "tpu"}, {"normalize": (0.5, 0.0)},
-     {"validation_size": -1}, {"validation_size": 60_000}],
+    [
+        {"batch_size": 0},
+        {"batch_size": -3},
+        {"batch_size": True},
+        {"batch_size": 2.5},
+        {"test_batch_size": 0},
+        {"limit": 0},
+        {"num_workers": -1},
+        {"backend": "magic"},
+        {"augment": Augment(hflip=True)},
+        {"device": "tpu"},
+        {"normalize": (0.5, 0.0)},
+        {"validation_size": -1},
+        {"validation_size": 60_000},
+    ],
 )
 def test_bad_arguments_are_refused_before_any_work(
     tmp_path: Path, arguments: dict[str, object]
@@ -166,8 +179,9 @@ def test_tensor_batches_are_bitwise_equal_to_totensor_in_the_same_order(
     for (xa, ya), (xb, yb) in zip(seed_test, fast_test, strict=True):
         assert xa.dtype == xb.dtype == torch.float32 and ya.dtype == yb.dtype == torch.int64
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
-    reference = datasets.FashionMNIST(str(real_data_root), train=True,
-                                      transform=transforms.ToTensor())
+    reference = datasets.FashionMNIST(
+        str(real_data_root), train=True, transform=transforms.ToTensor()
+    )
     images, labels = load_split(real_data_root, "train")
     fast_set = FashionMNISTTensors(images, labels)
     for index in (0, 1, 31_337, 59_999):
@@ -187,7 +201,9 @@ def test_one_epoch_from_the_same_start_gives_the_same_weights(real_data_root: Pa
     for loader in (seed_order, fast_train):
         model = FashionMLP()
         model.load_state_dict(start)
-        train_epoch(loader, model, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.01))
+        train_epoch(
+            loader, model, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.01)
+        )
         weights.append(model.state_dict())
     for name in start:
         torch.testing.assert_close(weights[0][name], weights[1][name], rtol=0, atol=1e-6)
@@ -196,7 +212,12 @@ def test_one_epoch_from_the_same_start_gives_the_same_weights(real_data_root: Pa
 def test_it_behaves_like_a_dataloader() -> None:
     data = tensors(130)
     loader = TensorLoader(data, 32, shuffle=True, generator=torch.Generator().manual_seed(0))
-    assert (len(loader), len(loader.dataset), loader.batch_size, loader.drop_last) == (5, 130, 32, False)
+    assert (len(loader), len(loader.dataset), loader.batch_size, loader.drop_last) == (
+        5,
+        130,
+        32,
+        False,
+    )
     epochs = [torch.cat([y for _, y in loader]) for _ in range(2)]
     assert [len(x) for x, _ in loader] == [32, 32, 32, 32, 2]
     assert all(sorted(e.tolist()) == sorted(data.targets.tolist()) for e in epochs)  # each once
@@ -242,7 +263,9 @@ def test_the_seeds_own_training_function_runs_unchanged_on_it(real_data_root: Pa
     with redirect_stdout(out):
         training(train, model, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.01))
     lines = out.getvalue().splitlines()
-    assert len(lines) == 10 and lines[0].endswith("[0/60000]") and lines[-1].endswith("[57600/60000]")
+    assert (
+        len(lines) == 10 and lines[0].endswith("[0/60000]") and lines[-1].endswith("[57600/60000]")
+    )
 
 
 @pytest.mark.real_data
@@ -309,8 +332,14 @@ def test_augment_is_random_per_image_and_reproducible() -> None:
 @pytest.mark.real_data
 def test_augmentation_applies_to_training_batches_only(real_data_root: Path) -> None:
     plain_train, _ = make_loaders(real_data_root, 64, backend="tensor", seed=5, limit=640)
-    train, test = make_loaders(real_data_root, 64, backend="tensor", seed=5, limit=640,
-                               augment=Augment(hflip=True, translate=2))
+    train, test = make_loaders(
+        real_data_root,
+        64,
+        backend="tensor",
+        seed=5,
+        limit=640,
+        augment=Augment(hflip=True, translate=2),
+    )
     assert isinstance(train, TensorLoader) and isinstance(test, TensorLoader)
     assert train.augment is not None and test.augment is None
     (xa, ya), (xb, yb) = next(iter(plain_train)), next(iter(train))
@@ -320,8 +349,9 @@ def test_augmentation_applies_to_training_batches_only(real_data_root: Path) -> 
 @pytest.mark.real_data
 def test_normalize_matches_torchvision_normalize(real_data_root: Path) -> None:
     _, seed_test = make_loaders(real_data_root, 500, normalize=True)
-    _, fast_test = make_loaders(real_data_root, 500, backend="tensor", normalize=True,
-                                test_batch_size=500)
+    _, fast_test = make_loaders(
+        real_data_root, 500, backend="tensor", normalize=True, test_batch_size=500
+    )
     (xa, _), (xb, _) = next(iter(seed_test)), next(iter(fast_test))
     torch.testing.assert_close(xa, xb)
     images, _ = load_split(real_data_root, "train")
@@ -338,8 +368,13 @@ def test_bf16_autocast_trains_and_evaluates() -> None:
     dtypes: list[torch.dtype] = []
     model.register_forward_hook(lambda module, args, output: dtypes.append(output.dtype))
     loader = synthetic_loader(128, 32)
-    stats = train_epoch(loader, model, nn.CrossEntropyLoss(),
-                        torch.optim.SGD(model.parameters(), lr=0.1), autocast=torch.bfloat16)
+    stats = train_epoch(
+        loader,
+        model,
+        nn.CrossEntropyLoss(),
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        autocast=torch.bfloat16,
+    )
     result = evaluate(loader, model, nn.CrossEntropyLoss(), autocast=torch.bfloat16)
     assert set(dtypes) == {torch.bfloat16}
     assert math.isfinite(stats.loss) and result.loss is not None and math.isfinite(result.loss)
@@ -351,7 +386,12 @@ def test_a_compiled_model_trains_and_evaluates() -> None:
     compiled: Any = torch.compile(model, backend="aot_eager", dynamic=False)
     loader = synthetic_loader(128, 32)
     before = model.fc1.weight.detach().clone()
-    stats = train_epoch(loader, compiled, nn.CrossEntropyLoss(),
-                        torch.optim.SGD(compiled.parameters(), lr=0.1), non_blocking=True)
+    stats = train_epoch(
+        loader,
+        compiled,
+        nn.CrossEntropyLoss(),
+        torch.optim.SGD(compiled.parameters(), lr=0.1),
+        non_blocking=True,
+    )
     assert stats.batches == 4 and not torch.equal(before, model.fc1.weight)
     assert evaluate(loader, compiled).total == 128

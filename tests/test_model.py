@@ -28,7 +28,12 @@ def test_default_model_is_the_seed() -> None:
     model = FashionMLP()
     assert sum(p.numel() for p in model.parameters()) == 669_706
     assert list(model.state_dict()) == [
-        "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"
+        "fc1.weight",
+        "fc1.bias",
+        "fc2.weight",
+        "fc2.bias",
+        "fc3.weight",
+        "fc3.bias",
     ]
     assert (model.fc1.in_features, model.fc1.out_features) == (784, 512)
     assert (model.fc2.in_features, model.fc2.out_features) == (512, 512)
@@ -49,14 +54,24 @@ def test_same_seed_gives_the_seed_models_weights_and_outputs() -> None:
 
 def test_classes_in_label_order() -> None:
     assert CLASSES == (
-        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
     )
 
 
 @settings(max_examples=60, deadline=None)
 @given(shape=accepted_shapes(), options=model_options)
-def test_accepted_shapes_give_n_by_10(shape: tuple[int, ...], options: tuple[int, int, float]) -> None:
+def test_accepted_shapes_give_n_by_10(
+    shape: tuple[int, ...], options: tuple[int, int, float]
+) -> None:
     width, depth, dropout = options
     model = FashionMLP(hidden_features=width, hidden_layers=depth, dropout=dropout)
     assert model(torch.rand(shape)).shape == (shape[0], 10)

@@ -23,13 +23,23 @@ def history(epochs: int) -> list[EpochReport]:
         for label in range(10):
             matrix[label][label] = 80 + epoch
             matrix[label][(label + 1) % 10] = 20 - epoch
-        reports.append(EpochReport(
-            epoch=epoch, epochs=epochs,
-            train=EpochStats(epoch=epoch, loss=1 / epoch, samples=1000, batches=10, seconds=1.0),
-            eval=EvalResult(correct=sum(matrix[i][i] for i in range(10)), total=1000,
-                            loss=1.2 / epoch, confusion_matrix=tuple(map(tuple, matrix))),
-            seconds=float(epoch), lr=0.01,
-        ))
+        reports.append(
+            EpochReport(
+                epoch=epoch,
+                epochs=epochs,
+                train=EpochStats(
+                    epoch=epoch, loss=1 / epoch, samples=1000, batches=10, seconds=1.0
+                ),
+                eval=EvalResult(
+                    correct=sum(matrix[i][i] for i in range(10)),
+                    total=1000,
+                    loss=1.2 / epoch,
+                    confusion_matrix=tuple(map(tuple, matrix)),
+                ),
+                seconds=float(epoch),
+                lr=0.01,
+            )
+        )
     return reports
 
 

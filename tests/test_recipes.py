@@ -10,6 +10,7 @@ from fashionmlp import (
     RECIPES,
     CheckpointError,
     EpochReport,
+    FashionMLP,
     InvalidArgumentError,
     Recipe,
     StopTraining,
@@ -19,7 +20,6 @@ from fashionmlp import (
     make_scheduler,
     resolve_autocast,
 )
-from fashionmlp import FashionMLP
 
 
 def test_the_seed_recipe_is_the_seed() -> None:
@@ -43,8 +43,15 @@ def test_shipped_recipes_train_the_default_model_on_the_tensor_backend() -> None
 def test_unknown_names_and_bad_settings_are_refused() -> None:
     with pytest.raises(InvalidArgumentError, match="seed, fast, long"):
         get_recipe("fastest")
-    for change in ({"epochs": 0}, {"lr": -1.0}, {"lr": float("nan")}, {"optimizer": "lbfgs"},
-                   {"warmup": 1.0}, {"label_smoothing": 1.0}, {"autocast": "fp8"}):
+    for change in (
+        {"epochs": 0},
+        {"lr": -1.0},
+        {"lr": float("nan")},
+        {"optimizer": "lbfgs"},
+        {"warmup": 1.0},
+        {"label_smoothing": 1.0},
+        {"autocast": "fp8"},
+    ):
         with pytest.raises(InvalidArgumentError, match="recipe 'fast'"):
             get_recipe("fast").replace(**change)
     with pytest.raises(InvalidArgumentError, match="tensor"):
@@ -103,11 +110,23 @@ def test_resuming_after_an_epoch_gives_the_uninterrupted_weights(
         if report.epoch == 1:
             raise StopTraining
 
-    part = fit(recipe, real_data_root, seed=4, checkpoint_path=tmp_path / "part.pt",
-               epoch_callbacks=[stop_after_first], **SMALL)
+    part = fit(
+        recipe,
+        real_data_root,
+        seed=4,
+        checkpoint_path=tmp_path / "part.pt",
+        epoch_callbacks=[stop_after_first],
+        **SMALL,
+    )
     assert not part.finished and len(part.history) == 1
-    resumed = fit(recipe, real_data_root, seed=4, checkpoint_path=tmp_path / "part.pt",
-                  resume_from=tmp_path / "part.pt", **SMALL)
+    resumed = fit(
+        recipe,
+        real_data_root,
+        seed=4,
+        checkpoint_path=tmp_path / "part.pt",
+        resume_from=tmp_path / "part.pt",
+        **SMALL,
+    )
     assert resumed.finished and [r.epoch for r in resumed.history] == [1, 2, 3]
     for key, value in whole.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
@@ -137,8 +156,9 @@ def test_tuning_on_the_validation_split_never_reads_the_test_set(
         return real_load_split(root, split, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(loaders_module, "load_split", training_split_only)
-    result = fit(get_recipe("fast").replace(epochs=1), real_data_root, device="cpu",
-                 validation_size=5000)
+    result = fit(
+        get_recipe("fast").replace(epochs=1), real_data_root, device="cpu", validation_size=5000
+    )
     assert result.final.total == 5000
     assert result.history[0].train.samples == 55_000
     assert [sum(row) for row in result.final.confusion_matrix] == [500] * 10

@@ -58,8 +58,12 @@ def test_callbacks_run_once_per_batch_in_the_order_given() -> None:
 
     model = FashionMLP(hidden_features=8)
     train_epoch(
-        synthetic_loader(50, 16), model, nn.CrossEntropyLoss(), sgd(model),
-        callbacks=[Named("a"), lambda e: calls.append(("f", e.batch)), Named("b")], epoch=3,
+        synthetic_loader(50, 16),
+        model,
+        nn.CrossEntropyLoss(),
+        sgd(model),
+        callbacks=[Named("a"), lambda e: calls.append(("f", e.batch)), Named("b")],
+        epoch=3,
     )
     assert calls == [(name, batch) for batch in range(4) for name in ("a", "f", "b")]
 
@@ -96,8 +100,13 @@ def test_model_is_left_training_and_the_event_carries_the_epoch() -> None:
     model = FashionMLP(hidden_features=8).eval()
     epochs: list[int | None] = []
     stats = train_epoch(
-        synthetic_loader(10, 5), model, nn.CrossEntropyLoss(), sgd(model),
-        callbacks=[lambda e: epochs.append(e.epoch)], epoch=2, device="cpu",
+        synthetic_loader(10, 5),
+        model,
+        nn.CrossEntropyLoss(),
+        sgd(model),
+        callbacks=[lambda e: epochs.append(e.epoch)],
+        epoch=2,
+        device="cpu",
     )
     assert model.training and stats.epoch == 2 and epochs == [2, 2]
 
@@ -126,8 +135,11 @@ def test_a_non_finite_loss_stops_training_naming_epoch_and_batch(
         return loss * bad if len(calls) == batch + 1 else loss
 
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-    with pytest.raises(NonFiniteLossError, match=rf"epoch 7, batch {batch} \(learning rate 0.5\)"
-                       r".*lower one \(e.g. 0.05\)"):
+    with pytest.raises(
+        NonFiniteLossError,
+        match=rf"epoch 7, batch {batch} \(learning rate 0.5\)"
+        r".*lower one \(e.g. 0.05\)",
+    ):
         train_epoch(synthetic_loader(2400, 4), model, loss_fn, optimizer, epoch=7)
     assert len(calls) <= (batch // 100 + 1) * 100  # stopped at the next check, not the end
     assert len(item_reads) <= 1
@@ -149,9 +161,7 @@ def test_loss_falls_on_a_small_fixed_subset(real_data_root: Path) -> None:
     torch.manual_seed(0)
     model = FashionMLP()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    losses = [
-        train_epoch(train, model, nn.CrossEntropyLoss(), optimizer).loss for _ in range(5)
-    ]
+    losses = [train_epoch(train, model, nn.CrossEntropyLoss(), optimizer).loss for _ in range(5)]
     assert losses == sorted(losses, reverse=True)
     assert losses[-1] < 0.5 * losses[0], losses
 

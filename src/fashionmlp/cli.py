@@ -102,9 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         "long: the best accuracy",
     )
     train.add_argument("--epochs", type=_positive_int, help="override the recipe's epochs")
-    train.add_argument(
-        "--batch-size", type=_positive_int, help="override the recipe's batch size"
-    )
+    train.add_argument("--batch-size", type=_positive_int, help="override the recipe's batch size")
     train.add_argument("--lr", type=_positive_float, help="override the recipe's learning rate")
     train.add_argument(
         "--backend", choices=("torchvision", "tensor"), help="override the recipe's data pipeline"
@@ -125,9 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN",
         help="continue the interrupted run in folder RUN (its settings are kept)",
     )
-    train.add_argument(
-        "--out", type=Path, help="run folder to write (default: runs/<date>-<time>)"
-    )
+    train.add_argument("--out", type=Path, help="run folder to write (default: runs/<date>-<time>)")
     train.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     train.add_argument(
         "--no-progress", action="store_true", help="plain lines instead of a progress bar"
@@ -363,8 +359,10 @@ class _StopOnSignal:
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
         """Handle both signals inside the block; the previous handlers come back after."""
-        previous = {number: signal.signal(number, self._handle)
-                    for number in (signal.SIGINT, signal.SIGTERM)}
+        previous = {
+            number: signal.signal(number, self._handle)
+            for number in (signal.SIGINT, signal.SIGTERM)
+        }
         try:
             yield
         finally:
@@ -409,8 +407,17 @@ def _resumable_run(args: argparse.Namespace) -> tuple[Path, Recipe, dict[str, An
     run: Path = args.resume
     given = [
         f"--{name.replace('_', '-')}"
-        for name in ("recipe", "epochs", "batch_size", "lr", "backend", "seed", "limit",
-                     "validation", "out")
+        for name in (
+            "recipe",
+            "epochs",
+            "batch_size",
+            "lr",
+            "backend",
+            "seed",
+            "limit",
+            "validation",
+            "out",
+        )
         if getattr(args, name) is not None
     ]
     if given:
@@ -432,8 +439,16 @@ def _resumable_run(args: argparse.Namespace) -> tuple[Path, Recipe, dict[str, An
     return run, recipe, settings
 
 
-RUN_FILES = (CHECKPOINT, WEIGHTS, "config.json", "metrics.json", "loss.png", "accuracy.png",
-             "confusion_matrix.png", "misclassified.png")
+RUN_FILES = (
+    CHECKPOINT,
+    WEIGHTS,
+    "config.json",
+    "metrics.json",
+    "loss.png",
+    "accuracy.png",
+    "confusion_matrix.png",
+    "misclassified.png",
+)
 
 
 def _new_run_folder(out: Path | None, *, overwrite: bool) -> Path:
@@ -523,7 +538,9 @@ def _write_plots(
     print(f"Plots: {', '.join(p.name for p in sorted(out.glob('*.png')))}")
 
 
-def _evaluation_images(data_root: Path, settings: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+def _evaluation_images(
+    data_root: Path, settings: dict[str, Any]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The images the run was evaluated on, in the loaders' order."""
     if settings["validation_size"]:
         images, labels = load_split(data_root, "train")
@@ -625,13 +642,15 @@ def _predict(args: argparse.Namespace) -> int:
                 _fail(str(exc))
             continue
         if args.json:
-            results.append({
-                "file": str(path),
-                "predictions": [
-                    {"label": p.label, "class": p.name, "probability": p.probability}
-                    for p in ranked
-                ],
-            })
+            results.append(
+                {
+                    "file": str(path),
+                    "predictions": [
+                        {"label": p.label, "class": p.name, "probability": p.probability}
+                        for p in ranked
+                    ],
+                }
+            )
         else:
             shown = ", ".join(f"{p.name} {100 * p.probability:.1f}%" for p in ranked)
             print(f"{path}: {shown}", flush=True)

@@ -176,7 +176,7 @@ def prepare_dataset(root: str | os.PathLike[str], *, download: bool = False) -> 
     """Make the four raw files present and valid under ``root``; return their folder.
 
     Sources, in order: files already in ``root/FashionMNIST/raw`` (or their ``.gz``
-    there); the Debian package's files in :data:`SYSTEM_DATA_DIRS`; torchvision's
+    there); the Debian package's files in :data:`~fashionmlp.data.SYSTEM_DATA_DIRS`; torchvision's
     mirrors if ``download`` is true. New files are written to a temporary name,
     verified, then renamed, so an interrupted run never leaves a file that looks valid.
     Files already present are verified and never replaced.

@@ -48,7 +48,7 @@ FASHION_MNIST_MEAN: Final = 0.2860
 #: Standard deviation of the training images' pixels (after ``ToTensor()``).
 FASHION_MNIST_STD: Final = 0.3530
 
-#: The data pipelines :func:`make_loaders` can build.
+#: The data pipelines :func:`~fashionmlp.make_loaders` can build.
 Backend = Literal["torchvision", "tensor"]
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -167,8 +167,9 @@ class TensorLoader:
     ) -> None:
         _check_positive("batch_size", batch_size)
         if shard is not None and not 0 <= shard[0] < shard[1]:
-            raise InvalidArgumentError(f"shard must be (rank, world_size) with 0 <= rank < "
-                                       f"world_size, got {shard}")
+            raise InvalidArgumentError(
+                f"shard must be (rank, world_size) with 0 <= rank < world_size, got {shard}"
+            )
         device = dataset.data.device
         if generator is None:
             # Like DataLoader: an unseeded loader draws its seed from the global RNG.
@@ -240,12 +241,12 @@ def _to_float(images: torch.Tensor) -> torch.Tensor:
     return images.to(torch.float32).div(255)
 
 
-#: What :func:`make_loaders` returns for either backend.
+#: What :func:`~fashionmlp.make_loaders` returns for either backend.
 Loader = Union[DataLoader[Any], TensorLoader]
 
 
 class Loaders(NamedTuple):
-    """The pair :func:`make_loaders` returns; unpacks as ``train, test = loaders``."""
+    """The pair :func:`~fashionmlp.make_loaders` returns; unpacks as ``train, test = loaders``."""
 
     train: Loader
     test: Loader
@@ -295,7 +296,8 @@ def make_loaders(
         num_workers: Worker processes per loader (torchvision backend; the seed uses 0).
         limit: Use only the first ``limit`` samples of each split (for quick runs).
         validation_size: When above 0, hold out this many training images as a validation
-            split (see :func:`validation_split`) and return it *in place of the test set*
+            split (see :func:`~fashionmlp.loaders.validation_split`) and return it
+            *in place of the test set*
             as the second loader; the first loader then trains on the rest. This is how
             to choose hyperparameters without looking at the test set.
 

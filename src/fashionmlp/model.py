@@ -63,9 +63,7 @@ class FashionMLP(nn.Module):
     ) -> None:
         super().__init__()
         if hidden_features < 1:
-            raise InvalidArgumentError(
-                f"hidden_features must be at least 1, got {hidden_features}"
-            )
+            raise InvalidArgumentError(f"hidden_features must be at least 1, got {hidden_features}")
         if hidden_layers < 1:
             raise InvalidArgumentError(f"hidden_layers must be at least 1, got {hidden_layers}")
         if not 0.0 <= dropout < 1.0:

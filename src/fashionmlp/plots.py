@@ -42,8 +42,9 @@ def plot_losses(
         steps, losses = zip(*batch_losses)
         done = [step + 1 for step in steps]  # x is batches completed, as at epoch ends
         smoothed = f" (label smoothing {label_smoothing:g})" if label_smoothing else ""
-        axes.plot(done, losses, linewidth=0.6, alpha=0.5,
-                  label=f"training loss{smoothed}, per batch")
+        axes.plot(
+            done, losses, linewidth=0.6, alpha=0.5, label=f"training loss{smoothed}, per batch"
+        )
     if history:
         per_epoch = _steps_per_epoch(batch_losses, history)
         ends = [report.epoch * per_epoch for report in history]
@@ -67,15 +68,15 @@ def plot_accuracy(path: str | os.PathLike[str], history: Sequence[EpochReport]) 
     axes.set_xlabel("epoch")
     axes.set_ylabel("accuracy (%)")
     best = max(history, key=lambda r: r.eval.accuracy)
-    axes.set_title(f"Evaluation accuracy (last {100 * history[-1].eval.accuracy:.2f}%, "
-                   f"best {100 * best.eval.accuracy:.2f}% at epoch {best.epoch})")
+    axes.set_title(
+        f"Evaluation accuracy (last {100 * history[-1].eval.accuracy:.2f}%, "
+        f"best {100 * best.eval.accuracy:.2f}% at epoch {best.epoch})"
+    )
     axes.grid(alpha=0.3)
     return _save(figure, path)
 
 
-def plot_confusion_matrix(
-    path: str | os.PathLike[str], matrix: Sequence[Sequence[int]]
-) -> Path:
+def plot_confusion_matrix(path: str | os.PathLike[str], matrix: Sequence[Sequence[int]]) -> Path:
     """The confusion matrix with counts; rows are true classes, columns predictions."""
     counts = torch.tensor(matrix)
     figure = _figure(8, 7)
@@ -91,8 +92,15 @@ def plot_confusion_matrix(
     for row in ticks:
         for column in ticks:
             value = int(counts[row, column])
-            axes.text(column, row, str(value), ha="center", va="center", fontsize=7,
-                      color="white" if value > threshold else "black")
+            axes.text(
+                column,
+                row,
+                str(value),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if value > threshold else "black",
+            )
     total = int(counts.sum())
     axes.set_title(f"Confusion matrix ({int(counts.trace())}/{total} correct)")
     return _save(figure, path)
@@ -120,11 +128,13 @@ def plot_misclassified(
     for position, index in enumerate(wrong):
         axes = figure.add_subplot(rows, columns, position + 1)
         axes.imshow(images[index].reshape(28, 28).float().cpu().numpy(), cmap="gray")
-        axes.set_title(f"{CLASSES[int(labels[index])]}\n→ {CLASSES[int(predictions[index])]}",
-                       fontsize=8)
+        axes.set_title(
+            f"{CLASSES[int(labels[index])]}\n→ {CLASSES[int(predictions[index])]}", fontsize=8
+        )
         axes.axis("off")
-    figure.suptitle(f"Misclassified test images: true → predicted "
-                    f"({int((labels != predictions).sum())} in all)")
+    figure.suptitle(
+        f"Misclassified test images: true → predicted ({int((labels != predictions).sum())} in all)"
+    )
     return _save(figure, path)
 
 

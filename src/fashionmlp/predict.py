@@ -1,7 +1,7 @@
 """Classifying images: any PNG or JPEG made into a FashionMNIST-style 28x28 input.
 
 FashionMNIST images are a light garment on a dark background, the garment filling the
-square frame. :func:`image_to_tensor` brings any picture to that convention:
+square frame. :func:`~fashionmlp.image_to_tensor` brings any picture to that convention:
 
 1. JPEG orientation tags are applied; transparent pixels are laid on white (a product
    photo's background); the picture becomes grayscale with values in ``[0, 1]``
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ImageLike", "Prediction", "image_to_tensor", "load_image", "predict"]
 
-#: What :func:`predict` takes: a PIL image, or a tensor of one or more 28x28 images.
+#: What :func:`~fashionmlp.predict` takes: a PIL image, or a tensor of one or more 28x28 images.
 ImageLike = Union["PILImage", torch.Tensor]
 
 _MAX_PIXELS = 50_000_000  # far above any photo; refuses decompression bombs early
@@ -91,7 +91,7 @@ def image_to_tensor(image: PILImage, *, invert: bool | None = None) -> torch.Ten
 
 
 def load_image(path: str | os.PathLike[str], *, invert: bool | None = None) -> torch.Tensor:
-    """Read an image file and return it as :func:`image_to_tensor` does.
+    """Read an image file and return it as :func:`~fashionmlp.image_to_tensor` does.
 
     Raises:
         ImageError: The file is missing, empty, truncated, not an image, too large
@@ -138,11 +138,11 @@ def predict(
 
     Args:
         model: A trained classifier (e.g. ``FashionMLP``); put back in its mode after.
-        images: PIL images (converted by :func:`image_to_tensor`), or tensors already in
+        images: PIL images (converted by :func:`~fashionmlp.image_to_tensor`), or tensors already in
             FashionMNIST's convention shaped ``(28, 28)``, ``(1, 28, 28)``,
             ``(N, 28, 28)`` or ``(N, 1, 28, 28)``, or a sequence of these.
         top: How many classes to return per image.
-        invert: Passed to :func:`image_to_tensor` for PIL images.
+        invert: Passed to :func:`~fashionmlp.image_to_tensor` for PIL images.
         normalize: ``(mean, std)`` the model was trained with, if any.
 
     Example:
@@ -213,7 +213,10 @@ def _square_resize(pixels: torch.Tensor, background: float) -> torch.Tensor:
     square = torch.full((side, side), background)
     square[top : top + height, left : left + width] = pixels
     resized = torch.nn.functional.interpolate(
-        square[None, None], size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear",
-        antialias=side > IMAGE_SIZE, align_corners=False,
+        square[None, None],
+        size=(IMAGE_SIZE, IMAGE_SIZE),
+        mode="bilinear",
+        antialias=side > IMAGE_SIZE,
+        align_corners=False,
     )
     return resized[0].clamp(0.0, 1.0)

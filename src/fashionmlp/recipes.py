@@ -100,7 +100,7 @@ class Recipe:
     normalize: bool = False
     #: ``"off"``, ``"bf16"``, or ``"auto"`` (bf16 where the device computes it natively).
     autocast: Literal["off", "bf16", "auto"] = "off"
-    #: Print the seed's loss line every this many batches in the command line (0: never).
+    #: Print the seed's loss line every this many batches in the command line (0 for never).
     log_every: int = 0
 
     def __post_init__(self) -> None:
@@ -340,7 +340,7 @@ def fit(
     every figure is global, and only rank 0 writes the checkpoint.
 
     Args:
-        recipe: What to do (see :data:`RECIPES`).
+        recipe: What to do (see :data:`~fashionmlp.recipes.RECIPES`).
         root: The data root.
         device: Where to train.
         seed: Seeds the model's initialisation, the shuffle and the augmentation; the
@@ -412,7 +412,8 @@ def fit(
             resume_from, model, optimizer, scheduler=scheduler, map_location=target
         )
         if checkpoint.config.get("recipe") != config["recipe"] or any(
-            checkpoint.config.get(key) != config[key] for key in ("seed", "limit", "validation_size")
+            checkpoint.config.get(key) != config[key]
+            for key in ("seed", "limit", "validation_size")
         ):
             raise CheckpointError(
                 f"{resume_from} was written by a run with other settings "

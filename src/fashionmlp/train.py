@@ -19,7 +19,7 @@ from .errors import InvalidArgumentError, NonFiniteLossError
 
 __all__ = ["EpochStats", "train_epoch"]
 
-#: Batches between two checks for a NaN or infinite loss: each check is one device read.
+#: Batches between two checks for a NaN or infinite loss (each check is one device read).
 FINITE_CHECK_EVERY = 100
 
 #: A loss function: ``loss_fn(logits, targets)`` returning the batch's mean loss.
@@ -63,7 +63,8 @@ def train_epoch(
     step every callback receives a :class:`~fashionmlp.BatchEvent`, in the order given.
 
     The loop reads almost nothing back from the device: the epoch's loss is summed on
-    the device and read at the end, and every :data:`FINITE_CHECK_EVERY` batches one read
+    the device and read at the end, and every
+    :data:`~fashionmlp.train.FINITE_CHECK_EVERY` batches one read
     checks that sum for a NaN or infinity (``check_finite=False`` drops those checks).
 
     Args:
@@ -83,7 +84,8 @@ def train_epoch(
         non_blocking: Copy batches to the device asynchronously (worth it with a
             pinned-memory DataLoader and a CUDA device; a no-op for data already there).
         check_finite: Stop with :class:`~fashionmlp.NonFiniteLossError` when a batch's
-            loss is NaN or infinite (found within :data:`FINITE_CHECK_EVERY` batches).
+            loss is NaN or infinite (found within
+            :data:`~fashionmlp.train.FINITE_CHECK_EVERY` batches).
 
     Under ``torchrun`` the mean loss and the sample count are summed over all processes
     (one all-reduce at the end of the epoch), so every rank returns the global figures;

@@ -1,0 +1,51 @@
+"""The documentation builds offline without a warning, and its API page names everything."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import fashionmlp
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+@pytest.fixture(scope="module")
+def built_html(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    build_main = pytest.importorskip("sphinx.cmd.build").build_main
+    out = tmp_path_factory.mktemp("html")
+    status = build_main(["-q", "-W", "--keep-going", "-b", "html", str(DOCS), str(out)])
+    assert status == 0, "sphinx-build reported warnings or errors"
+    return out
+
+
+def test_the_api_page_documents_every_public_name(built_html: Path) -> None:
+    page = (built_html / "api.html").read_text()
+    anchors = set(re.findall(r'id="(fashionmlp\.[\w.]+)"', page))
+    documented = {anchor.rsplit(".", 1)[1] for anchor in anchors}
+    missing = [
+        name for name in fashionmlp.__all__ if name != "__version__" and name not in documented
+    ]
+    assert missing == []
+
+
+def test_every_page_of_the_toctree_is_built(built_html: Path) -> None:
+    for page in (
+        "index",
+        "tutorial",
+        "callbacks",
+        "loaders",
+        "recipes",
+        "checkpoints",
+        "distributed",
+        "cli",
+        "errors",
+        "performance",
+        "api",
+        "changelog",
+    ):
+        assert (built_html / f"{page}.html").is_file(), page
+    changelog = (built_html / "changelog.html").read_text()
+    assert "Keep a Changelog" in changelog and "<h2" in changelog  # rendered, not quoted
