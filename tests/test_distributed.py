@@ -23,10 +23,10 @@ from fashionmlp import (
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
 
-def run_torchrun(arguments: list[str], timeout: int = 100) -> subprocess.CompletedProcess[str]:
-    """torchrun in its own process group, killed with every worker however it ends."""
+def start_torchrun(arguments: list[str]) -> subprocess.Popen[str]:
+    """torchrun in a process group of its own, so that every worker can be killed."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # two ranks share two cores
-    process = subprocess.Popen(
+    return subprocess.Popen(
         [*TORCHRUN, *arguments],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -34,13 +34,22 @@ def run_torchrun(arguments: list[str], timeout: int = 100) -> subprocess.Complet
         env=env,
         start_new_session=True,
     )
+
+
+def kill_group(process: subprocess.Popen[str]) -> None:
+    """Kill torchrun and every worker it started, however the test ended."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def run_torchrun(arguments: list[str], timeout: int = 100) -> subprocess.CompletedProcess[str]:
+    process = start_torchrun(arguments)
     try:
         out, err = process.communicate(timeout=timeout)
     finally:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_group(process)
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
@@ -185,15 +194,7 @@ def test_an_interrupted_torchrun_run_resumes_to_the_uninterrupted_weights(
     assert whole.returncode == 0, whole.stderr[-3000:]
 
     part = tmp_path / "part"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(
-        [*TORCHRUN, *common, "--out", str(part)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
+    process = start_torchrun([*common, "--out", str(part)])
     try:
         assert process.stdout is not None
         for line in process.stdout:
@@ -202,10 +203,7 @@ def test_an_interrupted_torchrun_run_resumes_to_the_uninterrupted_weights(
         process.send_signal(signal.SIGTERM)  # torchrun passes it on to every worker
         _, err = process.communicate(timeout=100)
     finally:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_group(process)
     assert f"resume with: fashionmlp train --resume {part}" in err
     assert not (part / "model.pt").exists()
 
