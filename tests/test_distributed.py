@@ -197,15 +197,18 @@ def test_an_interrupted_torchrun_run_resumes_to_the_uninterrupted_weights(
     process = start_torchrun([*common, "--out", str(part)])
     try:
         assert process.stdout is not None
+        seen = []
         for line in process.stdout:
+            seen.append(line)
             if line.startswith("Epoch 1/3:"):
                 break
         process.send_signal(signal.SIGTERM)  # torchrun passes it on to every worker
         _, err = process.communicate(timeout=100)
     finally:
         kill_group(process)
-    assert f"resume with: fashionmlp train --resume {part}" in err
-    assert not (part / "model.pt").exists()
+    assert seen and seen[-1].startswith("Epoch 1/3:"), "".join(seen) + err[-3000:]
+    assert f"resume with: fashionmlp train --resume {part}" in err, err[-3000:]
+    assert not (part / "model.pt").exists(), err[-3000:]
 
     resumed = run_torchrun(
         [

@@ -8,6 +8,7 @@ import torch
 import fashionmlp.loaders as loaders_module
 from fashionmlp import (
     RECIPES,
+    BatchEvent,
     CheckpointError,
     EpochReport,
     FashionMLP,
@@ -135,6 +136,33 @@ def test_resuming_after_an_epoch_gives_the_uninterrupted_weights(
 
     with pytest.raises(CheckpointError, match="other settings"):
         fit(recipe, real_data_root, seed=5, resume_from=tmp_path / "part.pt", **SMALL)
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize(("name", "stop_at"), [("fast", 1), ("seed", 30), ("seed", 46)])
+def test_stopping_part_way_through_an_epoch_resumes_to_the_same_weights(
+    real_data_root: Path, tmp_path: Path, name: str, stop_at: int
+) -> None:
+    recipe = get_recipe(name).replace(epochs=2)
+    whole = fit(recipe, real_data_root, seed=4, **SMALL)
+
+    def stop_in_second_epoch(event: BatchEvent) -> None:
+        if event.epoch == 2 and event.batch == stop_at:
+            raise StopTraining
+
+    path = tmp_path / "part.pt"
+    part = fit(recipe, real_data_root, seed=4, checkpoint_path=path,
+               callbacks=[stop_in_second_epoch], **SMALL)
+    assert part.stopped_at == (2, stop_at + 1) and not part.finished
+    assert len(part.history) == 1
+    resumed = fit(recipe, real_data_root, seed=4, resume_from=path, **SMALL)
+    assert resumed.finished and resumed.stopped_at is None
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert resumed.final == whole.final
+    second, expected = resumed.history[1].train, whole.history[1].train
+    assert (second.samples, second.batches) == (expected.samples, expected.batches)
+    assert second.loss == pytest.approx(expected.loss, rel=1e-9)
 
 
 @pytest.mark.real_data

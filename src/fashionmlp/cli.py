@@ -33,7 +33,7 @@ from .evaluate import EvalResult, evaluate
 from .loaders import FASHION_MNIST_MEAN, FASHION_MNIST_STD, make_loaders, validation_split
 from .model import CLASSES, FashionMLP
 from .predict import load_image, predict
-from .recipes import RECIPES, EpochReport, FitResult, Recipe, fit, get_recipe
+from .recipes import RECIPES, EpochReport, FitResult, Recipe, StopTraining, fit, get_recipe
 from .train import autocast_context
 
 __all__ = ["build_parser", "main"]
@@ -290,27 +290,26 @@ def _train_on(device: torch.device, args: argparse.Namespace, *, main: bool) -> 
 
     stop = _StopOnSignal()
     with stop.installed():
-        try:
-            result = fit(
-                recipe,
-                data_root,
-                device=device,
-                seed=settings["seed"],
-                download=args.download,
-                limit=settings["limit"],
-                validation_size=settings["validation_size"],
-                callbacks=[*callbacks, stop],
-                epoch_callbacks=[report],
-                checkpoint_path=out / CHECKPOINT,
-                resume_from=resume_from,
-                check_finite=not args.no_finite_check,
-            )
-        except _Interrupted as interrupted:
-            if progress is not None:
-                progress.close()
-            if main:
-                _fail(_interrupted_message(out, interrupted.event))
-            return 128 + interrupted.signal
+        result = fit(
+            recipe,
+            data_root,
+            device=device,
+            seed=settings["seed"],
+            download=args.download,
+            limit=settings["limit"],
+            validation_size=settings["validation_size"],
+            callbacks=[*callbacks, stop],
+            epoch_callbacks=[report],
+            checkpoint_path=out / CHECKPOINT,
+            resume_from=resume_from,
+            check_finite=not args.no_finite_check,
+        )
+    if result.stopped_at is not None:
+        if progress is not None:
+            progress.close()
+        if main:
+            _fail(_interrupted_message(out, *result.stopped_at))
+        return 128 + (stop.received or signal.SIGINT)
     if not main:
         return 0
     save_checkpoint(out / WEIGHTS, result.model, epoch=len(result.history), config=config)
@@ -326,13 +325,8 @@ def _train_on(device: torch.device, args: argparse.Namespace, *, main: bool) -> 
     return 0
 
 
-class _Interrupted(Exception):
-    """Raised at a batch boundary after SIGINT or SIGTERM."""
-
-    def __init__(self, signal_number: int, event: BatchEvent) -> None:
-        super().__init__(signal_number)
-        self.signal = signal_number
-        self.event = event
+class _Interrupted(StopTraining):
+    """Raised at a batch boundary after SIGINT or SIGTERM; fit() saves that point."""
 
 
 class _StopOnSignal:
@@ -350,7 +344,8 @@ class _StopOnSignal:
         # forever in the next gradient all-reduce: they agree on it here, every batch.
         received = distributed.max_over_ranks(self.received or 0)
         if received:
-            raise _Interrupted(received, event)
+            self.received = received
+            raise _Interrupted(f"signal {received} after batch {event.batch} of epoch {event.epoch}")
 
     def _handle(self, signal_number: int, frame: object) -> None:
         if self.received == signal.SIGINT == signal_number:
@@ -364,6 +359,10 @@ class _StopOnSignal:
             number: signal.signal(number, self._handle)
             for number in (signal.SIGINT, signal.SIGTERM)
         }
+        for number in previous:
+            # The handler only records the signal, so let interrupted system calls resume
+            # (a gloo transfer cut short by EINTR could fail the whole process group).
+            signal.siginterrupt(number, False)
         try:
             yield
         finally:
@@ -375,12 +374,10 @@ def _silent(*args: object, **kwargs: object) -> None:
     """``print`` for the ranks other than 0."""
 
 
-def _interrupted_message(out: Path, event: BatchEvent) -> str:
-    finished = (event.epoch or 1) - 1
+def _interrupted_message(out: Path, epoch: int, batches: int) -> str:
     return (
-        f"interrupted during epoch {event.epoch}; {finished} finished epoch(s) are saved in "
-        f"{out / CHECKPOINT} and the interrupted epoch will be repeated; "
-        f"resume with: fashionmlp train --resume {out}"
+        f"interrupted during epoch {epoch} after {batches} batch(es); the run is saved in "
+        f"{out / CHECKPOINT}; resume with: fashionmlp train --resume {out}"
     )
 
 

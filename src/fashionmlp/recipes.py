@@ -304,6 +304,8 @@ class FitResult:
     finished: bool
     #: The settings of the run (recipe, seed, precision), as saved in checkpoints.
     config: dict[str, Any]
+    #: ``(epoch, batches trained in it)`` when a batch callback stopped the run part-way.
+    stopped_at: tuple[int, int] | None = None
 
     @property
     def final(self) -> EvalResult:
@@ -312,10 +314,31 @@ class FitResult:
 
 
 class StopTraining(Exception):
-    """Raise from an epoch callback of :func:`fit` to stop after the current epoch.
+    """Raise from a callback of :func:`fit` to stop the run; it can then be resumed.
 
-    The epoch's checkpoint is written first, so the run can be resumed.
+    From an epoch callback, the run stops after that epoch (whose checkpoint is already
+    written). From a batch callback, it stops right after that batch's optimizer step, and
+    :func:`fit` writes a checkpoint of that point: resuming finishes the epoch from the
+    next batch, with the weights an unbroken run would have.
     """
+
+
+class _EpochTally:
+    """Counts what the current epoch has trained, without reading from the device."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self, loss_sum: float = 0.0, samples: int = 0, batches: int = 0) -> None:
+        self.loss_sum: torch.Tensor | float = loss_sum
+        self.samples = samples
+        self.batches = batches
+        self.started = time.perf_counter()
+
+    def on_batch_end(self, event: BatchEvent) -> None:
+        self.loss_sum = self.loss_sum + event.loss_tensor.double() * event.batch_size
+        self.samples += event.batch_size
+        self.batches += 1
 
 
 def fit(
@@ -407,6 +430,8 @@ def fit(
     eval_loss = nn.CrossEntropyLoss()
     history: list[EpochReport] = []
     elapsed = 0.0
+    partial: dict[str, Any] | None = None
+    tally = _EpochTally()
     if resume_from is not None:
         checkpoint = load_checkpoint(
             resume_from, model, optimizer, scheduler=scheduler, map_location=target
@@ -426,8 +451,12 @@ def fit(
             torch.cuda.set_rng_state(state["cuda_rng"], target)
         history = [EpochReport.from_dict(report) for report in state["history"]]
         elapsed = history[-1].seconds if history else 0.0
+        partial = state.get("partial")
+        if partial is not None:  # stopped part-way through an epoch
+            train.generator.set_state(partial["loader_rng"])  # as the epoch began
+            elapsed += partial["seconds"]
 
-    def save(epoch: int) -> None:
+    def save(epoch: int, part: dict[str, Any] | None = None) -> None:
         if checkpoint_path is None or not distributed.is_main_process():
             return
         save_checkpoint(
@@ -442,28 +471,73 @@ def fit(
                 "loader_rng": train.generator.get_state(),
                 "cuda_rng": torch.cuda.get_rng_state(target) if target.type == "cuda" else None,
                 "history": [past.to_dict() for past in history],
+                "partial": part,
             },
         )
 
     if resume_from is None:
         save(0)  # so that even a run stopped in its first epoch can be resumed
-    hooks: list[CallbackLike] = list(callbacks)
+    hooks: list[CallbackLike] = [tally, *callbacks]
     if scheduler is not None:
         step_schedule: Callable[[BatchEvent], object] = lambda event: scheduler.step()  # noqa: E731
         hooks.insert(0, step_schedule)
     non_blocking = target.type == "cuda"
     for epoch in range(len(history) + 1, recipe.epochs + 1):
         started = time.perf_counter()
-        stats = train_epoch(
-            train,
-            trained,
-            train_loss,
-            optimizer,
-            callbacks=hooks,
+        done = partial["batches"] if partial is not None else 0
+        if partial is not None and distributed.is_main_process():
+            # The saved sums are global: rank 0 carries them, the others start from zero.
+            tally.reset(partial["loss_sum"], partial["samples"], done)
+        else:
+            tally.reset(batches=done)
+        epoch_rng = train.generator.get_state()
+        partial = None
+        try:
+            if done < len(train):
+                train_epoch(
+                    train,
+                    trained,
+                    train_loss,
+                    optimizer,
+                    callbacks=hooks,
+                    epoch=epoch,
+                    autocast=autocast,
+                    non_blocking=non_blocking,
+                    check_finite=check_finite,
+                    start_batch=done,
+                )
+        except StopTraining:
+            # Stopped by a batch callback after an optimizer step: keep that point. Under
+            # torchrun every rank stops at the same batch (the command line makes them
+            # agree), so the sums below can be taken over all of them.
+            seconds = time.perf_counter() - started
+            save(
+                epoch - 1,
+                part={
+                    "epoch": epoch,
+                    "batches": tally.batches,
+                    "loss_sum": float(distributed.reduce_sum(torch.as_tensor(tally.loss_sum))),
+                    "samples": int(distributed.reduce_sum(torch.tensor(tally.samples))),
+                    "seconds": seconds,
+                    "loader_rng": epoch_rng,
+                },
+            )
+            return FitResult(
+                model=model,
+                history=tuple(history),
+                finished=False,
+                config=config,
+                stopped_at=(epoch, tally.batches),
+            )
+        # The epoch's figures, including any part trained before a resume.
+        loss_sum = distributed.reduce_sum(torch.as_tensor(tally.loss_sum, dtype=torch.float64))
+        samples = int(distributed.reduce_sum(torch.tensor(tally.samples)))
+        stats = EpochStats(
             epoch=epoch,
-            autocast=autocast,
-            non_blocking=non_blocking,
-            check_finite=check_finite,
+            loss=float(loss_sum) / samples,
+            samples=samples,
+            batches=tally.batches,
+            seconds=time.perf_counter() - tally.started,
         )
         result = evaluate(test, model, eval_loss, autocast=autocast, non_blocking=non_blocking)
         elapsed += time.perf_counter() - started

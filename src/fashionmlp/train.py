@@ -54,6 +54,7 @@ def train_epoch(
     autocast: torch.dtype | None = None,
     non_blocking: bool = False,
     check_finite: bool = True,
+    start_batch: int = 0,
 ) -> EpochStats:
     """Train ``model`` for one pass over ``dataloader``, as the seed's ``training()`` does.
 
@@ -83,6 +84,10 @@ def train_epoch(
             keeps full float32, as in the seed.
         non_blocking: Copy batches to the device asynchronously (worth it with a
             pinned-memory DataLoader and a CUDA device; a no-op for data already there).
+        start_batch: Skip training on the epoch's first ``start_batch`` batches, to finish
+            an epoch that was stopped part-way. The loader still makes them, so that its
+            random draws (order, augmentation) stay where an unbroken epoch has them; the
+            returned figures and the events' ``samples_seen`` cover the batches trained.
         check_finite: Stop with :class:`~fashionmlp.NonFiniteLossError` when a batch's
             loss is NaN or infinite (found within
             :data:`~fashionmlp.train.FINITE_CHECK_EVERY` batches).
@@ -125,6 +130,8 @@ def train_epoch(
     batches = 0
     recent: list[torch.Tensor] = []
     for batch, (x, y) in enumerate(dataloader):
+        if batch < start_batch:
+            continue
         x, y = x.to(target, non_blocking=non_blocking), y.to(target, non_blocking=non_blocking)
         with autocast_context(target, autocast):
             pred = model(x)
