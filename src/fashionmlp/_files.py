@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import IO
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], object], *, replace: bool) -> bool:
+def atomic_write(path: Path, write: Callable[[IO[bytes]], object], *, replace: bool) -> None:
     """Write ``path`` through a temporary file in its folder, then move it into place.
 
     ``write`` fills the open temporary file. A crash or exception at any point leaves
     ``path`` as it was and no temporary file behind. With ``replace`` an existing
     ``path`` is replaced (atomically, by rename); without it an existing ``path`` is
-    kept and the new content dropped. Returns whether ``path`` now holds the new content.
-    The file gets the usual permissions (0666 less the umask), not the temporary file's
+    kept and the new content dropped. The file gets the usual permissions (0666 less the umask), not the temporary file's
     private 0600.
 
     Raises:
@@ -33,14 +32,13 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], object], *, replace: b
         os.chmod(handle.name, 0o666 & ~umask)
         if replace:
             os.replace(handle.name, path)
-            return True
+            return
         try:
             # link() fails if the target exists, so a file someone else put there is
             # never replaced, even if it appeared while this one was being written.
             os.link(handle.name, path)
-            return True
         except FileExistsError:
-            return False
+            pass
     finally:
         if os.path.exists(handle.name):
             os.unlink(handle.name)
