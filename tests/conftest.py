@@ -70,3 +70,28 @@ def item_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(torch.Tensor, "item", counting_item)
     return reads
+
+
+def interruptible_run_options(data_root: Path) -> list[str]:
+    """``fashionmlp train`` options for the interruption tests.
+
+    The seed's recipe on the tensor backend: epochs of 400 small batches, long enough for a
+    signal to land mid-epoch, short enough for the suite.
+    """
+    return [
+        "--recipe",
+        "seed",
+        "--backend",
+        "tensor",
+        "--epochs",
+        "3",
+        "--limit",
+        "25600",
+        "--seed",
+        "8",
+        "--device",
+        "cpu",
+        "--no-plots",
+        "--data-root",
+        str(data_root),
+    ]

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 import fashionmlp.data as data_module
+from conftest import interruptible_run_options
 from fashionmlp import CLASSES, FashionMLP, load_checkpoint, load_split
 from fashionmlp.cli import main
 
@@ -185,25 +186,7 @@ def test_predict_classifies_pictures_and_reports_bad_files(
 def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(
     real_data_root: Path, tmp_path: Path, signal_number: int, status: int, when: str
 ) -> None:
-    # The seed's recipe on the tensor backend: epochs of 400 small batches, long enough
-    # for the signal to land mid-epoch, short enough for the suite.
-    common = [
-        "--recipe",
-        "seed",
-        "--backend",
-        "tensor",
-        "--epochs",
-        "3",
-        "--limit",
-        "25600",
-        "--seed",
-        "8",
-        "--device",
-        "cpu",
-        "--no-plots",
-        "--data-root",
-        str(real_data_root),
-    ]
+    common = interruptible_run_options(real_data_root)
     whole = tmp_path / "whole"
     assert main(["train", *common, "--out", str(whole)]) == 0
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import interruptible_run_options
 from fashionmlp import (
     FashionMLP,
     FashionMNISTTensors,
@@ -170,26 +171,7 @@ def test_the_command_line_runs_unchanged_under_torchrun(
 def test_an_interrupted_torchrun_run_resumes_to_the_uninterrupted_weights(
     real_data_root: Path, tmp_path: Path
 ) -> None:
-    common = [
-        "-m",
-        "fashionmlp",
-        "train",
-        "--recipe",
-        "seed",
-        "--backend",
-        "tensor",
-        "--epochs",
-        "3",
-        "--limit",
-        "25600",
-        "--seed",
-        "8",
-        "--device",
-        "cpu",
-        "--no-plots",
-        "--data-root",
-        str(real_data_root),
-    ]
+    common = ["-m", "fashionmlp", "train", *interruptible_run_options(real_data_root)]
     whole = run_torchrun([*common, "--out", str(tmp_path / "whole")])
     assert whole.returncode == 0, whole.stderr[-3000:]
 

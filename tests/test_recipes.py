@@ -151,8 +151,14 @@ def test_stopping_part_way_through_an_epoch_resumes_to_the_same_weights(
             raise StopTraining
 
     path = tmp_path / "part.pt"
-    part = fit(recipe, real_data_root, seed=4, checkpoint_path=path,
-               callbacks=[stop_in_second_epoch], **SMALL)
+    part = fit(
+        recipe,
+        real_data_root,
+        seed=4,
+        checkpoint_path=path,
+        callbacks=[stop_in_second_epoch],
+        **SMALL,
+    )
     assert part.stopped_at == (2, stop_at + 1) and not part.finished
     assert len(part.history) == 1
     resumed = fit(recipe, real_data_root, seed=4, resume_from=path, **SMALL)
