@@ -15,8 +15,8 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], object], *, replace: b
     ``write`` fills the open temporary file. A crash or exception at any point leaves
     ``path`` as it was and no temporary file behind. With ``replace`` an existing
     ``path`` is replaced (atomically, by rename); without it an existing ``path`` is
-    kept and the new content dropped. The file gets the usual permissions (0666 less the umask), not the temporary file's
-    private 0600.
+    kept and the new content dropped. The file gets the usual permissions (0666 less the
+    umask), not the temporary file's private 0600.
 
     Raises:
         OSError: The folder is missing or not writable, or the disk is full.
