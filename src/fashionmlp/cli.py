@@ -345,7 +345,9 @@ class _StopOnSignal:
         received = distributed.max_over_ranks(self.received or 0)
         if received:
             self.received = received
-            raise _Interrupted(f"signal {received} after batch {event.batch} of epoch {event.epoch}")
+            raise _Interrupted(
+                f"signal {received} after batch {event.batch} of epoch {event.epoch}"
+            )
 
     def _handle(self, signal_number: int, frame: object) -> None:
         if self.received == signal.SIGINT == signal_number:

@@ -491,6 +491,7 @@ def fit(
         else:
             tally.reset(batches=done)
         epoch_rng = train.generator.get_state()
+        carried_seconds = partial["seconds"] if partial is not None else 0.0
         partial = None
         try:
             if done < len(train):
@@ -510,7 +511,8 @@ def fit(
             # Stopped by a batch callback after an optimizer step: keep that point. Under
             # torchrun every rank stops at the same batch (the command line makes them
             # agree), so the sums below can be taken over all of them.
-            seconds = time.perf_counter() - started
+            # Seconds of this epoch so far, across every process that worked on it.
+            seconds = carried_seconds + time.perf_counter() - started
             save(
                 epoch - 1,
                 part={
