@@ -1,7 +1,7 @@
 # The two commands of the README:
 #   make train   set up everything, then train and evaluate on the real dataset
-#   make test    set up everything, then run the type check, the test suite, the docs build
-#                and the docs' doctests
+#   make test    set up everything, then run the type check, the test suite (which builds
+#                the docs) and the docs' doctests
 # Both create the virtual environment and fetch the dataset themselves.
 
 PYTHON ?= python3
@@ -16,10 +16,11 @@ TRAIN_ARGS ?=
 train: install data
 	$(BIN)/fashionmlp train --download $(TRAIN_ARGS)
 
+# pytest builds the HTML docs once (tests/test_docs.py, warnings are errors); the doctest
+# builder then runs the examples of the guides.
 test: install-dev data
 	$(BIN)/mypy --strict src
 	$(BIN)/python -m pytest
-	$(BIN)/sphinx-build -q -W --keep-going -b html docs docs/_build/html
 	$(BIN)/sphinx-build -q -W --keep-going -b doctest docs docs/_build/doctest
 
 data:

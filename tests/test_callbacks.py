@@ -6,15 +6,24 @@ import io
 import pytest
 import torch
 
-from fashionmlp import BatchEvent, Callback, InvalidArgumentError, LossHistory, PrintLoss
+from fashionmlp import (
+    BatchEvent,
+    Callback,
+    InvalidArgumentError,
+    LossHistory,
+    PrintLoss,
+    ProgressBar,
+)
 from fashionmlp.callbacks import as_hook
 
 
-def event(batch: int, loss: float = 0.5, *, batch_size: int = 64) -> BatchEvent:
+def event(
+    batch: int, loss: float = 0.5, *, batch_size: int = 64, epoch: int = 1, num_batches: int = 938
+) -> BatchEvent:
     return BatchEvent(
-        epoch=1,
+        epoch=epoch,
         batch=batch,
-        num_batches=938,
+        num_batches=num_batches,
         batch_size=batch_size,
         samples_seen=(batch + 1) * batch_size,
         dataset_size=60_000,
@@ -34,11 +43,11 @@ def test_print_loss_prints_the_seeds_line_every_100_batches() -> None:
     ]
 
 
-def test_print_loss_reads_the_loss_only_on_printed_batches(item_reads: list[str]) -> None:
+def test_print_loss_reads_the_loss_only_on_printed_batches(device_reads: list[str]) -> None:
     printer = PrintLoss(every=10, file=io.StringIO())
     for batch in range(35):
         printer(event(batch))
-    assert len(item_reads) == 4  # batches 0, 10, 20, 30
+    assert len(device_reads) == 4  # batches 0, 10, 20, 30
 
 
 def test_print_loss_refuses_every_below_one() -> None:
@@ -74,3 +83,20 @@ def test_hooks_accept_protocol_objects_and_plain_functions() -> None:
     assert seen == [7]
     with pytest.raises(InvalidArgumentError, match="on_batch_end"):
         as_hook(42)  # type: ignore[arg-type]
+
+
+def test_progress_bar_shows_each_epoch_with_its_loss_and_closes_it() -> None:
+    pytest.importorskip("tqdm")
+    out = io.StringIO()
+    bar = ProgressBar(every=2, file=out, mininterval=0)
+    for epoch in (1, 2):
+        for batch in range(5):
+            bar(event(batch, loss=epoch + batch / 10, epoch=epoch, num_batches=5))
+    shown = out.getvalue()
+    for epoch in (1, 2):
+        assert f"epoch {epoch}: 100%" in shown and "5/5" in shown
+    assert "loss=1.4000" in shown and "loss=2.2000" in shown and "loss=1.1000" not in shown
+    assert shown.endswith("\r")  # the finished bar was cleared (leave=False)
+    bar.close()  # closing again is harmless
+    with pytest.raises(InvalidArgumentError):
+        ProgressBar(every=0)

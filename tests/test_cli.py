@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -174,6 +175,14 @@ def test_predict_classifies_pictures_and_reports_bad_files(
     assert len(result["predictions"]) == 2
 
 
+@pytest.fixture(scope="module")
+def unbroken_run(real_data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run the interruption tests must reproduce, trained once."""
+    out = tmp_path_factory.mktemp("unbroken") / "run"
+    assert main(["train", *interruptible_run_options(real_data_root), "--out", str(out)]) == 0
+    return out
+
+
 @pytest.mark.real_data
 @pytest.mark.parametrize(
     ("signal_number", "status", "when"),
@@ -184,15 +193,24 @@ def test_predict_classifies_pictures_and_reports_bad_files(
     ],
 )
 def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(
-    real_data_root: Path, tmp_path: Path, signal_number: int, status: int, when: str
+    real_data_root: Path,
+    tmp_path: Path,
+    signal_number: int,
+    status: int,
+    when: str,
+    unbroken_run: Path,
 ) -> None:
-    common = interruptible_run_options(real_data_root)
-    whole = tmp_path / "whole"
-    assert main(["train", *common, "--out", str(whole)]) == 0
-
     part = tmp_path / "part"
     process = subprocess.Popen(
-        [sys.executable, "-m", "fashionmlp", "train", *common, "--out", str(part)],
+        [
+            sys.executable,
+            "-m",
+            "fashionmlp",
+            "train",
+            *interruptible_run_options(real_data_root),
+            "--out",
+            str(part),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -218,6 +236,7 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(
     assert last.endswith(f"resume with: fashionmlp train --resume {part}")
     assert "Traceback" not in err and not (part / "model.pt").exists()
 
+    plots = signal_number == signal.SIGTERM  # the resumed run draws the whole run's plots
     resumed = run_cli(
         "train",
         "--resume",
@@ -226,13 +245,53 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(
         str(real_data_root),
         "--device",
         "cpu",
-        "--no-plots",
+        *([] if plots else ["--no-plots"]),
     )
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout.startswith("Resuming FashionMLP")
-    expected = load_checkpoint(whole / "model.pt").model_state
+    expected = load_checkpoint(unbroken_run / "model.pt").model_state
     got = load_checkpoint(part / "model.pt").model_state
     assert all(torch.equal(expected[key], got[key]) for key in expected)
+    metrics = json.loads((part / "metrics.json").read_text())
+    assert [epoch["epoch"] for epoch in metrics["epochs"]] == [1, 2, 3]
+    assert {path.name for path in part.glob("*.png")} == (PNGS if plots else set())
+
+
+@pytest.mark.real_data
+def test_a_second_ctrl_c_stops_at_once_without_saving(real_data_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    # One batch of 30,000 images per epoch: about a second, so that the second Ctrl-C lands
+    # while the first still waits for the batch to end.
+    arguments = ["--batch-size", "30000", "--limit", "30000", "--out", str(out)]
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fashionmlp",
+            "train",
+            *interruptible_run_options(real_data_root),
+            *arguments,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith("Epoch 1/3:"):
+                break
+        saved = (out / "checkpoint.pt").read_bytes()  # written before that line
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert (out / "checkpoint.pt").read_bytes() == saved
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not (out / "model.pt").exists()
 
 
 @pytest.mark.real_data
@@ -307,6 +366,53 @@ def test_a_finished_run_is_never_overwritten_by_accident(
     assert (fast_run / "model.pt").read_bytes() == before
     assert main(["train", "--resume", str(fast_run)]) == 1
     assert "already finished" in capsys.readouterr().err
+
+
+@pytest.mark.real_data
+def test_overwrite_replaces_a_finished_run_whole(real_data_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    common = ["train", "--limit", "640", "--epochs", "1", "--device", "cpu", "--out", str(out)]
+    common += ["--data-root", str(real_data_root)]
+    assert main([*common, "--seed", "1"]) == 0
+    first = (out / "model.pt").read_bytes()
+    assert PNGS <= {path.name for path in out.iterdir()}
+    assert main([*common, "--seed", "2", "--no-plots", "--overwrite"]) == 0
+    assert json.loads((out / "config.json").read_text())["seed"] == 2
+    assert (out / "model.pt").read_bytes() != first
+    # Nothing of the first run is left: its plots are gone too.
+    assert {path.name for path in out.iterdir()} == {
+        "config.json",
+        "checkpoint.pt",
+        "model.pt",
+        "metrics.json",
+    }
+
+
+@pytest.mark.real_data
+def test_validation_from_the_command_line_never_reads_the_test_set(
+    real_data_root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    real_load = data_module._load_verified
+
+    def training_files_only(path: Path, spec: Any) -> torch.Tensor:
+        assert not path.name.startswith("t10k"), "the test set was read while tuning"
+        return real_load(path, spec)
+
+    monkeypatch.setattr(data_module, "_load_verified", training_files_only)
+    out = tmp_path / "tuning"
+    arguments = ["train", "--validation", "5000", "--limit", "1000", "--epochs", "1"]
+    arguments += ["--seed", "0", "--device", "cpu", "--out", str(out)]
+    assert main([*arguments, "--data-root", str(real_data_root)]) == 0
+    printed = capsys.readouterr().out
+    assert "validation accuracy" in printed and "test accuracy" not in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["evaluated_on"] == "validation" and metrics["final"]["total"] == 1000
+    assert metrics["final_validation_accuracy"] == metrics["final"]["accuracy"]
+    assert json.loads((out / "config.json").read_text())["validation_size"] == 5000
+    assert PNGS <= {path.name for path in out.iterdir()}
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import gzip
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,7 @@ from fashionmlp import (
     read_idx,
 )
 from fashionmlp.data import SYSTEM_DATA_DIRS, raw_folder
+from conftest import missing_dataset
 from idx_files import idx_bytes, write_idx
 
 NAMES = (
@@ -118,9 +118,7 @@ def test_missing_dataset_error_lists_paths_and_both_remedies(tmp_path: Path) -> 
 def debian_dir() -> Path:
     folder = SYSTEM_DATA_DIRS[0]
     if not (folder / "train-images-idx3-ubyte.gz").is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"{folder} is empty: CI must install dataset-fashion-mnist")
-        pytest.skip(f"needs the Debian package dataset-fashion-mnist in {folder}")
+        missing_dataset(f"needs the Debian package dataset-fashion-mnist in {folder}")
     return folder
 
 

@@ -79,3 +79,9 @@ def test_an_empty_loader_is_refused() -> None:
     empty = DataLoader(Subset(synthetic_loader(4, 2).dataset, []), batch_size=2)
     with pytest.raises(InvalidArgumentError, match="no batches"):
         evaluate(empty, FashionMLP(hidden_features=8))
+
+
+def test_evaluation_reads_from_the_device_once(device_reads: list[str]) -> None:
+    loader = synthetic_loader(200, 10)  # 20 batches
+    result = evaluate(loader, FashionMLP(hidden_features=8), nn.CrossEntropyLoss())
+    assert result.total == 200 and len(device_reads) == 1, device_reads

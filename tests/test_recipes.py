@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -12,6 +15,7 @@ from fashionmlp import (
     CheckpointError,
     EpochReport,
     FashionMLP,
+    FitResult,
     InvalidArgumentError,
     Recipe,
     StopTraining,
@@ -21,6 +25,7 @@ from fashionmlp import (
     make_scheduler,
     resolve_autocast,
 )
+from fashionmlp.train import FINITE_CHECK_EVERY
 
 
 def test_the_seed_recipe_is_the_seed() -> None:
@@ -95,80 +100,137 @@ def test_autocast_resolution() -> None:
     assert resolve_autocast(get_recipe("fast"), cpu) is expected
 
 
-SMALL = dict(device="cpu", limit=3000)
+SMALL: dict[str, Any] = {"device": "cpu", "limit": 3000}
+
+
+def two_epochs(name: str) -> Recipe:
+    """The recipe the resume tests run: two epochs on the first 3,000 images."""
+    return get_recipe(name).replace(epochs=2)
+
+
+@pytest.fixture(scope="module")
+def unbroken(real_data_root: Path) -> dict[str, FitResult]:
+    """The runs the resume tests must reproduce, one per recipe, trained once."""
+    return {
+        name: fit(two_epochs(name), real_data_root, seed=4, **SMALL) for name in ("fast", "seed")
+    }
+
+
+def assert_same_run(got: FitResult, expected: FitResult) -> None:
+    assert got.finished and [r.epoch for r in got.history] == [1, 2]
+    for key, value in expected.model.state_dict().items():
+        assert torch.equal(value, got.model.state_dict()[key]), key
+    assert got.final == expected.final
+    for ours, theirs in zip(got.history, expected.history):
+        assert ours.eval == theirs.eval
+        assert (ours.train.samples, ours.train.batches) == (
+            theirs.train.samples,
+            theirs.train.batches,
+        )
+        assert ours.train.loss == pytest.approx(theirs.train.loss, rel=1e-9)
+
+
+def stop_in_epoch_2(at_batch: int, pause: float = 0.0) -> Callable[[BatchEvent], None]:
+    """A batch callback that stops the run after batch ``at_batch`` of epoch 2."""
+
+    def callback(event: BatchEvent) -> None:
+        if event.epoch == 2 and event.batch == at_batch:
+            time.sleep(pause)  # time that the resumed run must still count
+            raise StopTraining
+
+    return callback
 
 
 @pytest.mark.real_data
 @pytest.mark.parametrize("name", ["fast", "seed"])
 def test_resuming_after_an_epoch_gives_the_uninterrupted_weights(
-    real_data_root: Path, tmp_path: Path, name: str
+    real_data_root: Path, tmp_path: Path, name: str, unbroken: dict[str, FitResult]
 ) -> None:
-    recipe = get_recipe(name).replace(epochs=3)
-    whole = fit(recipe, real_data_root, seed=4, checkpoint_path=tmp_path / "whole.pt", **SMALL)
-    assert whole.finished and [r.epoch for r in whole.history] == [1, 2, 3]
-
     def stop_after_first(report: EpochReport) -> None:
         if report.epoch == 1:
             raise StopTraining
 
+    path = tmp_path / "part.pt"
     part = fit(
-        recipe,
+        two_epochs(name),
         real_data_root,
         seed=4,
-        checkpoint_path=tmp_path / "part.pt",
+        checkpoint_path=path,
         epoch_callbacks=[stop_after_first],
         **SMALL,
     )
     assert not part.finished and len(part.history) == 1
     resumed = fit(
-        recipe,
-        real_data_root,
-        seed=4,
-        checkpoint_path=tmp_path / "part.pt",
-        resume_from=tmp_path / "part.pt",
-        **SMALL,
+        two_epochs(name), real_data_root, seed=4, checkpoint_path=path, resume_from=path, **SMALL
     )
-    assert resumed.finished and [r.epoch for r in resumed.history] == [1, 2, 3]
-    for key, value in whole.model.state_dict().items():
-        assert torch.equal(value, resumed.model.state_dict()[key]), key
-    assert resumed.final == whole.final
-    assert resumed.history[0].eval == whole.history[0].eval
+    assert_same_run(resumed, unbroken[name])
 
     with pytest.raises(CheckpointError, match="other settings"):
-        fit(recipe, real_data_root, seed=5, resume_from=tmp_path / "part.pt", **SMALL)
+        fit(two_epochs(name), real_data_root, seed=5, resume_from=path, **SMALL)
 
 
 @pytest.mark.real_data
 @pytest.mark.parametrize(("name", "stop_at"), [("fast", 1), ("seed", 30), ("seed", 46)])
 def test_stopping_part_way_through_an_epoch_resumes_to_the_same_weights(
-    real_data_root: Path, tmp_path: Path, name: str, stop_at: int
+    real_data_root: Path, tmp_path: Path, name: str, stop_at: int, unbroken: dict[str, FitResult]
 ) -> None:
-    recipe = get_recipe(name).replace(epochs=2)
-    whole = fit(recipe, real_data_root, seed=4, **SMALL)
-
-    def stop_in_second_epoch(event: BatchEvent) -> None:
-        if event.epoch == 2 and event.batch == stop_at:
-            raise StopTraining
-
     path = tmp_path / "part.pt"
     part = fit(
-        recipe,
+        two_epochs(name),
         real_data_root,
         seed=4,
         checkpoint_path=path,
-        callbacks=[stop_in_second_epoch],
+        callbacks=[stop_in_epoch_2(stop_at)],
         **SMALL,
     )
     assert part.stopped_at == (2, stop_at + 1) and not part.finished
     assert len(part.history) == 1
-    resumed = fit(recipe, real_data_root, seed=4, resume_from=path, **SMALL)
-    assert resumed.finished and resumed.stopped_at is None
-    for key, value in whole.model.state_dict().items():
-        assert torch.equal(value, resumed.model.state_dict()[key]), key
-    assert resumed.final == whole.final
-    second, expected = resumed.history[1].train, whole.history[1].train
-    assert (second.samples, second.batches) == (expected.samples, expected.batches)
-    assert second.loss == pytest.approx(expected.loss, rel=1e-9)
+    resumed = fit(two_epochs(name), real_data_root, seed=4, resume_from=path, **SMALL)
+    assert resumed.stopped_at is None
+    assert_same_run(resumed, unbroken[name])
+
+
+@pytest.mark.real_data
+def test_a_run_stopped_twice_in_one_epoch_resumes_to_the_unbroken_run(
+    real_data_root: Path, tmp_path: Path, unbroken: dict[str, FitResult]
+) -> None:
+    path = tmp_path / "part.pt"
+    options: dict[str, Any] = {"seed": 4, "checkpoint_path": path, **SMALL}
+    first = fit(two_epochs("seed"), real_data_root, callbacks=[stop_in_epoch_2(10, 0.3)], **options)
+    assert first.stopped_at == (2, 11)
+    second = fit(
+        two_epochs("seed"),
+        real_data_root,
+        resume_from=path,
+        callbacks=[stop_in_epoch_2(30, 0.3)],
+        **options,
+    )
+    assert second.stopped_at == (2, 31) and len(second.history) == 1
+    resumed = fit(two_epochs("seed"), real_data_root, resume_from=path, **options)
+    assert_same_run(resumed, unbroken["seed"])
+    # Both parts' pauses are in the epoch's wall time, as in an unbroken run that paused.
+    assert resumed.history[1].seconds - resumed.history[0].seconds >= 0.6
+
+
+#: Reads of a tensor's value that fit() itself makes per epoch, besides train_epoch's and
+#: evaluate's own.
+FIT_OWN_READS_PER_EPOCH = 2
+
+
+@pytest.mark.real_data
+def test_fit_reads_from_the_device_a_fixed_number_of_times_per_epoch(
+    real_data_root: Path, device_reads: list[str]
+) -> None:
+    recipe = get_recipe("seed").replace(backend="tensor")
+    counts = []
+    for epochs in (1, 3):
+        device_reads.clear()
+        fit(recipe.replace(epochs=epochs), real_data_root, seed=0, device="cpu", limit=12_800)
+        counts.append(len(device_reads))
+    # 200 batches: train_epoch reads its mean and checks for a non-finite loss twice, and
+    # evaluate reads once.
+    per_epoch = 1 + 200 // FINITE_CHECK_EVERY + 1 + FIT_OWN_READS_PER_EPOCH
+    assert counts[1] - counts[0] == 2 * per_epoch, device_reads
 
 
 @pytest.mark.real_data

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import Any
@@ -8,8 +9,9 @@ import pytest
 import torch
 from hypothesis import given, settings
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Subset, TensorDataset
 
+import seed_code
 from conftest import synthetic_loader
 from fashionmlp import (
     BatchEvent,
@@ -21,6 +23,7 @@ from fashionmlp import (
     make_loaders,
     train_epoch,
 )
+from fashionmlp.train import FINITE_CHECK_EVERY
 from strategies import loader_sizes
 
 
@@ -86,14 +89,18 @@ def test_the_seeds_five_steps_run_in_the_seeds_order() -> None:
     assert steps == ["forward", "loss", "zero_grad", "backward", "step"] * 2
 
 
-def test_no_per_batch_device_reads_unless_a_callback_asks(item_reads: list[str]) -> None:
+def test_no_per_batch_device_reads_unless_a_callback_asks(device_reads: list[str]) -> None:
     model = FashionMLP(hidden_features=8)
-    loader = synthetic_loader(640, 8)  # 80 batches
+    loader = synthetic_loader(2000, 8)  # 250 batches: the finite check runs twice
     train_epoch(loader, model, nn.CrossEntropyLoss(), sgd(model), callbacks=[lambda e: None])
-    assert len(item_reads) == 1
-    item_reads.clear()
-    train_epoch(loader, model, nn.CrossEntropyLoss(), sgd(model), callbacks=[PrintLoss(every=25)])
-    assert len(item_reads) == 1 + 4  # the epoch's mean, and batches 0, 25, 50, 75
+    assert len(device_reads) == 1 + 250 // FINITE_CHECK_EVERY, device_reads  # the mean, checks
+    device_reads.clear()
+    train_epoch(loader, model, nn.CrossEntropyLoss(), sgd(model), check_finite=False)
+    assert len(device_reads) == 1, device_reads
+    device_reads.clear()
+    printer = PrintLoss(every=25, file=io.StringIO())
+    train_epoch(loader, model, nn.CrossEntropyLoss(), sgd(model), callbacks=[printer])
+    assert len(device_reads) == 1 + 2 + 10, device_reads  # and batches 0, 25, ..., 225
 
 
 def test_model_is_left_training_and_the_event_carries_the_epoch() -> None:
@@ -124,7 +131,7 @@ def test_loaders_without_length_or_batches_are_refused() -> None:
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 @pytest.mark.parametrize("batch", [3, 250])
 def test_a_non_finite_loss_stops_training_naming_epoch_and_batch(
-    bad: float, batch: int, item_reads: list[str]
+    bad: float, batch: int, device_reads: list[str]
 ) -> None:
     model = FashionMLP(hidden_features=8)
     calls = []
@@ -141,8 +148,9 @@ def test_a_non_finite_loss_stops_training_naming_epoch_and_batch(
         r".*lower one \(e.g. 0.05\)",
     ):
         train_epoch(synthetic_loader(2400, 4), model, loss_fn, optimizer, epoch=7)
-    assert len(calls) <= (batch // 100 + 1) * 100  # stopped at the next check, not the end
-    assert len(item_reads) <= 1
+    checks = batch // FINITE_CHECK_EVERY + 1
+    assert len(calls) == checks * FINITE_CHECK_EVERY  # stopped at the next check, not the end
+    assert len(device_reads) == checks + 1, device_reads  # the checks, then one to find the batch
 
 
 def test_the_finite_check_can_be_turned_off() -> None:
@@ -167,17 +175,27 @@ def test_loss_falls_on_a_small_fixed_subset(real_data_root: Path) -> None:
 
 
 @pytest.mark.real_data
-def test_one_seed_epoch_on_the_real_dataset_reaches_65_percent(
+def test_train_epoch_with_print_loss_is_the_seeds_own_training_function(
     real_data_root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    train, test = make_loaders(real_data_root, 64, seed=0)
+    train, _ = make_loaders(real_data_root, 64, limit=12_800)
+    # The seed's pipeline made once, then served unshuffled to both loops alike.
+    x, y = next(iter(DataLoader(train.dataset, batch_size=12_800)))
+    loader = DataLoader(TensorDataset(x, y), batch_size=64)
     torch.manual_seed(0)
-    model = FashionMLP()
-    loss_fn = nn.CrossEntropyLoss()
-    stats = train_epoch(train, model, loss_fn, sgd(model), callbacks=[PrintLoss(100)])
-    result = evaluate(test, model, loss_fn)
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 10 and lines[1].endswith("[6400/60000]")
-    assert stats.samples == 60_000 and stats.batches == 938
-    assert result.total == 10_000
-    assert result.accuracy >= 0.65, result.accuracy
+    start = FashionMLP().state_dict()
+    models, printed = [], []
+    for run in ("seed", "library"):
+        model = FashionMLP()
+        model.load_state_dict(start)
+        optimizer = sgd(model)
+        if run == "seed":
+            seed_code.training(loader, model, nn.CrossEntropyLoss(), optimizer)
+        else:
+            train_epoch(loader, model, nn.CrossEntropyLoss(), optimizer, callbacks=[PrintLoss(100)])
+        models.append(model.state_dict())
+        printed.append(capsys.readouterr().out.splitlines())
+    assert printed[0] == printed[1] and len(printed[0]) == 2, printed
+    assert printed[0][1].endswith(" [6400/12800]")
+    for name in start:
+        assert torch.equal(models[0][name], models[1][name]), name

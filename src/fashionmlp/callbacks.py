@@ -171,13 +171,14 @@ class ProgressBar:
     """A tqdm progress bar over each epoch's batches, with the loss every ``every`` batches.
 
     Needs the ``tqdm`` package (``pip install fashionmlp[progress]``); it is imported when
-    the bar is made. The bar is written to ``file`` (default: standard error).
+    the bar is made. The bar is written to ``file`` (default: standard error); any other
+    keyword is passed to ``tqdm`` (``mininterval=1.0``, ``ncols=80``, ...).
 
     Raises:
         ImportError: tqdm is not installed.
     """
 
-    def __init__(self, every: int = 20, *, file: TextIO | None = None) -> None:
+    def __init__(self, every: int = 20, *, file: TextIO | None = None, **tqdm_options: Any) -> None:
         from tqdm.auto import tqdm
 
         if every < 1:
@@ -185,6 +186,7 @@ class ProgressBar:
         self.every = every
         self.file = file
         self._tqdm = tqdm
+        self._options = {"unit": "batch", "leave": False, **tqdm_options}
         self._bar: Any = None
 
     def on_batch_end(self, event: BatchEvent) -> None:
@@ -193,11 +195,11 @@ class ProgressBar:
             self.close()
             label = f"epoch {event.epoch}" if event.epoch is not None else "training"
             self._bar = self._tqdm(
-                total=event.num_batches, desc=label, unit="batch", leave=False, file=self.file
+                total=event.num_batches, desc=label, file=self.file, **self._options
             )
-        self._bar.update(1)
-        if event.batch % self.every == 0:
+        if event.batch % self.every == 0:  # set before update() so that it draws it
             self._bar.set_postfix(loss=f"{event.loss:.4f}", refresh=False)
+        self._bar.update(1)
         if event.batch + 1 == event.num_batches:
             self.close()
 

@@ -94,7 +94,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     try:
-        confusion: torch.Tensor | None = None
+        confusion: torch.Tensor | None = None  # flat (C * C,) counts, made at the first batch
         loss_sum = torch.zeros((), device=target)
         for x, y in dataloader:
             x, y = x.to(target, non_blocking=non_blocking), y.to(target, non_blocking=non_blocking)
@@ -103,20 +103,26 @@ def evaluate(
                 if loss_fn is not None:
                     loss_sum += loss_fn(pred, y).float() * len(x)
             classes = pred.shape[1]
-            counts = torch.bincount(y * classes + pred.argmax(1), minlength=classes * classes)
-            confusion = counts if confusion is None else confusion + counts
+            if confusion is None:
+                confusion = torch.zeros(classes * classes, dtype=torch.int64, device=target)
+            # index_add_ rather than bincount, which reads its input's maximum from the device.
+            confusion.index_add_(0, y * classes + pred.argmax(1), torch.ones_like(y))
     finally:
         model.train(was_training)
     if confusion is None:
         raise InvalidArgumentError("the dataloader yielded no batches; is the dataset empty?")
-    # Under torchrun each rank saw its own shard: sum the counts and the loss over ranks.
-    confusion = distributed.reduce_sum(confusion)
-    loss_total = float(distributed.reduce_sum(loss_sum))
-    matrix = confusion.view(classes, classes).cpu()
-    total = int(matrix.sum())
+    # Every figure in one tensor: one sum over processes under torchrun, one read.
+    wide = torch.float32 if target.type == "mps" else torch.float64  # MPS has no float64
+    figures = torch.cat([confusion.to(wide), loss_sum.to(wide).reshape(1)])
+    *counts, loss_total = distributed.reduce_sum(figures).tolist()
+    matrix = tuple(
+        tuple(int(count) for count in counts[row * classes : (row + 1) * classes])
+        for row in range(classes)
+    )
+    total = sum(map(sum, matrix))
     return EvalResult(
-        correct=int(matrix.diagonal().sum()),
+        correct=sum(matrix[index][index] for index in range(classes)),
         total=total,
         loss=loss_total / total if loss_fn is not None else None,
-        confusion_matrix=tuple(tuple(row) for row in matrix.tolist()),
+        confusion_matrix=matrix,
     )

@@ -195,11 +195,10 @@ def _raise_non_finite(
     epoch: int | None,
     optimizer: torch.optim.Optimizer,
 ) -> None:
-    losses = torch.stack(recent).float().cpu()
-    bad = (~torch.isfinite(losses)).nonzero()
-    if len(bad):
-        index = int(bad[0])
-        value, batches = float(losses[index]), f"batch {first_batch + index}"
+    losses = torch.stack(recent).float().tolist()  # one read for all of them
+    bad = [index for index, value in enumerate(losses) if not math.isfinite(value)]
+    if bad:
+        value, batches = losses[bad[0]], f"batch {first_batch + bad[0]}"
     else:  # it was another process's loss
         value, batches = math.nan, f"batches {first_batch}-{first_batch + len(recent) - 1}"
     where = f"epoch {epoch}, {batches}" if epoch is not None else batches
