@@ -51,9 +51,9 @@ from fashionmlp import (
     get_recipe,
     make_loaders,
     prepare_dataset,
-    resolve_device,
     train_epoch,
 )
+from fashionmlp.devices import resolve_device
 
 BATCH_SIZE = 64
 LR = 0.01
@@ -270,7 +270,7 @@ def _time_recipe(
     return {
         "recipe": name,
         "epochs": len(run.history),
-        "precision": run.config["precision"],
+        "precision": run.precision,
         "final_test_accuracy": run.final.accuracy,
         "best_test_accuracy": max(r.eval.accuracy for r in run.history),
         "wall_seconds": wall,

@@ -88,8 +88,13 @@ def device_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     for method in DEVICE_READS:
         original = getattr(torch.Tensor, method)
 
-        def counting(self: torch.Tensor, *args: Any, _method: str = method,
-                     _original: Any = original, **kwargs: Any) -> Any:
+        def counting(
+            self: torch.Tensor,
+            *args: Any,
+            _method: str = method,
+            _original: Any = original,
+            **kwargs: Any,
+        ) -> Any:
             code = sys._getframe(1).f_code
             if code.co_filename.startswith(_SOURCE):
                 reads.append(f"{Path(code.co_filename).name}:{code.co_name}:{_method}")

@@ -2,12 +2,11 @@
 
 For each backend: one epoch of DDP training from the same start on every rank, then a
 distributed evaluate. Rank 0 writes what the test checks: whether all ranks ended with
-identical weights, the global figures, and the weights themselves.
+identical weights, the global figures, every sample's prediction, and the weights.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -33,12 +32,14 @@ def main(root: str, out: Path, limit: int) -> None:
         weights = torch.cat([p.detach().flatten() for p in model.parameters()])
         gathered = [torch.empty_like(weights) for _ in range(dist.get_world_size())]
         dist.all_gather(gathered, weights)
-        result = evaluate(test, model, nn.CrossEntropyLoss())
+        result = evaluate(test, model, nn.CrossEntropyLoss(), keep_predictions=True)
+        assert result.predictions is not None
         report[backend] = {
             "identical_weights": all(torch.equal(gathered[0], w) for w in gathered),
-            "train": dataclasses.asdict(stats),
+            "train": stats.to_dict(),
             "batches_per_rank": len(train),
             "eval": result.to_dict(),
+            "predictions": result.predictions.tolist(),
         }
         if dist.get_rank() == 0:
             torch.save(model.state_dict(), out / f"{backend}.pt")

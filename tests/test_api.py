@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from pathlib import Path
+
+import pytest
 
 import fashionmlp
 
@@ -47,3 +50,20 @@ def test_public_functions_are_annotated_and_documented() -> None:
 
 def test_the_package_ships_py_typed() -> None:
     assert (Path(fashionmlp.__file__).parent / "py.typed").is_file()
+
+
+@pytest.mark.parametrize("name", sorted(fashionmlp._MOVED))
+def test_moved_names_still_import_with_a_deprecation_warning(name: str) -> None:
+    home = importlib.import_module(fashionmlp._MOVED[name])
+    with pytest.warns(DeprecationWarning, match=f"import it from {home.__name__}"):
+        moved = getattr(fashionmlp, name)
+    assert moved is getattr(home, name) and name not in fashionmlp.__all__
+
+
+def test_the_top_level_is_the_design_cards_api_and_unknown_names_fail() -> None:
+    assert {"FashionMLP", "make_loaders", "train_epoch", "evaluate", "fit"} <= set(
+        fashionmlp.__all__
+    )
+    assert len(fashionmlp.__all__) < 50
+    with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
+        fashionmlp.nonsense  # noqa: B018

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
+import signal
+import time
 
 import pytest
 import torch
@@ -13,6 +16,8 @@ from fashionmlp import (
     LossHistory,
     PrintLoss,
     ProgressBar,
+    StopOnSignal,
+    StopTraining,
 )
 from fashionmlp.callbacks import as_hook
 
@@ -100,3 +105,26 @@ def test_progress_bar_shows_each_epoch_with_its_loss_and_closes_it() -> None:
     bar.close()  # closing again is harmless
     with pytest.raises(InvalidArgumentError):
         ProgressBar(every=0)
+
+
+def test_stop_on_signal_stops_after_the_batch_and_restores_the_handlers() -> None:
+    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    stop = StopOnSignal()
+    with stop.installed():
+        stop(event(0))  # nothing received yet
+        os.kill(os.getpid(), signal.SIGTERM)  # recorded, not raised: the batch finishes
+        assert stop.received == signal.SIGTERM
+        with pytest.raises(StopTraining, match="signal 15 after batch 1 of epoch 1") as info:
+            stop(event(1))
+        assert info.value.at == "batch"
+    assert {number: signal.getsignal(number) for number in before} == before
+
+
+def test_a_second_ctrl_c_raises_at_once() -> None:
+    stop = StopOnSignal()
+    with stop.installed():
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.received == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # not reached: the handler raises as soon as the signal lands

@@ -16,8 +16,9 @@ from PIL import Image
 
 import fashionmlp.data as data_module
 from conftest import interruptible_run_options
-from fashionmlp import CLASSES, FashionMLP, load_checkpoint, load_split
+from fashionmlp import CLASSES, FashionMLP, load_checkpoint
 from fashionmlp.cli import main
+from fashionmlp.data import load_split
 
 PNGS = {"loss.png", "accuracy.png", "confusion_matrix.png", "misclassified.png"}
 

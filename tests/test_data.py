@@ -9,15 +9,9 @@ import pytest
 import torch
 
 import fashionmlp.data as data_module
-from fashionmlp import (
-    DatasetError,
-    DatasetNotFoundError,
-    load_split,
-    prepare_dataset,
-    read_idx,
-)
-from fashionmlp.data import SYSTEM_DATA_DIRS, raw_folder
 from conftest import missing_dataset
+from fashionmlp import DatasetError, DatasetNotFoundError, prepare_dataset
+from fashionmlp.data import SYSTEM_DATA_DIRS, load_split, raw_folder, read_idx
 from idx_files import idx_bytes, write_idx
 
 NAMES = (

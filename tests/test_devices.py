@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fashionmlp import DeviceError, FashionMLP, model_device, resolve_device
+from fashionmlp import DeviceError, FashionMLP
+from fashionmlp.devices import model_device, resolve_device
 
 
 def test_cpu_and_auto() -> None:

@@ -117,7 +117,9 @@ def test_two_ranks_train_identically_and_evaluate_like_one(
         model = FashionMLP()
         model.load_state_dict(torch.load(tmp_path / f"{backend}.pt", weights_only=True))
         _, test = make_loaders(real_data_root, 64, backend=backend, limit=2560)
-        single = evaluate(test, model, nn.CrossEntropyLoss())
+        single = evaluate(test, model, nn.CrossEntropyLoss(), keep_predictions=True)
+        assert single.predictions is not None
+        assert ranks["predictions"] == single.predictions.tolist()  # gathered in order
         distributed_result = ranks["eval"]
         assert distributed_result["total"] == single.total == 2560
         assert distributed_result["correct"] == single.correct
@@ -146,7 +148,7 @@ def test_the_command_line_runs_unchanged_under_torchrun(torchrun_run: tuple[Path
     assert printed.count("Epoch 3/3:") == 1  # rank 0 alone prints
     assert printed.count("Training FashionMLP") == 1
     config = json.loads((out / "config.json").read_text())
-    assert config["processes"] == 2
+    assert config["environment"]["processes"] == 2
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["final"]["total"] == 10_000
     assert [e["train"]["samples"] for e in metrics["epochs"]] == [25_600] * 3

@@ -16,8 +16,6 @@ from torchvision import datasets, transforms
 import seed_code
 from conftest import synthetic_loader
 from fashionmlp import (
-    FASHION_MNIST_MEAN,
-    FASHION_MNIST_STD,
     Augment,
     DatasetError,
     FashionMLP,
@@ -25,11 +23,11 @@ from fashionmlp import (
     InvalidArgumentError,
     TensorLoader,
     evaluate,
-    load_split,
     make_loaders,
     train_epoch,
-    validation_split,
 )
+from fashionmlp.data import load_split
+from fashionmlp.loaders import FASHION_MNIST_MEAN, FASHION_MNIST_STD, validation_split
 from strategies import batch_sizes
 
 

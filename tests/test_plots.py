@@ -28,7 +28,7 @@ def history(epochs: int) -> list[EpochReport]:
                 epoch=epoch,
                 epochs=epochs,
                 train=EpochStats(
-                    epoch=epoch, loss=1 / epoch, samples=1000, batches=10, seconds=1.0
+                    epoch=epoch, loss_sum=1000 / epoch, samples=1000, batches=10, seconds=1.0
                 ),
                 eval=EvalResult(
                     correct=sum(matrix[i][i] for i in range(10)),

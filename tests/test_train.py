@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,12 @@ import seed_code
 from conftest import synthetic_loader
 from fashionmlp import (
     BatchEvent,
+    EpochStats,
     FashionMLP,
     InvalidArgumentError,
     NonFiniteLossError,
     PrintLoss,
-    evaluate,
+    StopTraining,
     make_loaders,
     train_epoch,
 )
@@ -199,3 +201,95 @@ def test_train_epoch_with_print_loss_is_the_seeds_own_training_function(
     assert printed[0][1].endswith(" [6400/12800]")
     for name in start:
         assert torch.equal(models[0][name], models[1][name]), name
+
+
+def test_the_scheduler_steps_after_every_optimizer_step() -> None:
+    model = FashionMLP(hidden_features=8)
+    optimizer = sgd(model)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 / (1 + step))
+    rates: list[float] = []
+    train_epoch(
+        synthetic_loader(40, 8),
+        model,
+        nn.CrossEntropyLoss(),
+        optimizer,
+        scheduler=scheduler,
+        callbacks=[lambda e: rates.append(optimizer.param_groups[0]["lr"])],
+    )
+    assert rates == pytest.approx([0.01 / 2, 0.01 / 3, 0.01 / 4, 0.01 / 5, 0.01 / 6])
+
+
+def stop_after(batch: int, at: str = "batch") -> Callable[[BatchEvent], None]:
+    def callback(event: BatchEvent) -> None:
+        if event.batch == batch:
+            raise StopTraining("test", at=at)  # type: ignore[arg-type]
+
+    return callback
+
+
+@pytest.mark.parametrize("stop_at", [0, 7, 18, 19])
+def test_an_epoch_finished_from_its_carry_is_bit_for_bit_the_unbroken_one(stop_at: int) -> None:
+    loader = synthetic_loader(160, 8)  # 20 batches
+    torch.manual_seed(0)
+    start = FashionMLP(hidden_features=16).state_dict()
+    runs = []
+    for split in (False, True):
+        model = FashionMLP(hidden_features=16)
+        model.load_state_dict(start)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        seen: list[int] = []
+        hooks: list[Any] = [lambda e: seen.append(e.samples_seen)]
+        if split:
+            part = train_epoch(
+                loader,
+                model,
+                nn.CrossEntropyLoss(),
+                optimizer,
+                callbacks=[stop_after(stop_at), *hooks],
+            )
+            assert (part.stop, part.batches, part.samples) == (
+                "batch",
+                stop_at + 1,
+                8 * (stop_at + 1),
+            )
+            stats = train_epoch(
+                loader, model, nn.CrossEntropyLoss(), optimizer, callbacks=hooks, carry=part
+            )
+        else:
+            stats = train_epoch(loader, model, nn.CrossEntropyLoss(), optimizer, callbacks=hooks)
+        runs.append((model.state_dict(), stats, seen))
+    (whole, unbroken, seen_whole), (resumed, finished, seen_split) = runs
+    assert all(torch.equal(whole[key], resumed[key]) for key in whole)
+    assert finished.loss_sum == unbroken.loss_sum and finished.loss == unbroken.loss
+    assert (finished.samples, finished.batches, finished.stop) == (160, 20, None)
+    assert seen_split == seen_whole  # samples_seen counts the carried batches too
+
+
+def test_stop_at_epoch_runs_to_the_end_and_every_callback_sees_every_batch() -> None:
+    model = FashionMLP(hidden_features=8)
+    after: list[int] = []
+    stats = train_epoch(
+        synthetic_loader(80, 8),
+        model,
+        nn.CrossEntropyLoss(),
+        sgd(model),
+        callbacks=[stop_after(3, at="epoch"), lambda e: after.append(e.batch)],
+    )
+    assert stats.stop == "epoch" and stats.batches == 10 and after == list(range(10))
+    after.clear()
+    stats = train_epoch(
+        synthetic_loader(80, 8),
+        model,
+        nn.CrossEntropyLoss(),
+        sgd(model),
+        callbacks=[stop_after(3), stop_after(2, at="epoch"), lambda e: after.append(e.batch)],
+    )
+    assert stats.stop == "batch" and stats.batches == 4 and after == [0, 1, 2, 3]
+    with pytest.raises(InvalidArgumentError, match="'batch' or 'epoch'"):
+        StopTraining(at="now")  # type: ignore[arg-type]
+
+
+def test_epoch_stats_round_trip_through_a_dict() -> None:
+    stats = EpochStats(epoch=2, loss_sum=12.5, samples=50, batches=5, seconds=1.5, stop="batch")
+    assert stats.loss == 0.25 and stats.to_dict()["loss"] == 0.25
+    assert EpochStats.from_dict(stats.to_dict()) == stats

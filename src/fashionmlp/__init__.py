@@ -1,18 +1,32 @@
 """fashionmlp: train and evaluate the seed's MLP on FashionMNIST, as a typed library.
 
-The public API, all importable from ``fashionmlp``::
+The names a user of the library reaches for are importable from ``fashionmlp`` itself::
 
     from fashionmlp import FashionMLP, make_loaders, train_epoch, evaluate, PrintLoss
+
+Helpers (optimizer and schedule builders, IDX readers, device helpers, type aliases) live
+in their submodules and are documented there.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .callbacks import BatchEvent, Callback, CallbackLike, LossHistory, PrintLoss, ProgressBar
+import importlib
+import warnings
+from typing import Any
+
+from .callbacks import (
+    BatchEvent,
+    Callback,
+    LossHistory,
+    PrintLoss,
+    ProgressBar,
+    StopOnSignal,
+    StopTraining,
+)
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .data import default_data_root, load_split, prepare_dataset, read_idx
-from .devices import model_device, resolve_device
+from .data import default_data_root, prepare_dataset
 from .errors import (
     CheckpointError,
     DatasetError,
@@ -24,46 +38,21 @@ from .errors import (
     InvalidArgumentError,
     NonFiniteLossError,
 )
-from .evaluate import EvalResult, evaluate
-from .loaders import (
-    FASHION_MNIST_MEAN,
-    FASHION_MNIST_STD,
-    Augment,
-    Backend,
-    FashionMNISTTensors,
-    Loader,
-    Loaders,
-    TensorLoader,
-    make_loaders,
-    validation_split,
-)
-from .model import CLASSES, NUM_CLASSES, FashionMLP
-from .predict import ImageLike, Prediction, image_to_tensor, load_image, predict
-from .recipes import (
-    RECIPES,
-    EpochReport,
-    FitResult,
-    Recipe,
-    StopTraining,
-    fit,
-    get_recipe,
-    make_optimizer,
-    make_scheduler,
-    resolve_autocast,
-)
+from .evaluation import EvalResult, evaluate
+from .fitting import FitResult, fit
+from .loaders import Augment, FashionMNISTTensors, Loaders, TensorLoader, make_loaders
+from .model import CLASSES, FashionMLP
+from .prediction import Prediction, image_to_tensor, load_image, predict
+from .recipes import RECIPES, Recipe, get_recipe
+from .state import EpochReport, RunConfig
 from .train import EpochStats, train_epoch
 
 __all__ = [
     "CLASSES",
-    "FASHION_MNIST_MEAN",
-    "FASHION_MNIST_STD",
-    "NUM_CLASSES",
     "RECIPES",
     "Augment",
-    "Backend",
     "BatchEvent",
     "Callback",
-    "CallbackLike",
     "Checkpoint",
     "CheckpointError",
     "DatasetError",
@@ -77,10 +66,8 @@ __all__ = [
     "FashionMNISTTensors",
     "FitResult",
     "ImageError",
-    "ImageLike",
     "InputShapeError",
     "InvalidArgumentError",
-    "Loader",
     "Loaders",
     "LossHistory",
     "NonFiniteLossError",
@@ -88,6 +75,8 @@ __all__ = [
     "PrintLoss",
     "ProgressBar",
     "Recipe",
+    "RunConfig",
+    "StopOnSignal",
     "StopTraining",
     "TensorLoader",
     "__version__",
@@ -98,17 +87,41 @@ __all__ = [
     "image_to_tensor",
     "load_checkpoint",
     "load_image",
-    "load_split",
     "make_loaders",
-    "make_optimizer",
-    "make_scheduler",
-    "model_device",
     "predict",
     "prepare_dataset",
-    "read_idx",
-    "resolve_autocast",
-    "resolve_device",
     "save_checkpoint",
     "train_epoch",
-    "validation_split",
 ]
+
+#: Names that were importable from ``fashionmlp`` before 0.2 and now live only in the
+#: submodule named; the old spelling still works, with a DeprecationWarning, until 0.3.
+_MOVED = {
+    "NUM_CLASSES": "fashionmlp.model",
+    "FASHION_MNIST_MEAN": "fashionmlp.loaders",
+    "FASHION_MNIST_STD": "fashionmlp.loaders",
+    "Backend": "fashionmlp.loaders",
+    "Loader": "fashionmlp.loaders",
+    "validation_split": "fashionmlp.loaders",
+    "CallbackLike": "fashionmlp.callbacks",
+    "ImageLike": "fashionmlp.prediction",
+    "load_split": "fashionmlp.data",
+    "read_idx": "fashionmlp.data",
+    "model_device": "fashionmlp.devices",
+    "resolve_device": "fashionmlp.devices",
+    "make_optimizer": "fashionmlp.recipes",
+    "make_scheduler": "fashionmlp.recipes",
+    "resolve_autocast": "fashionmlp.recipes",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        warnings.warn(
+            f"fashionmlp.{name} is deprecated and will be removed in 0.3; "
+            f"import it from {_MOVED[name]} instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module 'fashionmlp' has no attribute {name!r}")

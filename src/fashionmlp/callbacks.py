@@ -4,22 +4,39 @@ After every batch, :func:`~fashionmlp.train_epoch` builds one :class:`BatchEvent
 hands it to each callback in the order they were given. A callback is either an object
 with an ``on_batch_end(event)`` method (the :class:`Callback` protocol) or a plain
 function taking the event. The event is frozen; new fields may be added in later
-versions, so read the ones you need by name.
+versions, so read the ones you need by name. A callback stops training by raising
+:class:`StopTraining`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Protocol, TextIO, Union, runtime_checkable
+from types import FrameType
+from typing import Any, Literal, Protocol, TextIO, Union, runtime_checkable
 
 import torch
 
+from . import distributed
 from .errors import InvalidArgumentError
 
-__all__ = ["BatchEvent", "Callback", "CallbackLike", "LossHistory", "PrintLoss", "ProgressBar"]
+__all__ = [
+    "BatchEvent",
+    "Callback",
+    "CallbackLike",
+    "LossHistory",
+    "PrintLoss",
+    "ProgressBar",
+    "StopOnSignal",
+    "StopTraining",
+]
+
+#: Where a :class:`StopTraining` takes effect.
+StopAt = Literal["batch", "epoch"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +83,35 @@ class Callback(Protocol):
 
 #: What ``train_epoch(callbacks=...)`` accepts: a :class:`Callback` or a plain function.
 CallbackLike = Union[Callback, Callable[[BatchEvent], object]]
+
+
+class StopTraining(Exception):
+    """Raise from a callback to stop training cleanly, at a point it can be resumed from.
+
+    Args:
+        reason: Said in the exception's message.
+        at: ``"batch"`` (the default) stops right after the current batch's optimizer step:
+            :func:`~fashionmlp.train_epoch` returns early with ``stop="batch"`` in its
+            :class:`~fashionmlp.EpochStats`, and :func:`~fashionmlp.fit` saves that very
+            point, so resuming finishes the epoch from the next batch. ``"epoch"`` lets the
+            epoch run to its end (in :func:`~fashionmlp.fit`: its evaluation and checkpoint
+            too), then stops. Raised from an epoch callback of :func:`~fashionmlp.fit`, both
+            mean "after this epoch", which is where the run already is.
+
+    The callbacks after the one that raised still see the batch; the stop takes effect
+    once all of them have run.
+
+    Example:
+        >>> def stop_when_low(event):
+        ...     if event.batch % 100 == 0 and event.loss < 0.3:
+        ...         raise StopTraining("loss below 0.3", at="epoch")
+    """
+
+    def __init__(self, reason: str = "", *, at: StopAt = "batch") -> None:
+        if at not in ("batch", "epoch"):
+            raise InvalidArgumentError(f"StopTraining at must be 'batch' or 'epoch', got {at!r}")
+        super().__init__(reason or f"training stopped (at the end of this {at})")
+        self.at: StopAt = at
 
 
 def as_hook(callback: CallbackLike) -> Callable[[BatchEvent], object]:
@@ -210,3 +256,62 @@ class ProgressBar:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+class StopOnSignal:
+    """Turn Ctrl-C (SIGINT) and SIGTERM into a clean stop at the next batch boundary.
+
+    Inside ``with stop.installed():`` the signals are only recorded; after the batch that
+    is running, this callback raises :class:`StopTraining` (``at="batch"``), so no optimizer
+    step or checkpoint write is cut in half and :func:`~fashionmlp.fit` saves the point it
+    stopped at. A second Ctrl-C raises :class:`KeyboardInterrupt` at once, without waiting
+    for the batch. Under ``torchrun`` every process must stop after the same batch (or the
+    others would wait forever in the next gradient exchange), so the processes agree on it
+    after every batch: one small all-reduce each.
+
+    Example:
+        .. code-block:: python
+
+            stop = StopOnSignal()
+            with stop.installed():
+                result = fit(recipe, "data", callbacks=[stop], checkpoint_path="run.pt")
+            if stop.received:
+                print(f"stopped by signal {stop.received}; resume from run.pt")
+    """
+
+    def __init__(self) -> None:
+        #: The signal received (``signal.SIGINT`` or ``signal.SIGTERM``), or ``None``.
+        self.received: int | None = None
+
+    def on_batch_end(self, event: BatchEvent) -> None:
+        """Raise :class:`StopTraining` if a signal was received (by any process)."""
+        received = distributed.max_over_ranks(self.received or 0)
+        if received:
+            self.received = received
+            raise StopTraining(
+                f"signal {received} after batch {event.batch} of epoch {event.epoch}"
+            )
+
+    __call__ = on_batch_end
+
+    def _handle(self, signal_number: int, frame: FrameType | None) -> None:
+        if self.received == signal.SIGINT == signal_number:
+            raise KeyboardInterrupt
+        self.received = signal_number
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[StopOnSignal]:
+        """Handle SIGINT and SIGTERM inside the block (main thread only); restore after."""
+        previous = {
+            number: signal.signal(number, self._handle)
+            for number in (signal.SIGINT, signal.SIGTERM)
+        }
+        for number in previous:
+            # The handler only records the signal, so let interrupted system calls resume
+            # (a gloo transfer cut short by EINTR could fail the whole process group).
+            signal.siginterrupt(number, False)
+        try:
+            yield self
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)

@@ -9,37 +9,32 @@ line on stderr and a non-zero exit status (1 for a failed run, 2 for a bad comma
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
-import platform
 import random
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timezone
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 import torch
 
 from . import __version__, distributed
-from .callbacks import BatchEvent, CallbackLike, LossHistory, PrintLoss, ProgressBar
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .data import default_data_root, load_split
-from .devices import model_device, resolve_device
-from .errors import CheckpointError, FashionMLPError, InvalidArgumentError
-from .evaluate import EvalResult, evaluate
-from .loaders import FASHION_MNIST_MEAN, FASHION_MNIST_STD, make_loaders, validation_split
-from .model import CLASSES, FashionMLP
-from .predict import load_image, predict
-from .recipes import RECIPES, EpochReport, FitResult, Recipe, StopTraining, fit, get_recipe
-from .train import autocast_context
+from .callbacks import BatchEvent, CallbackLike, LossHistory, PrintLoss, ProgressBar, StopOnSignal
+from .data import default_data_root
+from .devices import resolve_device
+from .errors import FashionMLPError, InvalidArgumentError
+from .evaluation import EvalResult, evaluate
+from .fitting import fit
+from .loaders import FASHION_MNIST_MEAN, FASHION_MNIST_STD, make_loaders, select_splits
+from .model import CLASSES
+from .prediction import load_image, predict
+from .recipes import RECIPES, Recipe, get_recipe
+from .runs import RunFolder, environment, load_trained
+from .state import EpochReport, RunConfig
 
 __all__ = ["build_parser", "main"]
-
-CHECKPOINT = "checkpoint.pt"  # everything needed to resume, rewritten after every epoch
-WEIGHTS = "model.pt"  # the finished run's weights and settings; its presence marks "finished"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -229,38 +224,27 @@ def _train(args: argparse.Namespace) -> int:
 def _train_on(device: torch.device, args: argparse.Namespace, *, main: bool) -> int:
     data_root = args.data_root or default_data_root()
     if args.resume is not None:
-        out, recipe, settings = _resumable_run(args)
-        resume_from: Path | None = out / CHECKPOINT
+        _refuse_settings_beside_resume(args)
+        folder = RunFolder.interrupted(args.resume)
+        config = folder.read_config()
     else:
-        out = _new_run_folder(args.out, overwrite=args.overwrite) if main else Path()
-        recipe = _recipe_from(args)
+        folder = RunFolder.new(args.out, overwrite=args.overwrite) if main else RunFolder(".")
         seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
-        settings = {
-            "seed": distributed.broadcast_from_main(seed),  # every rank needs rank 0's
-            "limit": args.limit,
-            "validation_size": args.validation or 0,
-        }
-        resume_from = None
-    evaluated_on = "validation" if settings["validation_size"] else "test"
-    config: dict[str, Any] = {
-        "recipe": recipe.to_dict(),
-        **settings,
-        "device": str(device),
-        "data_root": str(data_root),
-        "fashionmlp": __version__,
-        "torch": str(torch.__version__),
-        "python": platform.python_version(),
-        "processes": distributed.world_size(),
-    }
+        config = RunConfig(
+            _recipe_from(args),
+            seed=distributed.broadcast_from_main(seed),  # every rank needs rank 0's
+            limit=args.limit,
+            validation_size=args.validation or 0,
+        )
+        folder = RunFolder(distributed.broadcast_from_main(folder.path))
+    recipe = config.recipe
     if main:
-        (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        folder.write_config(config, environment(device, data_root))
     say = print if main else _silent
-
-    verb = "Resuming" if resume_from else "Training"
     say(
-        f"{verb} FashionMLP with recipe {recipe.name!r} on {device}: {recipe.epochs} epochs, "
-        f"batch {recipe.batch_size}, {recipe.optimizer} lr {recipe.lr}, seed {settings['seed']}; "
-        f"run folder {out}",
+        f"{'Resuming' if args.resume else 'Training'} FashionMLP with recipe {recipe.name!r} "
+        f"on {device}: {recipe.epochs} epochs, batch {recipe.batch_size}, "
+        f"{recipe.optimizer} lr {recipe.lr}, seed {config.seed}; run folder {folder.path}",
         flush=True,
     )
     batch_losses = LossHistory()
@@ -280,6 +264,7 @@ def _train_on(device: torch.device, args: argparse.Namespace, *, main: bool) -> 
     def report(epoch: EpochReport) -> None:
         if progress is not None:
             progress.close()
+        evaluated_on = config.evaluated_on
         loss = f", {evaluated_on} loss {epoch.eval.loss:.4f}" if epoch.eval.loss is not None else ""
         say(
             f"Epoch {epoch.epoch}/{epoch.epochs}: train loss {epoch.train.loss:.4f}, "
@@ -288,99 +273,55 @@ def _train_on(device: torch.device, args: argparse.Namespace, *, main: bool) -> 
             flush=True,
         )
 
-    stop = _StopOnSignal()
+    stop = StopOnSignal()
     with stop.installed():
         result = fit(
             recipe,
             data_root,
             device=device,
-            seed=settings["seed"],
+            seed=config.seed,
             download=args.download,
-            limit=settings["limit"],
-            validation_size=settings["validation_size"],
+            limit=config.limit,
+            validation_size=config.validation_size,
             callbacks=[*callbacks, stop],
             epoch_callbacks=[report],
-            checkpoint_path=out / CHECKPOINT,
-            resume_from=resume_from,
+            checkpoint_path=folder.checkpoint,
+            resume_from=folder.checkpoint if args.resume is not None else None,
             check_finite=not args.no_finite_check,
         )
     if result.stopped_at is not None:
         if progress is not None:
             progress.close()
         if main:
-            _fail(_interrupted_message(out, *result.stopped_at))
+            epoch, batches = result.stopped_at
+            _fail(
+                f"interrupted during epoch {epoch} after {batches} batch(es); the run is saved "
+                f"in {folder.checkpoint}; resume with: fashionmlp train --resume {folder.path}"
+            )
         return 128 + (stop.received or signal.SIGINT)
     if not main:
         return 0
-    save_checkpoint(out / WEIGHTS, result.model, epoch=len(result.history), config=config)
-    metrics = _metrics(result, evaluated_on)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    folder.write_results(result)
     if not args.no_plots:
-        _write_plots(out, result, batch_losses, data_root, settings)
+        _, evaluated = select_splits(
+            data_root, limit=config.limit, validation_size=config.validation_size
+        )
+        try:
+            drawn = folder.write_plots(result, batch_losses.pairs, evaluated)
+            print(f"Plots: {', '.join(path.name for path in drawn)}")
+        except ImportError as exc:
+            print(f"Plots skipped: {exc}")
     final = result.final
     print(
-        f"Final {evaluated_on} accuracy {100 * final.accuracy:.2f}% after {len(result.history)} "
-        f"epochs in {result.history[-1].seconds:.1f} s; weights in {out / WEIGHTS}"
+        f"Final {config.evaluated_on} accuracy {100 * final.accuracy:.2f}% after "
+        f"{len(result.history)} epochs in {result.history[-1].seconds:.1f} s; "
+        f"weights in {folder.weights}"
     )
     return 0
 
 
-class _Interrupted(StopTraining):
-    """Raised at a batch boundary after SIGINT or SIGTERM; fit() saves that point."""
-
-
-class _StopOnSignal:
-    """Turns SIGINT/SIGTERM into a stop at the next batch boundary.
-
-    The handler only records the signal; this callback raises after the batch's optimizer
-    step, so no step or checkpoint write is ever cut in half. A second Ctrl-C stops at once.
-    """
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-
-    def on_batch_end(self, event: BatchEvent) -> None:
-        # Under torchrun all ranks must stop at the same batch, or the others would wait
-        # forever in the next gradient all-reduce: they agree on it here, every batch.
-        received = distributed.max_over_ranks(self.received or 0)
-        if received:
-            self.received = received
-            raise _Interrupted(
-                f"signal {received} after batch {event.batch} of epoch {event.epoch}"
-            )
-
-    def _handle(self, signal_number: int, frame: object) -> None:
-        if self.received == signal.SIGINT == signal_number:
-            raise KeyboardInterrupt
-        self.received = signal_number
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        """Handle both signals inside the block; the previous handlers come back after."""
-        previous = {
-            number: signal.signal(number, self._handle)
-            for number in (signal.SIGINT, signal.SIGTERM)
-        }
-        for number in previous:
-            # The handler only records the signal, so let interrupted system calls resume
-            # (a gloo transfer cut short by EINTR could fail the whole process group).
-            signal.siginterrupt(number, False)
-        try:
-            yield
-        finally:
-            for number, handler in previous.items():
-                signal.signal(number, handler)
-
-
 def _silent(*args: object, **kwargs: object) -> None:
     """``print`` for the ranks other than 0."""
-
-
-def _interrupted_message(out: Path, epoch: int, batches: int) -> str:
-    return (
-        f"interrupted during epoch {epoch} after {batches} batch(es); the run is saved in "
-        f"{out / CHECKPOINT}; resume with: fashionmlp train --resume {out}"
-    )
 
 
 def _epoch_header(event: BatchEvent) -> None:
@@ -403,190 +344,28 @@ def _recipe_from(args: argparse.Namespace) -> Recipe:
     return recipe.replace(**changes) if changes else recipe
 
 
-def _resumable_run(args: argparse.Namespace) -> tuple[Path, Recipe, dict[str, Any]]:
-    run: Path = args.resume
+#: The options a resumed run takes from its folder instead of the command line.
+_RUN_SETTINGS = ("recipe", "epochs", "batch_size", "lr", "backend", "seed", "limit", "validation")
+
+
+def _refuse_settings_beside_resume(args: argparse.Namespace) -> None:
     given = [
         f"--{name.replace('_', '-')}"
-        for name in (
-            "recipe",
-            "epochs",
-            "batch_size",
-            "lr",
-            "backend",
-            "seed",
-            "limit",
-            "validation",
-            "out",
-        )
+        for name in (*_RUN_SETTINGS, "out")
         if getattr(args, name) is not None
     ]
     if given:
         raise InvalidArgumentError(
             f"--resume keeps the run's own settings; leave out {', '.join(given)}"
         )
-    if not (run / CHECKPOINT).is_file() or not (run / "config.json").is_file():
-        raise InvalidArgumentError(
-            f"--resume {run}: no interrupted run there (it needs {CHECKPOINT} and config.json)"
-        )
-    if (run / WEIGHTS).exists():
-        raise InvalidArgumentError(f"--resume {run}: that run already finished")
-    try:
-        config = json.loads((run / "config.json").read_text())
-        recipe = Recipe.from_dict(config["recipe"])
-        settings = {key: config[key] for key in ("seed", "limit", "validation_size")}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"--resume {run}: config.json is unreadable ({exc})") from exc
-    return run, recipe, settings
-
-
-RUN_FILES = (
-    CHECKPOINT,
-    WEIGHTS,
-    "config.json",
-    "metrics.json",
-    "loss.png",
-    "accuracy.png",
-    "confusion_matrix.png",
-    "misclassified.png",
-)
-
-
-def _new_run_folder(out: Path | None, *, overwrite: bool) -> Path:
-    """The run folder, created, and empty of an earlier run's files.
-
-    A new run goes into a folder that does not exist or is empty. An earlier run's
-    folder is reused only with ``overwrite``, and then only its own files are removed;
-    a folder with anything else in it is never written into.
-    """
-    if out is None:
-        out = Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
-        out.parent.mkdir(exist_ok=True)
-    elif not out.parent.is_dir():
-        raise InvalidArgumentError(
-            f"--out {out}: its parent folder {out.parent} does not exist; create it first"
-        )
-    if out.exists() and not out.is_dir():
-        raise InvalidArgumentError(f"--out {out} is a file, not a folder; choose another --out")
-    contents = {path.name for path in out.iterdir()} if out.is_dir() else set()
-    if contents:
-        if not contents <= set(RUN_FILES) or "config.json" not in contents:
-            raise InvalidArgumentError(
-                f"--out {out} is not empty and is not a fashionmlp run folder; "
-                "choose a new or empty folder"
-            )
-        if not overwrite:
-            state = "a finished run" if WEIGHTS in contents else "an interrupted run"
-            hint = "" if WEIGHTS in contents else f" (or continue it with --resume {out})"
-            raise InvalidArgumentError(
-                f"--out {out} already holds {state}; choose another --out or pass "
-                f"--overwrite to replace it{hint}"
-            )
-        for name in contents:  # only the run's own files, checked above
-            (out / name).unlink()
-    try:
-        out.mkdir(exist_ok=True)
-    except OSError as exc:
-        raise InvalidArgumentError(f"cannot create --out {out} ({exc.strerror or exc})") from exc
-    return out
-
-
-def _metrics(result: FitResult, evaluated_on: str) -> dict[str, Any]:
-    reached = [r.seconds for r in result.history if r.eval.accuracy >= 0.90]
-    return {
-        "evaluated_on": evaluated_on,
-        "epochs": [report.to_dict() for report in result.history],
-        "final": result.final.to_dict(),
-        f"final_{evaluated_on}_accuracy": result.final.accuracy,
-        "wall_seconds": result.history[-1].seconds,
-        "seconds_to_90_percent": reached[0] if reached else None,
-        "precision": result.config["precision"],
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def _write_plots(
-    out: Path,
-    result: FitResult,
-    batch_losses: LossHistory,
-    data_root: Path,
-    settings: dict[str, Any],
-) -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        print("Plots skipped: install matplotlib (pip install 'fashionmlp[plots]')")
-        return
-    from . import plots
-
-    history = result.history
-    per_epoch = history[-1].train.batches
-    # After a resume, this process saw only the later epochs' batches.
-    offset = (len(history) - len(batch_losses) // per_epoch) * per_epoch
-    recipe = Recipe.from_dict(result.config["recipe"])
-    plots.plot_losses(
-        out / "loss.png",
-        [(step + offset, loss) for step, loss in batch_losses.pairs],
-        history,
-        label_smoothing=recipe.label_smoothing,
-    )
-    plots.plot_accuracy(out / "accuracy.png", history)
-    plots.plot_confusion_matrix(out / "confusion_matrix.png", result.final.confusion_matrix)
-    images, labels = _evaluation_images(data_root, settings)
-    autocast = torch.bfloat16 if result.config["precision"] == "bfloat16" else None
-    predicted = _predicted_labels(result.model, images, recipe.normalize, autocast)
-    plots.plot_misclassified(out / "misclassified.png", images, labels, predicted)
-    print(f"Plots: {', '.join(p.name for p in sorted(out.glob('*.png')))}")
-
-
-def _evaluation_images(
-    data_root: Path, settings: dict[str, Any]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The images the run was evaluated on, in the loaders' order."""
-    if settings["validation_size"]:
-        images, labels = load_split(data_root, "train")
-        _, index = validation_split(labels, settings["validation_size"])
-        images, labels = images[index], labels[index]
-    else:
-        images, labels = load_split(data_root, "test")
-    limit = settings["limit"]
-    return (images[:limit], labels[:limit]) if limit else (images, labels)
-
-
-@torch.no_grad()
-def _predicted_labels(
-    model: torch.nn.Module, images: torch.Tensor, normalize: bool, autocast: torch.dtype | None
-) -> torch.Tensor:
-    """Predicted labels computed as the run's evaluation computed them."""
-    model.eval()
-    x = images.unsqueeze(1).float().div(255)
-    if normalize:
-        x = (x - FASHION_MNIST_MEAN) / FASHION_MNIST_STD
-    device = model_device(model)
-    with autocast_context(device, autocast):
-        chunks = [model(chunk.to(device)).argmax(1).cpu() for chunk in torch.split(x, 5000)]
-    return torch.cat(chunks)
 
 
 # --- evaluate and predict ----------------------------------------------------------------
 
 
-def _load_trained(path: Path, device: torch.device) -> tuple[FashionMLP, Checkpoint, bool]:
-    """The model in a run folder or weights file, and whether it expects normalized input."""
-    if path.is_dir():
-        candidates = [path / WEIGHTS, path / CHECKPOINT]
-        found = next((c for c in candidates if c.is_file()), None)
-        if found is None:
-            raise CheckpointError(f"{path} holds no {WEIGHTS} or {CHECKPOINT}; is it a run folder?")
-        path = found
-    model = FashionMLP()
-    checkpoint = load_checkpoint(path, model)
-    normalize = bool(checkpoint.config.get("recipe", {}).get("normalize", False))
-    return model.to(device), checkpoint, normalize
-
-
 def _evaluate(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
-    model, _, normalize = _load_trained(args.run, device)
+    model, normalize = load_trained(args.run)
     _, test = make_loaders(
         args.data_root or default_data_root(),
         backend="tensor",
@@ -594,7 +373,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         download=args.download,
         normalize=normalize,
     )
-    result = evaluate(test, model, torch.nn.CrossEntropyLoss())
+    result = evaluate(test, model.to(device), torch.nn.CrossEntropyLoss())
     if args.json:
         print(json.dumps({"weights": str(args.run), "classes": list(CLASSES), **result.to_dict()}))
     else:
@@ -625,7 +404,8 @@ def _evaluation_text(result: EvalResult) -> str:
 
 def _predict(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
-    model, _, normalize = _load_trained(args.weights, device)
+    model, normalize = load_trained(args.weights)
+    model.to(device)
     invert = {"auto": None, "always": True, "never": False}[args.invert]
     mean_std = (FASHION_MNIST_MEAN, FASHION_MNIST_STD) if normalize else None
     failures = 0

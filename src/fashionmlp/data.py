@@ -212,7 +212,7 @@ def load_split(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return one split as ``(images uint8 (N, 28, 28), labels int64 (N,))``, fully checked.
 
-    Calls :func:`prepare_dataset` first, so the same sources and errors apply.
+    Calls :func:`~fashionmlp.prepare_dataset` first, so the same sources and errors apply.
     """
     raw = prepare_dataset(root, download=download)
     images_spec, labels_spec = _FILES[split]

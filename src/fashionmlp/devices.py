@@ -24,6 +24,7 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
             device this machine lacks (it is also a :class:`ValueError`).
 
     Example:
+        >>> from fashionmlp.devices import resolve_device
         >>> resolve_device("cpu")
         device(type='cpu')
     """

@@ -7,6 +7,7 @@ group is initialised, so library code calls them unconditionally.
 from __future__ import annotations
 
 import os
+from typing import Any, TypeVar, cast
 
 import torch
 import torch.distributed as dist
@@ -14,6 +15,7 @@ import torch.distributed as dist
 __all__ = [
     "all_finite",
     "broadcast_from_main",
+    "gather_strided",
     "init_from_environment",
     "is_distributed",
     "is_main_process",
@@ -23,6 +25,9 @@ __all__ = [
     "shutdown",
     "world_size",
 ]
+
+
+T = TypeVar("T")
 
 
 def is_distributed() -> bool:
@@ -55,6 +60,27 @@ def reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     wide = tensor.to(torch.float64 if tensor.is_floating_point() else torch.int64)
     dist.all_reduce(wide, op=dist.ReduceOp.SUM)
     return wide
+
+
+def gather_strided(tensor: torch.Tensor) -> torch.Tensor:
+    """Every process's 1-D ``tensor``, interleaved back into the unsharded order.
+
+    Rank ``r`` of ``W`` holds the items ``r, r + W, r + 2W, ...`` (the evaluation shards of
+    :func:`~fashionmlp.make_loaders`); every process gets all the items, in index order.
+    Alone, ``tensor`` itself.
+    """
+    if not is_distributed():
+        return tensor
+    world = world_size()
+    lengths = [torch.zeros(1, dtype=torch.int64, device=tensor.device) for _ in range(world)]
+    dist.all_gather(lengths, torch.tensor([len(tensor)], device=tensor.device))
+    sizes = [int(length) for length in lengths]
+    padded = torch.zeros(max(sizes), dtype=tensor.dtype, device=tensor.device)
+    padded[: len(tensor)] = tensor
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    # Row i of the stack holds items i*W .. i*W + W - 1; the padding falls past the end.
+    return torch.stack(parts, dim=1).reshape(-1)[: sum(sizes)]
 
 
 def all_finite(tensor: torch.Tensor) -> bool:
@@ -94,13 +120,13 @@ def max_over_ranks(value: int) -> int:
     return int(tensor.item())
 
 
-def broadcast_from_main(value: object) -> object:
+def broadcast_from_main(value: T) -> T:
     """Rank 0's ``value`` on every process (``value`` itself when alone)."""
     if not is_distributed():
         return value
-    box = [value]
+    box: list[Any] = [value]
     dist.broadcast_object_list(box, src=0)
-    return box[0]
+    return cast(T, box[0])
 
 
 def shutdown() -> None:

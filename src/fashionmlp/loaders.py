@@ -22,7 +22,7 @@ from typing import Any, Final, Literal, NamedTuple, Union
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from . import distributed
 from .data import load_split
@@ -38,8 +38,12 @@ __all__ = [
     "FashionMNISTTensors",
     "Loader",
     "Loaders",
+    "Split",
     "TensorLoader",
     "make_loaders",
+    "pixels_to_float",
+    "select_splits",
+    "standardize",
     "validation_split",
 ]
 
@@ -125,7 +129,7 @@ class FashionMNISTTensors(Dataset[tuple[torch.Tensor, int]]):
         return len(self.data)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return _to_float(self.data[index].unsqueeze(0)), int(self.targets[index])
+        return pixels_to_float(self.data[index].unsqueeze(0)), int(self.targets[index])
 
 
 class TensorLoader:
@@ -226,19 +230,30 @@ class TensorLoader:
         for start in range(0, stop, self.batch_size):
             images = data[start : start + self.batch_size]
             labels = targets[start : start + self.batch_size]
-            x = _to_float(images.unsqueeze(1))
+            x = pixels_to_float(images.unsqueeze(1))
             if self.augment is not None:
                 x = self.augment(x, self.generator)
             if self.normalize is not None:
-                mean, std = self.normalize
-                x = (x - mean) / std
+                x = standardize(x, *self.normalize)
             yield x, labels
 
 
-def _to_float(images: torch.Tensor) -> torch.Tensor:
-    # The same arithmetic as ToTensor(): convert to float32, then divide by 255, so the
-    # values are bitwise equal to the seed's pipeline.
+def pixels_to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels as float32 in ``[0, 1]``, bitwise what ``ToTensor()`` makes of them.
+
+    The same arithmetic as ``ToTensor()``: convert to float32, then divide by 255.
+
+    Example:
+        >>> from fashionmlp.loaders import pixels_to_float
+        >>> pixels_to_float(torch.tensor([0, 51, 255], dtype=torch.uint8))
+        tensor([0.0000, 0.2000, 1.0000])
+    """
     return images.to(torch.float32).div(255)
+
+
+def standardize(x: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    """``(x - mean) / std``: the arithmetic of ``transforms.Normalize``, bit for bit."""
+    return (x - mean) / std
 
 
 #: What :func:`~fashionmlp.make_loaders` returns for either backend.
@@ -250,6 +265,41 @@ class Loaders(NamedTuple):
 
     train: Loader
     test: Loader
+
+
+class Split(NamedTuple):
+    """One split's images and labels, as read and checked from the files."""
+
+    #: uint8 ``(N, 28, 28)`` images.
+    images: torch.Tensor
+    #: int64 ``(N,)`` labels.
+    labels: torch.Tensor
+
+
+def select_splits(
+    root: str | os.PathLike[str],
+    *,
+    download: bool = False,
+    limit: int | None = None,
+    validation_size: int = 0,
+) -> tuple[Split, Split]:
+    """The ``(train, evaluation)`` samples that :func:`~fashionmlp.make_loaders` serves.
+
+    Reads each split's files once (see :func:`~fashionmlp.data.load_split`). The evaluation
+    split is the test set, or, with ``validation_size``, that many held-out training images
+    (:func:`validation_split`; the test set is then never read). ``limit`` keeps the first
+    ``limit`` samples of each.
+    """
+    train = Split(*load_split(root, "train", download=download))
+    if validation_size:
+        kept, held_out = validation_split(train.labels, validation_size)
+        evaluation = Split(train.images[held_out], train.labels[held_out])
+        train = Split(train.images[kept], train.labels[kept])
+    else:
+        evaluation = Split(*load_split(root, "test", download=download))
+    if limit is not None:
+        train, evaluation = (Split(s.images[:limit], s.labels[:limit]) for s in (train, evaluation))
+    return train, evaluation
 
 
 def make_loaders(
@@ -275,7 +325,7 @@ def make_loaders(
     test set not. ``backend="tensor"`` keeps each split as one tensor on ``device`` and
     yields bitwise-equal batches many times faster (see :class:`TensorLoader`). Either way
     the files are found or fetched by :func:`~fashionmlp.prepare_dataset` and checked
-    before use.
+    before use, and each split's files are read once.
 
     Args:
         root: Data folder (see :func:`~fashionmlp.prepare_dataset` for its layout).
@@ -300,6 +350,9 @@ def make_loaders(
             *in place of the test set*
             as the second loader; the first loader then trains on the rest. This is how
             to choose hyperparameters without looking at the test set.
+
+    Under ``torchrun`` each process gets its shard: of the training set, a different part
+    every epoch; of the evaluation set, every ``world_size``-th sample from its rank.
 
     Raises:
         InvalidArgumentError: An argument is out of range or does not fit the backend.
@@ -329,66 +382,107 @@ def make_loaders(
         raise InvalidArgumentError("augment needs backend='tensor'")
     target = resolve_device(device) if device is not None else torch.device("cpu")
     mean_std = _mean_std(normalize)
-    train_images, train_labels = load_split(root, "train", download=download)
-    train_index: torch.Tensor | None = None
-    eval_index: torch.Tensor | None = None
-    if validation_size:
-        train_index, eval_index = validation_split(train_labels, validation_size)
-        eval_images, eval_labels = train_images[eval_index], train_labels[eval_index]
-        train_images, train_labels = train_images[train_index], train_labels[train_index]
-    else:
-        eval_images, eval_labels = load_split(root, "test", download=download)
-    if limit is not None:
-        train_images, train_labels = train_images[:limit], train_labels[:limit]
-        eval_images, eval_labels = eval_images[:limit], eval_labels[:limit]
-
+    train, evaluation = select_splits(
+        root, download=download, limit=limit, validation_size=validation_size
+    )
     shard = (distributed.rank(), distributed.world_size()) if distributed.is_distributed() else None
     if backend == "tensor":
-        generator = torch.Generator(device=target)
-        generator.manual_seed(
-            seed if seed is not None else int(torch.empty((), dtype=torch.int64).random_().item())
+        return _tensor_loaders(
+            train,
+            evaluation,
+            batch_size=batch_size,
+            test_batch_size=test_batch_size,
+            seed=seed,
+            device=target,
+            drop_last=drop_last,
+            augment=augment,
+            normalize=mean_std,
+            shard=shard,
         )
-        train_set = FashionMNISTTensors(train_images.to(target), train_labels.to(target))
-        test_set = FashionMNISTTensors(eval_images.to(target), eval_labels.to(target))
-        return Loaders(
-            TensorLoader(
-                train_set,
-                batch_size,
-                shuffle=True,
-                drop_last=drop_last,
-                generator=generator,
-                augment=augment,
-                normalize=mean_std,
-                shard=shard,
-            ),
-            TensorLoader(
-                test_set, test_batch_size or len(test_set), normalize=mean_std, shard=shard
-            ),
-        )
+    return _torchvision_loaders(
+        root,
+        train,
+        evaluation,
+        batch_size=batch_size,
+        test_batch_size=test_batch_size,
+        seed=seed,
+        device=target,
+        drop_last=drop_last,
+        normalize=mean_std,
+        num_workers=num_workers,
+        shard=shard,
+        evaluation_is_test=validation_size == 0,
+    )
 
-    from torchvision import datasets, transforms
+
+def _tensor_loaders(
+    train: Split,
+    evaluation: Split,
+    *,
+    batch_size: int,
+    test_batch_size: int | None,
+    seed: int | None,
+    device: torch.device,
+    drop_last: bool,
+    augment: Augment | None,
+    normalize: tuple[float, float] | None,
+    shard: tuple[int, int] | None,
+) -> Loaders:
+    generator = torch.Generator(device=device)
+    generator.manual_seed(
+        seed if seed is not None else int(torch.empty((), dtype=torch.int64).random_().item())
+    )
+    train_set = FashionMNISTTensors(train.images.to(device), train.labels.to(device))
+    test_set = FashionMNISTTensors(evaluation.images.to(device), evaluation.labels.to(device))
+    return Loaders(
+        TensorLoader(
+            train_set,
+            batch_size,
+            shuffle=True,
+            drop_last=drop_last,
+            generator=generator,
+            augment=augment,
+            normalize=normalize,
+            shard=shard,
+        ),
+        TensorLoader(test_set, test_batch_size or len(test_set), normalize=normalize, shard=shard),
+    )
+
+
+def _torchvision_loaders(
+    root: str | os.PathLike[str],
+    train: Split,
+    evaluation: Split,
+    *,
+    batch_size: int,
+    test_batch_size: int | None,
+    seed: int | None,
+    device: torch.device,
+    drop_last: bool,
+    normalize: tuple[float, float] | None,
+    num_workers: int,
+    shard: tuple[int, int] | None,
+    evaluation_is_test: bool,
+) -> Loaders:
+    from torchvision import transforms
 
     steps: list[Any] = [transforms.ToTensor()]
-    if mean_std is not None:
-        steps.append(transforms.Normalize((mean_std[0],), (mean_std[1],)))
+    if normalize is not None:
+        steps.append(transforms.Normalize((normalize[0],), (normalize[1],)))
     transform = transforms.Compose(steps)
-
-    def dataset(train: bool, index: torch.Tensor | None) -> Any:
-        full = datasets.FashionMNIST(str(root), train=train, transform=transform)
-        chosen = range(len(full)) if index is None else index.tolist()
-        if limit is not None:
-            chosen = chosen[:limit]
-        return full if len(chosen) == len(full) else Subset(full, chosen)
-
-    pin_memory = target.type == "cuda"
-    train_set, eval_set = dataset(True, train_index), dataset(validation_size > 0, eval_index)
+    if shard is not None:
+        # Evaluation takes a rank-strided slice without padding, so every sample counts once.
+        rank, world = shard
+        evaluation = Split(evaluation.images[rank::world], evaluation.labels[rank::world])
+    train_set = _torchvision_dataset(root, train, is_train=True, transform=transform)
+    eval_set = _torchvision_dataset(
+        root, evaluation, is_train=not evaluation_is_test, transform=transform
+    )
     sampler: DistributedSampler[Any] | None = None
     if shard is not None:
-        # DistributedSampler reshuffles from the epoch number (train_epoch calls its
-        # set_epoch); evaluation takes a rank-strided slice without padding, so every
-        # test sample counts once.
+        # DistributedSampler reshuffles from the epoch number (train_epoch calls set_epoch).
         sampler = DistributedSampler(train_set, seed=seed or 0, drop_last=drop_last)
-        eval_set = Subset(eval_set, range(shard[0], len(eval_set), shard[1]))
+    pin_memory = device.type == "cuda"
     return Loaders(
         DataLoader(
             train_set,
@@ -409,6 +503,24 @@ def make_loaders(
     )
 
 
+def _torchvision_dataset(
+    root: str | os.PathLike[str], split: Split, *, is_train: bool, transform: Any
+) -> Any:
+    """torchvision's ``FashionMNIST`` serving ``split``, the tensors already read and checked.
+
+    torchvision's constructor would read the files again without checking them; its
+    ``__getitem__`` needs only ``data``, ``targets`` and the transforms, which
+    ``VisionDataset.__init__`` sets up, so those are filled in directly.
+    """
+    from torchvision import datasets
+
+    dataset = datasets.FashionMNIST.__new__(datasets.FashionMNIST)
+    datasets.VisionDataset.__init__(dataset, str(root), transform=transform)
+    dataset.train = is_train
+    dataset.data, dataset.targets = split.images, split.labels
+    return dataset
+
+
 def validation_split(labels: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Split sample indices into ``(train, validation)``, stratified and always the same.
 
@@ -418,6 +530,7 @@ def validation_split(labels: torch.Tensor, size: int) -> tuple[torch.Tensor, tor
     like with like. Both index tensors are sorted.
 
     Example:
+        >>> from fashionmlp.loaders import validation_split
         >>> labels = torch.arange(100) % 10
         >>> train, validation = validation_split(labels, 20)
         >>> len(train), len(validation), torch.bincount(labels[validation]).tolist()

@@ -19,7 +19,7 @@ from .model import CLASSES
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .recipes import EpochReport
+    from .state import EpochReport
 
 __all__ = ["plot_accuracy", "plot_confusion_matrix", "plot_losses", "plot_misclassified"]
 

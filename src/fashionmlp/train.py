@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from . import distributed
-from .callbacks import BatchEvent, CallbackLike, as_hook
+from .callbacks import BatchEvent, CallbackLike, StopAt, StopTraining, as_hook
 from .devices import model_device
 from .errors import InvalidArgumentError, NonFiniteLossError
 
@@ -28,18 +28,49 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass(frozen=True)
 class EpochStats:
-    """What one call of :func:`train_epoch` did."""
+    """What one call of :func:`train_epoch` did: an epoch, or the part of one before a stop.
+
+    Pass it back as ``train_epoch(carry=...)`` to finish an epoch that stopped part-way.
+    """
 
     #: The epoch number passed in (``None`` if none was).
     epoch: int | None
-    #: Mean training loss per sample over the epoch.
-    loss: float
+    #: Sum of the per-sample training loss over the samples trained (``loss * samples``,
+    #: kept exactly so that a resumed epoch adds up to the same figure).
+    loss_sum: float
     #: Samples trained on.
     samples: int
-    #: Batches (optimizer steps).
+    #: Batches trained (optimizer steps).
     batches: int
-    #: Wall-clock seconds the epoch took.
+    #: Wall-clock seconds of training.
     seconds: float
+    #: ``"batch"`` when a callback raised :class:`~fashionmlp.StopTraining` and the epoch
+    #: ended right after that batch; ``"epoch"`` when one asked to stop after this epoch,
+    #: which ran to its end; ``None`` otherwise.
+    stop: StopAt | None = None
+
+    @property
+    def loss(self) -> float:
+        """Mean training loss per sample."""
+        return self.loss_sum / self.samples
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the fields and the mean ``loss``."""
+        return {
+            "epoch": self.epoch,
+            "loss": self.loss,
+            "loss_sum": self.loss_sum,
+            "samples": self.samples,
+            "batches": self.batches,
+            "seconds": self.seconds,
+            "stop": self.stop,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EpochStats:
+        """The figures :meth:`to_dict` wrote (``loss`` is derived, so it is not read)."""
+        fields = {key: value for key, value in data.items() if key != "loss"}
+        return cls(**fields)
 
 
 def train_epoch(
@@ -50,18 +81,20 @@ def train_epoch(
     *,
     callbacks: Sequence[CallbackLike] = (),
     epoch: int | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    carry: EpochStats | None = None,
     device: torch.device | str | None = None,
     autocast: torch.dtype | None = None,
     non_blocking: bool = False,
     check_finite: bool = True,
-    start_batch: int = 0,
 ) -> EpochStats:
     """Train ``model`` for one pass over ``dataloader``, as the seed's ``training()`` does.
 
     Calls ``model.train()``, then for each batch ``(x, y)``: moves it to ``device``,
     and runs the seed's five steps in the seed's order (forward, loss,
-    ``optimizer.zero_grad()``, ``loss.backward()``, ``optimizer.step()``). After each
-    step every callback receives a :class:`~fashionmlp.BatchEvent`, in the order given.
+    ``optimizer.zero_grad()``, ``loss.backward()``, ``optimizer.step()``), then steps
+    ``scheduler``. After each step every callback receives a
+    :class:`~fashionmlp.BatchEvent`, in the order given.
 
     The loop reads almost nothing back from the device: the epoch's loss is summed on
     the device and read at the end, and every
@@ -76,28 +109,34 @@ def train_epoch(
             (e.g. :class:`torch.nn.CrossEntropyLoss`).
         optimizer: Steps once per batch.
         callbacks: Called after every batch, in this order (see
-            :mod:`fashionmlp.callbacks`).
+            :mod:`fashionmlp.callbacks`). One may raise :class:`~fashionmlp.StopTraining`:
+            with ``at="batch"`` the epoch ends after the current batch, with ``at="epoch"``
+            it runs to its end; either way the returned ``stop`` says so.
         epoch: Passed through to the events and the result.
+        scheduler: A learning-rate scheduler stepped after every optimizer step (such as
+            :class:`torch.optim.lr_scheduler.OneCycleLR`).
+        carry: The :class:`EpochStats` of this epoch's earlier, stopped part: finish that
+            epoch. Its first ``carry.batches`` batches are made but not trained on, so that
+            the loader's random draws (order, augmentation) stay where an unbroken epoch
+            has them, and the returned figures add this part to ``carry``'s, bit for bit
+            what an unbroken epoch returns.
         device: Where batches go; defaults to the device of the model's parameters.
         autocast: Run forward and loss under :func:`torch.autocast` with this dtype
             (``torch.bfloat16`` on a CUDA GPU is the usual choice); ``None`` (default)
             keeps full float32, as in the seed.
         non_blocking: Copy batches to the device asynchronously (worth it with a
             pinned-memory DataLoader and a CUDA device; a no-op for data already there).
-        start_batch: Skip training on the epoch's first ``start_batch`` batches, to finish
-            an epoch that was stopped part-way. The loader still makes them, so that its
-            random draws (order, augmentation) stay where an unbroken epoch has them; the
-            returned figures and the events' ``samples_seen`` cover the batches trained.
         check_finite: Stop with :class:`~fashionmlp.NonFiniteLossError` when a batch's
             loss is NaN or infinite (found within
             :data:`~fashionmlp.train.FINITE_CHECK_EVERY` batches).
 
-    Under ``torchrun`` the mean loss and the sample count are summed over all processes
-    (one all-reduce at the end of the epoch), so every rank returns the global figures;
-    a ``DistributedSampler``'s ``set_epoch(epoch)`` is called first when ``epoch`` is given.
+    Under ``torchrun`` the loss sum and the sample count are summed over all processes
+    (one all-reduce at the end of the epoch), so every rank returns the global figures
+    (a global ``carry`` is counted once); a ``DistributedSampler``'s ``set_epoch(epoch)`` is
+    called first when ``epoch`` is given.
 
     Returns:
-        The epoch's mean loss, sample and batch counts and wall time.
+        The epoch's loss, sample and batch counts and wall time, ``carry``'s included.
 
     Raises:
         InvalidArgumentError: ``dataloader`` has no length, or yielded no batch.
@@ -124,13 +163,20 @@ def train_epoch(
     set_epoch = getattr(getattr(dataloader, "sampler", None), "set_epoch", None)
     if epoch is not None and set_epoch is not None:
         set_epoch(epoch)  # a DistributedSampler reshuffles from the epoch number
+    # A carried part's figures are global: one process counts them, the others start at 0.
+    counted = carry if carry is not None and distributed.is_main_process() else None
+    skip = carry.batches if carry is not None else 0
     model.train()
-    loss_sum = torch.zeros((), device=target)
-    samples = 0
-    batches = 0
+    loss_sum = torch.full((), counted.loss_sum if counted else 0.0, device=target)
+    samples = counted.samples if counted else 0
+    seen = 0  # this process's samples in the epoch so far, skipped batches included
+    made = 0
     recent: list[torch.Tensor] = []
+    stop: StopAt | None = None
     for batch, (x, y) in enumerate(dataloader):
-        if batch < start_batch:
+        made += 1
+        seen += len(x)
+        if batch < skip:
             continue
         x, y = x.to(target, non_blocking=non_blocking), y.to(target, non_blocking=non_blocking)
         with autocast_context(target, autocast):
@@ -140,12 +186,12 @@ def train_epoch(
         optimizer.zero_grad()
         loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
 
         detached = loss.detach()
-        size = len(x)
-        loss_sum += detached * size
-        samples += size
-        batches += 1
+        loss_sum += detached * len(x)
+        samples += len(x)
         if check_finite:
             # A NaN or infinity makes the running sum non-finite too, so checking the sum
             # every FINITE_CHECK_EVERY batches finds it; the losses kept since the last
@@ -161,32 +207,46 @@ def train_epoch(
                 epoch=epoch,
                 batch=batch,
                 num_batches=num_batches,
-                batch_size=size,
-                samples_seen=samples,
+                batch_size=len(x),
+                samples_seen=seen,
                 dataset_size=dataset_size,
                 loss_tensor=detached,
             )
-            for hook in hooks:
-                hook(event)
-    if batches == 0:
+            stop = _run_hooks(hooks, event, stop)
+            if stop == "batch":
+                break
+    if made == 0:
         raise InvalidArgumentError("the dataloader yielded no batches; is the dataset empty?")
+    batches = max(made, skip)  # trained now, and carried: every batch made up to the stop
     if distributed.is_distributed():  # global figures on every rank
-        loss_total, samples = distributed.reduce_sum(
+        loss_total, total = distributed.reduce_sum(
             torch.stack([loss_sum.double(), torch.tensor(samples, device=target).double()])
         ).tolist()
-        samples = int(samples)
-        mean_loss = loss_total / samples
+        samples = int(total)
     else:
-        mean_loss = loss_sum.item() / samples  # the epoch's one read from the device
-    if check_finite and not math.isfinite(mean_loss):
+        loss_total = loss_sum.item()  # the epoch's one read from the device
+    if check_finite and not math.isfinite(loss_total):
         _raise_non_finite(recent, batches - len(recent), epoch, optimizer)
     return EpochStats(
         epoch=epoch,
-        loss=mean_loss,
+        loss_sum=loss_total,
         samples=samples,
         batches=batches,
-        seconds=time.perf_counter() - started,
+        seconds=(carry.seconds if carry is not None else 0.0) + time.perf_counter() - started,
+        stop=stop,
     )
+
+
+def _run_hooks(
+    hooks: Sequence[Callable[[BatchEvent], object]], event: BatchEvent, stop: StopAt | None
+) -> StopAt | None:
+    """Call every hook with ``event``; return the stop asked for so far ("batch" first)."""
+    for hook in hooks:
+        try:
+            hook(event)
+        except StopTraining as request:
+            stop = "batch" if "batch" in (stop, request.at) else "epoch"
+    return stop
 
 
 def _raise_non_finite(

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, Subset
 
 from conftest import synthetic_loader
 from fashionmlp import EvalResult, FashionMLP, InvalidArgumentError, evaluate
+from fashionmlp.evaluation import eval_mode
 from strategies import loader_sizes
 
 
@@ -85,3 +86,24 @@ def test_evaluation_reads_from_the_device_once(device_reads: list[str]) -> None:
     loader = synthetic_loader(200, 10)  # 20 batches
     result = evaluate(loader, FashionMLP(hidden_features=8), nn.CrossEntropyLoss())
     assert result.total == 200 and len(device_reads) == 1, device_reads
+
+
+def test_kept_predictions_are_each_samples_label_in_loader_order() -> None:
+    loader = synthetic_loader(70, 16)
+    model = FashionMLP(hidden_features=8)
+    result = evaluate(loader, model, keep_predictions=True)
+    x = torch.cat([batch for batch, _ in loader])
+    assert result.predictions is not None and result.predictions.dtype == torch.int64
+    assert torch.equal(result.predictions, model(x).argmax(1))
+    assert evaluate(loader, model).predictions is None
+    assert result == evaluate(loader, model)  # predictions are not part of the comparison
+    assert "predictions" not in result.to_dict()
+    assert EvalResult.from_dict(result.to_dict()) == result
+
+
+def test_eval_mode_restores_the_mode_even_after_an_error() -> None:
+    model = FashionMLP(hidden_features=8).train()
+    with pytest.raises(RuntimeError), eval_mode(model):
+        assert not model.training and not torch.is_grad_enabled()
+        raise RuntimeError
+    assert model.training and torch.is_grad_enabled()

@@ -29,6 +29,8 @@ from torch import nn
 
 from .devices import model_device
 from .errors import ImageError, InvalidArgumentError
+from .evaluation import eval_mode
+from .loaders import standardize
 from .model import CLASSES, IMAGE_SIZE
 
 if TYPE_CHECKING:
@@ -125,7 +127,6 @@ def load_image(path: str | os.PathLike[str], *, invert: bool | None = None) -> t
         raise ImageError(f"{path}: cannot be decoded ({exc}); the file is damaged") from exc
 
 
-@torch.no_grad()
 def predict(
     model: nn.Module,
     images: ImageLike | Sequence[ImageLike],
@@ -160,13 +161,9 @@ def predict(
         return []
     batch = batch.to(model_device(model))
     if normalize is not None:
-        batch = (batch - normalize[0]) / normalize[1]
-    was_training = model.training
-    model.eval()
-    try:
+        batch = standardize(batch, *normalize)
+    with eval_mode(model):
         probabilities = model(batch).float().softmax(dim=1)
-    finally:
-        model.train(was_training)
     values, labels = probabilities.topk(top, dim=1)
     return [
         [Prediction(label, CLASSES[label], probability) for label, probability in zip(row, p)]

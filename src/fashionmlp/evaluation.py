@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -15,7 +16,7 @@ from .devices import model_device
 from .errors import InvalidArgumentError
 from .train import LossFn, autocast_context
 
-__all__ = ["EvalResult", "evaluate"]
+__all__ = ["EvalResult", "eval_mode", "evaluate"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,10 @@ class EvalResult:
     loss: float | None
     #: ``confusion_matrix[true][predicted]`` counts; rows are true classes.
     confusion_matrix: tuple[tuple[int, ...], ...]
+    #: The predicted label of every sample, int64 ``(total,)`` on the CPU, in loader order,
+    #: when ``evaluate(keep_predictions=True)``; else ``None``. Left out of comparisons and
+    #: of :meth:`to_dict`.
+    predictions: torch.Tensor | None = field(default=None, compare=False, repr=False)
 
     @property
     def accuracy(self) -> float:
@@ -45,15 +50,50 @@ class EvalResult:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of the fields and the derived accuracies."""
+        """A JSON-ready dict of the figures and the derived accuracies (no predictions)."""
         return {
-            **asdict(self),
+            "correct": self.correct,
+            "total": self.total,
+            "loss": self.loss,
+            "confusion_matrix": [list(row) for row in self.confusion_matrix],
             "accuracy": self.accuracy,
             "per_class_accuracy": list(self.per_class_accuracy),
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalResult:
+        """The result :meth:`to_dict` wrote (the accuracies are derived, so not read)."""
+        return cls(
+            correct=data["correct"],
+            total=data["total"],
+            loss=data["loss"],
+            confusion_matrix=tuple(tuple(row) for row in data["confusion_matrix"]),
+        )
 
-@torch.no_grad()
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Run the block with ``model`` in eval mode and without gradients; restore its mode.
+
+    Example:
+        >>> from fashionmlp import FashionMLP
+        >>> from fashionmlp.evaluation import eval_mode
+        >>> model = FashionMLP().train()
+        >>> with eval_mode(model):
+        ...     model.training
+        False
+        >>> model.training
+        True
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
+
+
 def evaluate(
     dataloader: Iterable[tuple[torch.Tensor, torch.Tensor]],
     model: nn.Module,
@@ -62,6 +102,7 @@ def evaluate(
     device: torch.device | str | None = None,
     autocast: torch.dtype | None = None,
     non_blocking: bool = False,
+    keep_predictions: bool = False,
 ) -> EvalResult:
     """Evaluate ``model`` on every batch of ``dataloader``.
 
@@ -77,6 +118,10 @@ def evaluate(
         device: Where batches go; defaults to the device of the model's parameters.
         autocast: Run the forward pass under :func:`torch.autocast` with this dtype.
         non_blocking: Copy batches to the device asynchronously.
+        keep_predictions: Also return every sample's predicted label (one more read).
+            Under ``torchrun`` the processes' labels are put back in the order of the
+            whole evaluation set, which assumes rank-strided shards (rank ``r`` holding
+            samples ``r, r + W, ...``), as :func:`~fashionmlp.make_loaders` builds them.
 
     Raises:
         InvalidArgumentError: ``dataloader`` yielded no batch.
@@ -91,11 +136,10 @@ def evaluate(
         (100, 10)
     """
     target = torch.device(device) if device is not None else model_device(model)
-    was_training = model.training
-    model.eval()
-    try:
-        confusion: torch.Tensor | None = None  # flat (C * C,) counts, made at the first batch
-        loss_sum = torch.zeros((), device=target)
+    confusion: torch.Tensor | None = None  # flat (C * C,) counts, made at the first batch
+    loss_sum = torch.zeros((), device=target)
+    predicted: list[torch.Tensor] = []
+    with eval_mode(model):
         for x, y in dataloader:
             x, y = x.to(target, non_blocking=non_blocking), y.to(target, non_blocking=non_blocking)
             with autocast_context(target, autocast):
@@ -105,10 +149,11 @@ def evaluate(
             classes = pred.shape[1]
             if confusion is None:
                 confusion = torch.zeros(classes * classes, dtype=torch.int64, device=target)
+            labels = pred.argmax(1)
             # index_add_ rather than bincount, which reads its input's maximum from the device.
-            confusion.index_add_(0, y * classes + pred.argmax(1), torch.ones_like(y))
-    finally:
-        model.train(was_training)
+            confusion.index_add_(0, y * classes + labels, torch.ones_like(y))
+            if keep_predictions:
+                predicted.append(labels)
     if confusion is None:
         raise InvalidArgumentError("the dataloader yielded no batches; is the dataset empty?")
     # Every figure in one tensor: one sum over processes under torchrun, one read.
@@ -125,4 +170,7 @@ def evaluate(
         total=total,
         loss=loss_total / total if loss_fn is not None else None,
         confusion_matrix=matrix,
+        predictions=(
+            distributed.gather_strided(torch.cat(predicted)).cpu() if keep_predictions else None
+        ),
     )

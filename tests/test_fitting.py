@@ -1,0 +1,250 @@
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import fashionmlp.loaders as loaders_module
+from fashionmlp import (
+    BatchEvent,
+    CheckpointError,
+    EpochReport,
+    FitResult,
+    Recipe,
+    StopOnSignal,
+    StopTraining,
+    evaluate,
+    fit,
+    get_recipe,
+    make_loaders,
+)
+from fashionmlp.train import FINITE_CHECK_EVERY
+
+SMALL: dict[str, Any] = {"device": "cpu", "limit": 3000}
+
+
+def two_epochs(name: str) -> Recipe:
+    """The recipe the resume tests run: two epochs on the first 3,000 images."""
+    return get_recipe(name).replace(epochs=2)
+
+
+@pytest.fixture(scope="module")
+def unbroken(real_data_root: Path) -> dict[str, FitResult]:
+    """The runs the resume tests must reproduce, one per recipe, trained once."""
+    return {
+        name: fit(two_epochs(name), real_data_root, seed=4, **SMALL) for name in ("fast", "seed")
+    }
+
+
+def assert_same_run(got: FitResult, expected: FitResult) -> None:
+    assert got.finished and [r.epoch for r in got.history] == [1, 2]
+    for key, value in expected.model.state_dict().items():
+        assert torch.equal(value, got.model.state_dict()[key]), key
+    assert got.final == expected.final
+    for ours, theirs in zip(got.history, expected.history):
+        assert ours.eval == theirs.eval
+        assert (ours.train.samples, ours.train.batches) == (
+            theirs.train.samples,
+            theirs.train.batches,
+        )
+        assert ours.train.loss == pytest.approx(theirs.train.loss, rel=1e-9)
+
+
+def stop_in_epoch_2(at_batch: int, pause: float = 0.0) -> Callable[[BatchEvent], None]:
+    """A batch callback that stops the run after batch ``at_batch`` of epoch 2."""
+
+    def callback(event: BatchEvent) -> None:
+        if event.epoch == 2 and event.batch == at_batch:
+            time.sleep(pause)  # time that the resumed run must still count
+            raise StopTraining
+
+    return callback
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("name", ["fast", "seed"])
+def test_resuming_after_an_epoch_gives_the_uninterrupted_weights(
+    real_data_root: Path, tmp_path: Path, name: str, unbroken: dict[str, FitResult]
+) -> None:
+    def stop_after_first(report: EpochReport) -> None:
+        if report.epoch == 1:
+            raise StopTraining
+
+    path = tmp_path / "part.pt"
+    part = fit(
+        two_epochs(name),
+        real_data_root,
+        seed=4,
+        checkpoint_path=path,
+        epoch_callbacks=[stop_after_first],
+        **SMALL,
+    )
+    assert not part.finished and len(part.history) == 1
+    resumed = fit(
+        two_epochs(name), real_data_root, seed=4, checkpoint_path=path, resume_from=path, **SMALL
+    )
+    assert_same_run(resumed, unbroken[name])
+
+    with pytest.raises(CheckpointError, match="other settings"):
+        fit(two_epochs(name), real_data_root, seed=5, resume_from=path, **SMALL)
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize(("name", "stop_at"), [("fast", 1), ("seed", 30), ("seed", 46)])
+def test_stopping_part_way_through_an_epoch_resumes_to_the_same_weights(
+    real_data_root: Path, tmp_path: Path, name: str, stop_at: int, unbroken: dict[str, FitResult]
+) -> None:
+    path = tmp_path / "part.pt"
+    part = fit(
+        two_epochs(name),
+        real_data_root,
+        seed=4,
+        checkpoint_path=path,
+        callbacks=[stop_in_epoch_2(stop_at)],
+        **SMALL,
+    )
+    assert part.stopped_at == (2, stop_at + 1) and not part.finished
+    assert len(part.history) == 1
+    resumed = fit(two_epochs(name), real_data_root, seed=4, resume_from=path, **SMALL)
+    assert resumed.stopped_at is None
+    assert_same_run(resumed, unbroken[name])
+
+
+@pytest.mark.real_data
+def test_a_run_stopped_twice_in_one_epoch_resumes_to_the_unbroken_run(
+    real_data_root: Path, tmp_path: Path, unbroken: dict[str, FitResult]
+) -> None:
+    path = tmp_path / "part.pt"
+    options: dict[str, Any] = {"seed": 4, "checkpoint_path": path, **SMALL}
+    first = fit(two_epochs("seed"), real_data_root, callbacks=[stop_in_epoch_2(10, 0.3)], **options)
+    assert first.stopped_at == (2, 11)
+    second = fit(
+        two_epochs("seed"),
+        real_data_root,
+        resume_from=path,
+        callbacks=[stop_in_epoch_2(30, 0.3)],
+        **options,
+    )
+    assert second.stopped_at == (2, 31) and len(second.history) == 1
+    resumed = fit(two_epochs("seed"), real_data_root, resume_from=path, **options)
+    assert_same_run(resumed, unbroken["seed"])
+    # Both parts' pauses are in the epoch's wall time, as in an unbroken run that paused.
+    assert resumed.history[1].seconds - resumed.history[0].seconds >= 0.6
+
+
+#: Reads of a tensor's value that fit() itself makes per epoch, besides train_epoch's and
+#: evaluate's own.
+FIT_OWN_READS_PER_EPOCH = 0
+
+
+@pytest.mark.real_data
+def test_fit_reads_from_the_device_a_fixed_number_of_times_per_epoch(
+    real_data_root: Path, device_reads: list[str]
+) -> None:
+    recipe = get_recipe("seed").replace(backend="tensor")
+    counts = []
+    for epochs in (1, 3):
+        device_reads.clear()
+        fit(recipe.replace(epochs=epochs), real_data_root, seed=0, device="cpu", limit=12_800)
+        counts.append(len(device_reads))
+    # 200 batches: train_epoch reads its mean and checks for a non-finite loss twice, and
+    # evaluate reads once.
+    per_epoch = 1 + 200 // FINITE_CHECK_EVERY + 1 + FIT_OWN_READS_PER_EPOCH
+    assert counts[1] - counts[0] == 2 * per_epoch, device_reads
+
+
+@pytest.mark.real_data
+def test_the_same_seed_gives_the_same_model_and_another_seed_does_not(real_data_root: Path) -> None:
+    recipe = get_recipe("fast").replace(epochs=1)
+    first, again, other = (fit(recipe, real_data_root, seed=s, **SMALL) for s in (1, 1, 2))
+    assert torch.equal(first.model.fc1.weight, again.model.fc1.weight)
+    assert not torch.equal(first.model.fc1.weight, other.model.fc1.weight)
+
+
+@pytest.mark.real_data
+def test_tuning_on_the_validation_split_never_reads_the_test_set(
+    real_data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_load_split = loaders_module.load_split
+
+    def training_split_only(root: object, split: str, **kwargs: object) -> object:
+        assert split == "train", "the test set was read while tuning"
+        return real_load_split(root, split, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loaders_module, "load_split", training_split_only)
+    result = fit(
+        get_recipe("fast").replace(epochs=1), real_data_root, device="cpu", validation_size=5000
+    )
+    assert result.final.total == 5000
+    assert result.history[0].train.samples == 55_000
+    assert [sum(row) for row in result.final.confusion_matrix] == [500] * 10
+
+
+@pytest.mark.real_data
+def test_a_batch_callback_can_stop_the_run_after_its_epoch(
+    real_data_root: Path, tmp_path: Path, unbroken: dict[str, FitResult]
+) -> None:
+    def after_this_epoch(event: BatchEvent) -> None:
+        if event.epoch == 1 and event.batch == 5:
+            raise StopTraining("enough", at="epoch")
+
+    path = tmp_path / "part.pt"
+    part = fit(
+        two_epochs("seed"),
+        real_data_root,
+        seed=4,
+        checkpoint_path=path,
+        callbacks=[after_this_epoch],
+        **SMALL,
+    )
+    assert not part.finished and part.stopped_at is None and len(part.history) == 1
+    assert part.history[0].train.batches == 47 and part.history[0].train.stop == "epoch"
+    assert part.history[0].eval == unbroken["seed"].history[0].eval
+    resumed = fit(two_epochs("seed"), real_data_root, seed=4, resume_from=path, **SMALL)
+    assert_same_run(resumed, unbroken["seed"])
+
+
+@pytest.mark.real_data
+def test_a_second_ctrl_c_leaves_the_last_checkpoint_as_it_was(
+    real_data_root: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "run.pt"
+    saved: list[bytes] = []
+
+    def ctrl_c_twice(event: BatchEvent) -> None:
+        if event.epoch == 2 and event.batch == 3:
+            saved.append(path.read_bytes())  # the checkpoint of epoch 1
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    stop = StopOnSignal()
+    with stop.installed(), pytest.raises(KeyboardInterrupt):
+        fit(
+            two_epochs("seed"),
+            real_data_root,
+            seed=4,
+            checkpoint_path=path,
+            callbacks=[ctrl_c_twice, stop],
+            **SMALL,
+        )
+    assert path.read_bytes() == saved[0]
+
+
+@pytest.mark.real_data
+def test_the_last_evaluation_keeps_every_samples_prediction(
+    real_data_root: Path, unbroken: dict[str, FitResult]
+) -> None:
+    run = unbroken["fast"]
+    assert run.history[0].eval.predictions is None  # only the last epoch keeps them
+    predictions = run.final.predictions
+    assert predictions is not None and len(predictions) == run.final.total == 3000
+    _, test = make_loaders(real_data_root, backend="tensor", limit=3000, normalize=True)
+    autocast = torch.bfloat16 if run.precision == "bfloat16" else None
+    expected = evaluate(test, run.model, keep_predictions=True, autocast=autocast).predictions
+    assert expected is not None and torch.equal(predictions, expected)

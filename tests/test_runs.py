@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from fashionmlp import (
+    CheckpointError,
+    EpochReport,
+    EpochStats,
+    EvalResult,
+    FashionMLP,
+    FitResult,
+    InvalidArgumentError,
+    RunConfig,
+    get_recipe,
+    save_checkpoint,
+)
+from fashionmlp.runs import CONFIG, RUN_FILES, RunFolder, environment, load_trained, metrics
+
+SETTINGS = RunConfig(get_recipe("fast").replace(epochs=2), seed=3, limit=50)
+
+
+def fit_result(accuracies: tuple[float, ...] = (0.85, 0.91)) -> FitResult:
+    history = []
+    for epoch, accuracy in enumerate(accuracies, start=1):
+        correct = int(100 * accuracy)
+        matrix = tuple(
+            tuple(
+                correct if i == j == 0 else (100 - correct if (i, j) == (0, 1) else 0)
+                for j in range(10)
+            )
+            for i in range(10)
+        )
+        history.append(
+            EpochReport(
+                epoch=epoch,
+                epochs=len(accuracies),
+                train=EpochStats(epoch=epoch, loss_sum=50.0, samples=100, batches=2, seconds=1.0),
+                eval=EvalResult(correct=correct, total=100, loss=0.4, confusion_matrix=matrix),
+                seconds=1.5 * epoch,
+                lr=1e-3,
+            )
+        )
+    return FitResult(FashionMLP(), tuple(history), True, SETTINGS, "float32")
+
+
+def test_a_new_folder_is_named_by_time_under_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    folder = RunFolder.new()
+    assert folder.path.parent == Path("runs") and folder.path.is_dir()
+    assert list(folder.path.iterdir()) == [] and not folder.finished
+
+
+def test_new_refuses_files_parents_and_foreign_folders(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InvalidArgumentError, match="is a file"):
+        RunFolder.new(tmp_path / "file")
+    with pytest.raises(InvalidArgumentError, match="parent folder"):
+        RunFolder.new(tmp_path / "missing" / "run")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    for overwrite in (False, True):
+        with pytest.raises(InvalidArgumentError, match="not a fashionmlp run folder"):
+            RunFolder.new(foreign, overwrite=overwrite)
+    assert (foreign / "notes.txt").read_text() == "mine"
+
+
+def test_an_earlier_run_is_replaced_only_with_overwrite_and_only_its_files(tmp_path: Path) -> None:
+    folder = RunFolder.new(tmp_path / "run")
+    folder.write_config(SETTINGS, {"device": "cpu"})
+    folder.write_results(fit_result())
+    with pytest.raises(InvalidArgumentError, match="already holds a finished run.*--overwrite"):
+        RunFolder.new(folder.path)
+    again = RunFolder.new(folder.path, overwrite=True)
+    assert list(again.path.iterdir()) == []
+
+
+def test_the_config_round_trips_with_its_environment(tmp_path: Path) -> None:
+    folder = RunFolder.new(tmp_path / "run")
+    folder.write_config(SETTINGS, environment(torch.device("cpu"), "data"))
+    written = json.loads((folder.path / CONFIG).read_text())
+    assert written["seed"] == 3 and written["environment"]["processes"] == 1
+    assert written["environment"]["torch"] == str(torch.__version__)
+    assert folder.read_config() == SETTINGS
+    (folder.path / CONFIG).write_text("{not json")
+    with pytest.raises(CheckpointError, match="config.json is unreadable"):
+        folder.read_config()
+
+
+def test_only_an_unfinished_run_can_be_resumed(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgumentError, match="no interrupted run there"):
+        RunFolder.interrupted(tmp_path)
+    folder = RunFolder.new(tmp_path / "run")
+    folder.write_config(SETTINGS, {})
+    save_checkpoint(folder.checkpoint, FashionMLP())
+    assert RunFolder.interrupted(folder.path).path == folder.path
+    folder.write_results(fit_result())
+    with pytest.raises(InvalidArgumentError, match="already finished"):
+        RunFolder.interrupted(folder.path)
+    assert set(p.name for p in folder.path.iterdir()) <= set(RUN_FILES)
+
+
+def test_metrics_give_the_final_figures_and_the_time_to_90_percent(tmp_path: Path) -> None:
+    figures = metrics(fit_result())
+    assert figures["evaluated_on"] == "test" and figures["final_test_accuracy"] == 0.91
+    assert figures["seconds_to_90_percent"] == 3.0 and figures["wall_seconds"] == 3.0
+    assert [epoch["epoch"] for epoch in figures["epochs"]] == [1, 2]
+    assert metrics(fit_result((0.5, 0.6)))["seconds_to_90_percent"] is None
+
+
+def test_a_finished_run_loads_with_its_normalization(tmp_path: Path) -> None:
+    folder = RunFolder.new(tmp_path / "run")
+    result = fit_result()
+    folder.write_results(result)
+    model, normalize = load_trained(folder.path)
+    assert normalize is SETTINGS.recipe.normalize is True
+    assert torch.equal(model.fc1.weight, result.model.fc1.weight)
+    with pytest.raises(CheckpointError, match="holds no model.pt or checkpoint.pt"):
+        load_trained(tmp_path)
