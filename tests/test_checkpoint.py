@@ -1,13 +1,23 @@
 from __future__ import annotations
 
+import json
 import os
 import pickle
+import shutil
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
-from fashionmlp import CheckpointError, FashionMLP, load_checkpoint, save_checkpoint
+from fashionmlp import (
+    CheckpointError,
+    FashionMLP,
+    MissingExtraError,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 
 def test_round_trip_restores_weights_optimizer_epoch_and_config(tmp_path: Path) -> None:
@@ -114,3 +124,155 @@ def test_resuming_an_optimizer_needs_its_state(tmp_path: Path) -> None:
     path = save_checkpoint(tmp_path / "c.pt", model)
     with pytest.raises(CheckpointError, match="no optimizer state"):
         load_checkpoint(path, model, torch.optim.SGD(model.parameters(), lr=0.1))
+
+
+# --- pretrained folders: save_pretrained / from_pretrained -------------------------------
+
+
+def trained_variant() -> FashionMLP:
+    torch.manual_seed(3)
+    return FashionMLP(hidden_features=64, hidden_layers=3, dropout=0.1, normalize=(0.3, 0.4))
+
+
+def test_save_pretrained_round_trips_to_identical_outputs(tmp_path: Path) -> None:
+    model = trained_variant()
+    folder = model.save_pretrained(tmp_path / "model")
+    assert sorted(os.listdir(folder)) == ["config.json", "model.safetensors"]
+    loaded = FashionMLP.from_pretrained(folder)
+    assert not loaded.training and loaded.config == model.config
+    x = torch.rand(16, 1, 28, 28)
+    assert torch.equal(loaded(x), model.eval()(x))
+    weights = load_file(folder / "model.safetensors")  # the ecosystem's own reader
+    assert weights.keys() == model.state_dict().keys()
+    assert torch.equal(weights["fc4.weight"], model.fc4.weight)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model_type"] == "fashionmlp" and config["normalize"] == [0.3, 0.4]
+    assert torch.equal(FashionMLP.from_pretrained(folder / "model.safetensors")(x), loaded(x))
+
+
+def test_a_checkpoint_of_ours_rebuilds_its_model(tmp_path: Path) -> None:
+    model = trained_variant()
+    save_checkpoint(tmp_path / "run.pt", model, epoch=2)
+    loaded = FashionMLP.from_pretrained(tmp_path / "run.pt")
+    assert loaded.config == model.config and torch.equal(loaded.fc1.bias, model.fc1.bias)
+    torch.save(model.state_dict(), tmp_path / "bare.pt")
+    with pytest.raises(CheckpointError, match="bare.pt holds weights but not the model's config"):
+        FashionMLP.from_pretrained(tmp_path / "bare.pt")
+
+
+def broken(folder: Path, fault: str) -> Path:
+    """A saved model folder with one fault."""
+    trained_variant().save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    weights = load_file(folder / "model.safetensors")
+    if fault == "wrong shape":
+        save_file({**weights, "fc1.weight": torch.zeros(64, 700)}, folder / "model.safetensors")
+    elif fault == "missing key":
+        save_file(
+            {k: v for k, v in weights.items() if k != "fc2.bias"}, folder / "model.safetensors"
+        )
+    elif fault == "extra key":
+        save_file({**weights, "fc9.weight": torch.zeros(2)}, folder / "model.safetensors")
+    elif fault == "truncated weights":
+        data = (folder / "model.safetensors").read_bytes()
+        (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+    elif fault == "config not JSON":
+        (folder / "config.json").write_text("{hidden_features: 64")
+    elif fault == "config of another model":
+        (folder / "config.json").write_text(json.dumps({**config, "model_type": "bert"}))
+    elif fault == "config out of range":
+        (folder / "config.json").write_text(json.dumps({**config, "hidden_layers": 0}))
+    elif fault == "config missing":
+        (folder / "config.json").unlink()
+    elif fault == "a pickle as weights":
+        with open(folder / "model.safetensors", "wb") as handle:
+            pickle.dump({"fc1.weight": _RunsCode()}, handle)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ("wrong shape", r"model.safetensors does not fit this model.*size mismatch for fc1.weight"),
+        ("missing key", r"model.safetensors does not fit.*Missing key.*fc2.bias"),
+        ("extra key", r"model.safetensors does not fit.*Unexpected key.*fc9.weight"),
+        ("truncated weights", r"model.safetensors is not a readable safetensors file"),
+        ("config not JSON", r"config.json is not valid JSON"),
+        ("config of another model", r"config.json is not a FashionMLP config \(model_type 'bert'"),
+        ("config out of range", r"config.json does not describe a FashionMLP.*hidden_layers"),
+        ("config missing", r"config.json is missing"),
+        ("a pickle as weights", r"model.safetensors is not a readable safetensors file"),
+    ],
+)
+def test_broken_model_folders_are_named_errors_that_run_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str, message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    folder = broken(tmp_path / "model", fault)
+    with pytest.raises(CheckpointError, match=message):
+        FashionMLP.from_pretrained(folder)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_folders_without_a_model_say_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="no such file or folder"):
+        FashionMLP.from_pretrained(tmp_path / "nowhere")
+    with pytest.raises(CheckpointError, match="holds no model.safetensors"):
+        FashionMLP.from_pretrained(tmp_path)
+    save_checkpoint(tmp_path / "checkpoint.pt", FashionMLP())
+    with pytest.raises(CheckpointError, match="unfinished run.*--resume.*checkpoint.pt"):
+        FashionMLP.from_pretrained(tmp_path)
+
+
+class LocalHub:
+    """Stands in for the Hugging Face Hub, offline: an upload lands in a local cache laid
+    out exactly as huggingface_hub's own (refs/main naming a snapshot folder)."""
+
+    def __init__(self, cache: Path) -> None:
+        self.cache = cache
+        self.uploads: list[str] = []
+
+    def create_repo(self, repo_id: str, **options: object) -> None:
+        (self.cache / f"models--{repo_id.replace('/', '--')}" / "refs").mkdir(
+            parents=True, exist_ok=True
+        )
+
+    def upload_folder(self, *, repo_id: str, folder_path: str, **options: object) -> str:
+        repo = self.cache / f"models--{repo_id.replace('/', '--')}"
+        commit = f"{len(self.uploads):040x}"
+        shutil.copytree(folder_path, repo / "snapshots" / commit)
+        (repo / "refs" / "main").write_text(commit)
+        self.uploads.append(repo_id)
+        return f"https://huggingface.co/{repo_id}/commit/{commit}"
+
+
+def test_push_to_hub_then_from_pretrained_by_repo_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # never the network
+    hub = LocalHub(tmp_path / "cache")
+    monkeypatch.setattr(
+        huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **o: hub.create_repo(repo_id)
+    )
+    monkeypatch.setattr(
+        huggingface_hub.HfApi, "upload_folder", lambda self, **o: hub.upload_folder(**o)
+    )
+    model = trained_variant()
+    url = model.push_to_hub("someone/fashionmlp-test")
+    assert url.endswith("commit/" + "0" * 40) and hub.uploads == ["someone/fashionmlp-test"]
+    loaded = FashionMLP.from_pretrained(
+        "someone/fashionmlp-test", cache_dir=tmp_path / "cache", local_files_only=True
+    )
+    x = torch.rand(4, 784)
+    assert torch.equal(loaded(x), model.eval()(x))
+    with pytest.raises(CheckpointError, match="someone/other: no such local file or folder.*Hub"):
+        FashionMLP.from_pretrained("someone/other", cache_dir=tmp_path / "cache")
+
+
+def test_the_hub_without_its_extra_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # as if not installed
+    with pytest.raises(MissingExtraError, match=r"pip install 'fashionmlp\[hub\]'"):
+        FashionMLP.from_pretrained("someone/model")
+    with pytest.raises(ImportError):  # a MissingExtraError is an ImportError too
+        FashionMLP().push_to_hub("someone/model")

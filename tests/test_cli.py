@@ -16,7 +16,7 @@ from PIL import Image
 
 import fashionmlp.data as data_module
 from conftest import interruptible_run_options
-from fashionmlp import CLASSES, FashionMLP, load_checkpoint
+from fashionmlp import CLASSES, FashionMLP
 from fashionmlp.cli import main
 from fashionmlp.data import load_split
 
@@ -58,18 +58,89 @@ def fast_run(real_data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return out
 
 
+@pytest.fixture(scope="module")
+def variant_run(real_data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short run of another shape: wider layers, one more of them, dropout."""
+    out = tmp_path_factory.mktemp("runs") / "variant"
+    arguments = ["train", "--hidden-features", "256", "--hidden-layers", "3", "--dropout", "0.1"]
+    arguments += ["--epochs", "2", "--limit", "5000", "--seed", "2", "--device", "cpu"]
+    arguments += ["--no-plots", "--data-root", str(real_data_root), "--out", str(out)]
+    assert main(arguments) == 0
+    return out
+
+
+#: Another project's code: only the public API, in a fresh process.
+REPRODUCE = """
+import json, sys
+from fashionmlp import FashionMLP, evaluate, make_loaders
+
+model = FashionMLP.from_pretrained(sys.argv[1])
+_, test = make_loaders(sys.argv[2], limit=int(sys.argv[3]))  # plain ToTensor() batches
+print(json.dumps({"accuracy": evaluate(test, model).accuracy, "config": model.config.to_dict()}))
+"""
+
+
+@pytest.mark.real_data
+def test_a_fresh_process_reproduces_each_runs_accuracy_with_the_public_api(
+    fast_run: Path, variant_run: Path, real_data_root: Path
+) -> None:
+    shapes = {fast_run: (512, 2, 0.0, [0.286, 0.353]), variant_run: (256, 3, 0.1, [0.286, 0.353])}
+    for run, shape in shapes.items():
+        loaded = run_cli_code(REPRODUCE, str(run), str(real_data_root), "5000")
+        reported = json.loads((run / "metrics.json").read_text())["final_test_accuracy"]
+        assert loaded["accuracy"] == reported, run
+        config = loaded["config"]
+        assert (
+            config["hidden_features"],
+            config["hidden_layers"],
+            config["dropout"],
+            config["normalize"],
+        ) == shape
+
+
+def run_cli_code(code: str, *arguments: str) -> Any:
+    result = subprocess.run(
+        [sys.executable, "-c", code, *arguments], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.real_data
+def test_set_changes_any_recipe_field_through_its_own_checks(
+    real_data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    common = ["train", "--epochs", "1", "--limit", "640", "--seed", "0", "--device", "cpu"]
+    common += ["--no-plots", "--data-root", str(real_data_root)]
+    settings = ["--set", "weight_decay=0.05", "--set", "hflip=false", "--set", "optimizer=sgd"]
+    assert main([*common, *settings, "--out", str(out)]) == 0
+    recipe = json.loads((out / "run.json").read_text())["recipe"]
+    assert (recipe["weight_decay"], recipe["hflip"], recipe["optimizer"]) == (0.05, False, "sgd")
+    for setting, message in (
+        ("colour=red", "unknown recipe setting 'colour'"),
+        ("lr=fast", "lr must be a number, got 'fast'"),
+        ("dropout=1", "dropout must be in [0, 1)"),
+    ):
+        assert main([*common, "--set", setting, "--out", str(tmp_path / "bad")]) != 0
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "bad").exists()
+
+
 @pytest.mark.real_data
 def test_train_writes_a_complete_run_folder(fast_run: Path) -> None:
     assert {p.name for p in fast_run.iterdir()} >= {
         "config.json",
+        "run.json",
         "metrics.json",
-        "model.pt",
+        "model.safetensors",
         "checkpoint.pt",
         *PNGS,
     }
     for name in PNGS:
         assert (fast_run / name).read_bytes()[:4] == b"\x89PNG"
-    config = json.loads((fast_run / "config.json").read_text())
+    config = json.loads((fast_run / "run.json").read_text())
     assert config["recipe"]["name"] == "fast" and config["recipe"]["epochs"] == 3
     assert config["seed"] == 1 and config["limit"] == 5000
     metrics = json.loads((fast_run / "metrics.json").read_text())
@@ -77,7 +148,8 @@ def test_train_writes_a_complete_run_folder(fast_run: Path) -> None:
     assert metrics["final"]["total"] == 5000
     assert sum(map(sum, metrics["final"]["confusion_matrix"])) == 5000
     assert metrics["final_test_accuracy"] == metrics["final"]["accuracy"] > 0.6
-    assert load_checkpoint(fast_run / "model.pt", FashionMLP()).epoch == 3
+    model = FashionMLP.from_pretrained(fast_run)
+    assert model.config == FashionMLP(normalize=(0.2860, 0.3530)).config  # the fast recipe's
 
 
 @pytest.mark.real_data
@@ -113,7 +185,7 @@ def test_the_seed_recipe_prints_the_seeds_lines(
         lines[start + 3].startswith("Epoch 1/1: train loss ")
         and "test accuracy" in lines[start + 3]
     )
-    config = json.loads((tmp_path / "seed" / "config.json").read_text())
+    config = json.loads((tmp_path / "seed" / "run.json").read_text())
     assert config["recipe"]["lr"] == 0.01 and config["recipe"]["batch_size"] == 64
     assert not any((tmp_path / "seed" / name).exists() for name in PNGS)
 
@@ -127,7 +199,15 @@ def test_evaluate_prints_accuracy_per_class_and_confusion(
     assert out.startswith("Test accuracy ") and "/10000)" in out
     assert all(name in out for name in CLASSES) and "Confusion matrix" in out
     assert (
-        main(["evaluate", str(fast_run / "model.pt"), "--json", "--data-root", str(real_data_root)])
+        main(
+            [
+                "evaluate",
+                str(fast_run / "checkpoint.pt"),
+                "--json",
+                "--data-root",
+                str(real_data_root),
+            ]
+        )
         == 0
     )
     result = json.loads(capsys.readouterr().out)
@@ -162,7 +242,7 @@ def test_predict_classifies_pictures_and_reports_bad_files(
         main(
             [
                 "predict",
-                str(fast_run / "model.pt"),
+                str(fast_run / "checkpoint.pt"),
                 str(tmp_path / "trouser.jpg"),
                 "--json",
                 "--top",
@@ -235,7 +315,7 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(
     last = err.strip().splitlines()[-1]
     assert f"interrupted during {when} after " in last
     assert last.endswith(f"resume with: fashionmlp train --resume {part}")
-    assert "Traceback" not in err and not (part / "model.pt").exists()
+    assert "Traceback" not in err and not (part / "model.safetensors").exists()
 
     plots = signal_number == signal.SIGTERM  # the resumed run draws the whole run's plots
     resumed = run_cli(
@@ -250,8 +330,8 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(
     )
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout.startswith("Resuming FashionMLP")
-    expected = load_checkpoint(unbroken_run / "model.pt").model_state
-    got = load_checkpoint(part / "model.pt").model_state
+    expected = FashionMLP.from_pretrained(unbroken_run).state_dict()
+    got = FashionMLP.from_pretrained(part).state_dict()
     assert all(torch.equal(expected[key], got[key]) for key in expected)
     metrics = json.loads((part / "metrics.json").read_text())
     assert [epoch["epoch"] for epoch in metrics["epochs"]] == [1, 2, 3]
@@ -292,7 +372,7 @@ def test_a_second_ctrl_c_stops_at_once_without_saving(real_data_root: Path, tmp_
     assert process.returncode == 130, err
     assert (out / "checkpoint.pt").read_bytes() == saved
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    assert not (out / "model.pt").exists()
+    assert not (out / "model.safetensors").exists()
 
 
 @pytest.mark.real_data
@@ -337,7 +417,7 @@ def test_run_folders_are_never_mixed_with_other_files(
 
     interrupted = tmp_path / "interrupted"
     interrupted.mkdir()
-    for name in ("config.json", "checkpoint.pt"):
+    for name in ("run.json", "checkpoint.pt"):
         (interrupted / name).write_text("{}")
     assert main(["train", "--out", str(interrupted)]) == 1
     err = capsys.readouterr().err
@@ -358,13 +438,13 @@ def test_resume_refuses_what_it_cannot_do(
 def test_a_finished_run_is_never_overwritten_by_accident(
     fast_run: Path, real_data_root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    before = (fast_run / "model.pt").read_bytes()
+    before = (fast_run / "model.safetensors").read_bytes()
     assert (
         main(["train", "--limit", "64", "--data-root", str(real_data_root), "--out", str(fast_run)])
         == 1
     )
     assert "--overwrite" in capsys.readouterr().err
-    assert (fast_run / "model.pt").read_bytes() == before
+    assert (fast_run / "model.safetensors").read_bytes() == before
     assert main(["train", "--resume", str(fast_run)]) == 1
     assert "already finished" in capsys.readouterr().err
 
@@ -375,16 +455,17 @@ def test_overwrite_replaces_a_finished_run_whole(real_data_root: Path, tmp_path:
     common = ["train", "--limit", "640", "--epochs", "1", "--device", "cpu", "--out", str(out)]
     common += ["--data-root", str(real_data_root)]
     assert main([*common, "--seed", "1"]) == 0
-    first = (out / "model.pt").read_bytes()
+    first = (out / "model.safetensors").read_bytes()
     assert PNGS <= {path.name for path in out.iterdir()}
     assert main([*common, "--seed", "2", "--no-plots", "--overwrite"]) == 0
-    assert json.loads((out / "config.json").read_text())["seed"] == 2
-    assert (out / "model.pt").read_bytes() != first
+    assert json.loads((out / "run.json").read_text())["seed"] == 2
+    assert (out / "model.safetensors").read_bytes() != first
     # Nothing of the first run is left: its plots are gone too.
     assert {path.name for path in out.iterdir()} == {
         "config.json",
+        "run.json",
         "checkpoint.pt",
-        "model.pt",
+        "model.safetensors",
         "metrics.json",
     }
 
@@ -412,7 +493,7 @@ def test_validation_from_the_command_line_never_reads_the_test_set(
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["evaluated_on"] == "validation" and metrics["final"]["total"] == 1000
     assert metrics["final_validation_accuracy"] == metrics["final"]["accuracy"]
-    assert json.loads((out / "config.json").read_text())["validation_size"] == 5000
+    assert json.loads((out / "run.json").read_text())["validation_size"] == 5000
     assert PNGS <= {path.name for path in out.iterdir()}
 
 
@@ -444,8 +525,8 @@ def test_bad_arguments_are_one_line_and_exit_2(
     [
         (["train", "--device", "tpu"], "unknown device 'tpu'"),
         (["train", "--out", "no/such/parent/run"], "parent folder no/such/parent does not exist"),
-        (["evaluate", "missing-run"], "checkpoint missing-run does not exist"),
-        (["predict", "nowhere.pt", "a.png"], "checkpoint nowhere.pt does not exist"),
+        (["evaluate", "missing-run"], "missing-run: no such file or folder"),
+        (["predict", "nowhere.pt", "a.png"], "nowhere.pt: no such file or folder"),
     ],
 )
 def test_failures_before_work_are_one_line_and_exit_1(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from conftest import interruptible_run_options
@@ -147,15 +148,16 @@ def test_the_command_line_runs_unchanged_under_torchrun(torchrun_run: tuple[Path
     out, printed = torchrun_run
     assert printed.count("Epoch 3/3:") == 1  # rank 0 alone prints
     assert printed.count("Training FashionMLP") == 1
-    config = json.loads((out / "config.json").read_text())
+    config = json.loads((out / "run.json").read_text())
     assert config["environment"]["processes"] == 2
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["final"]["total"] == 10_000
     assert [e["train"]["samples"] for e in metrics["epochs"]] == [25_600] * 3
     assert {p.name for p in out.iterdir()} == {
         "config.json",
+        "run.json",
         "checkpoint.pt",
-        "model.pt",
+        "model.safetensors",
         "metrics.json",
     }
 
@@ -180,7 +182,7 @@ def test_an_interrupted_torchrun_run_resumes_to_the_uninterrupted_weights(
         kill_group(process)
     assert seen and seen[-1].startswith("Epoch 1/3:"), "".join(seen) + err[-3000:]
     assert f"resume with: fashionmlp train --resume {part}" in err, err[-3000:]
-    assert not (part / "model.pt").exists(), err[-3000:]
+    assert not (part / "model.safetensors").exists(), err[-3000:]
     # torchrun's own agent reports a SIGTERM as a failure of the whole job (exit 1); the
     # workers exited 143 with the one-line message above.
     assert process.returncode == TORCHRUN_SIGTERM_STATUS, err[-3000:]
@@ -198,6 +200,6 @@ def test_an_interrupted_torchrun_run_resumes_to_the_uninterrupted_weights(
         ]
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    expected = torch.load(torchrun_run[0] / "model.pt", weights_only=True)["model"]
-    got = torch.load(part / "model.pt", weights_only=True)["model"]
+    expected = load_file(torchrun_run[0] / "model.safetensors")
+    got = load_file(part / "model.safetensors")
     assert all(torch.equal(expected[key], got[key]) for key in expected)

@@ -375,3 +375,13 @@ def test_a_compiled_model_trains_and_evaluates() -> None:
     )
     assert stats.batches == 4 and not torch.equal(before, model.fc1.weight)
     assert evaluate(loader, compiled).total == 128
+
+
+@pytest.mark.real_data
+def test_without_a_root_the_default_data_root_is_used(
+    real_data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FASHIONMLP_DATA", str(real_data_root))
+    for backend in ("torchvision", "tensor"):
+        train, test = make_loaders(limit=10, backend=backend)  # type: ignore[arg-type]
+        assert len(train.dataset) == len(test.dataset) == 10

@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from torch import nn
 
-from fashionmlp import CLASSES, FashionMLP, InputShapeError, InvalidArgumentError
+from fashionmlp import CLASSES, FashionMLP, FashionMLPConfig, InputShapeError, InvalidArgumentError
 from strategies import accepted_shapes, model_options, rejected_shapes
 
 
@@ -109,3 +109,27 @@ def test_dropout_is_active_only_in_training_mode() -> None:
     torch.manual_seed(0)
     first = model(x)
     assert not torch.equal(first, model(x))
+
+
+def test_the_config_records_the_constructor_arguments() -> None:
+    assert FashionMLP().config == FashionMLPConfig()  # the seed: no normalization
+    model = FashionMLP(hidden_features=32, hidden_layers=3, dropout=0.1, normalize=(0.5, 0.25))
+    config = model.config
+    assert (config.hidden_features, config.hidden_layers, config.dropout) == (32, 3, 0.1)
+    assert FashionMLPConfig.from_dict(config.to_dict()) == config
+    rebuilt = FashionMLP.from_config(config)
+    assert rebuilt.config == config and rebuilt.state_dict().keys() == model.state_dict().keys()
+    with pytest.raises(InvalidArgumentError, match="unknown FashionMLP settings: colour"):
+        FashionMLPConfig.from_dict({"colour": "red"})
+    with pytest.raises(InvalidArgumentError, match="std above 0"):
+        FashionMLP(normalize=(0.5, 0.0))
+
+
+def test_normalization_inside_is_the_loaders_arithmetic_and_adds_no_weights() -> None:
+    torch.manual_seed(0)
+    plain = FashionMLP()
+    normalizing = FashionMLP(normalize=(0.2860, 0.3530))
+    normalizing.load_state_dict(plain.state_dict())  # the same keys: nothing added
+    x = torch.rand(6, 1, 28, 28)
+    assert torch.equal(normalizing(x), plain((x - 0.2860) / 0.3530))
+    assert "normalize=(0.286, 0.353)" in repr(normalizing) and "normalize" not in repr(plain)

@@ -18,6 +18,7 @@ from fashionmlp import (
     image_to_tensor,
     load_image,
     predict,
+    predict_probabilities,
 )
 
 
@@ -149,3 +150,44 @@ def test_predict_refuses_wrong_shapes_and_top() -> None:
         predict(FashionMLP(), torch.rand(3, 32, 32))
     with pytest.raises(InvalidArgumentError, match="top"):
         predict(FashionMLP(), torch.rand(28, 28), top=11)
+
+
+def test_uint8_pixels_are_scaled_as_totensor_scales_them() -> None:
+    torch.manual_seed(0)
+    model = FashionMLP(normalize=(0.286, 0.353))
+    pixels = torch.randint(0, 256, (6, 1, 28, 28), dtype=torch.uint8)
+    assert predict(model, pixels) == predict(model, pixels / 255)
+    assert torch.equal(
+        predict_probabilities(model, pixels), predict_probabilities(model, pixels.float() / 255)
+    )
+
+
+@pytest.mark.parametrize(
+    ("tensor", "message"),
+    [
+        (torch.zeros(2, 28, 28, dtype=torch.int32), "dtype torch.int32"),
+        (torch.full((2, 28, 28), 255.0), r"values run from 255 to 255; expected \[0, 1\]"),
+        (torch.full((28, 28), -0.8), "do not normalize it first"),
+        (torch.full((28, 28), float("nan")), "NaN"),
+        (torch.zeros(2, 3, 28, 28), r"shape \(2, 3, 28, 28\)"),
+    ],
+)
+def test_tensors_the_model_would_misread_are_refused(tensor: torch.Tensor, message: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=message):
+        predict(FashionMLP(), tensor)
+
+
+def test_probabilities_and_logits_come_back_as_one_tensor(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    model = FashionMLP()
+    path = _save(garment((64, 64), light_background=True), tmp_path / "shirt.png")
+    x = torch.rand(3, 28, 28)
+    probabilities = predict_probabilities(model, [x, path, str(path)])
+    assert probabilities.shape == (5, 10) and probabilities.dtype == torch.float32
+    assert torch.allclose(probabilities.sum(1), torch.ones(5))
+    logits = predict_probabilities(model, x, logits=True)
+    assert torch.equal(logits, model.eval()(x.unsqueeze(1)).detach())
+    # The same file, by Path or by str (rows of one batch may differ in the last bits).
+    assert torch.allclose(probabilities[3], probabilities[4], rtol=0, atol=1e-6)
+    assert predict(model, path)[0][0].label == int(probabilities[3].argmax())
+    assert predict_probabilities(model, []).shape == (0, 10)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from fashionmlp import (
     get_recipe,
     save_checkpoint,
 )
-from fashionmlp.runs import CONFIG, RUN_FILES, RunFolder, environment, load_trained, metrics
+from fashionmlp.runs import RUN, RUN_FILES, RunFolder, environment, metrics
 
 SETTINGS = RunConfig(get_recipe("fast").replace(epochs=2), seed=3, limit=50)
 
@@ -84,12 +86,12 @@ def test_an_earlier_run_is_replaced_only_with_overwrite_and_only_its_files(tmp_p
 def test_the_config_round_trips_with_its_environment(tmp_path: Path) -> None:
     folder = RunFolder.new(tmp_path / "run")
     folder.write_config(SETTINGS, environment(torch.device("cpu"), "data"))
-    written = json.loads((folder.path / CONFIG).read_text())
+    written = json.loads((folder.path / RUN).read_text())
     assert written["seed"] == 3 and written["environment"]["processes"] == 1
     assert written["environment"]["torch"] == str(torch.__version__)
     assert folder.read_config() == SETTINGS
-    (folder.path / CONFIG).write_text("{not json")
-    with pytest.raises(CheckpointError, match="config.json is unreadable"):
+    (folder.path / RUN).write_text("{not json")
+    with pytest.raises(CheckpointError, match="run.json is unreadable"):
         folder.read_config()
 
 
@@ -114,12 +116,15 @@ def test_metrics_give_the_final_figures_and_the_time_to_90_percent(tmp_path: Pat
     assert metrics(fit_result((0.5, 0.6)))["seconds_to_90_percent"] is None
 
 
-def test_a_finished_run_loads_with_its_normalization(tmp_path: Path) -> None:
+def test_a_finished_run_is_a_model_folder_that_loads_with_its_normalization(
+    tmp_path: Path,
+) -> None:
     folder = RunFolder.new(tmp_path / "run")
+    folder.write_config(SETTINGS, {})
     result = fit_result()
-    folder.write_results(result)
-    model, normalize = load_trained(folder.path)
-    assert normalize is SETTINGS.recipe.normalize is True
-    assert torch.equal(model.fc1.weight, result.model.fc1.weight)
-    with pytest.raises(CheckpointError, match="holds no model.pt or checkpoint.pt"):
-        load_trained(tmp_path)
+    trained = FashionMLP(normalize=(0.286, 0.353))
+    folder.write_results(dataclasses.replace(result, model=trained))
+    assert folder.finished and {"config.json", "model.safetensors"} <= set(os.listdir(folder.path))
+    loaded = FashionMLP.from_pretrained(folder.path)
+    assert loaded.config == trained.config and not loaded.training
+    assert torch.equal(loaded.fc1.weight, trained.fc1.weight)

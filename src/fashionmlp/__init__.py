@@ -36,13 +36,14 @@ from .errors import (
     ImageError,
     InputShapeError,
     InvalidArgumentError,
+    MissingExtraError,
     NonFiniteLossError,
 )
 from .evaluation import EvalResult, evaluate
 from .fitting import FitResult, fit
 from .loaders import Augment, FashionMNISTTensors, Loaders, TensorLoader, make_loaders
-from .model import CLASSES, FashionMLP
-from .prediction import Prediction, image_to_tensor, load_image, predict
+from .model import CLASSES, FashionMLP, FashionMLPConfig
+from .prediction import Prediction, image_to_tensor, load_image, predict, predict_probabilities
 from .recipes import RECIPES, Recipe, get_recipe
 from .state import EpochReport, RunConfig
 from .train import EpochStats, train_epoch
@@ -62,6 +63,7 @@ __all__ = [
     "EpochStats",
     "EvalResult",
     "FashionMLP",
+    "FashionMLPConfig",
     "FashionMLPError",
     "FashionMNISTTensors",
     "FitResult",
@@ -70,6 +72,7 @@ __all__ = [
     "InvalidArgumentError",
     "Loaders",
     "LossHistory",
+    "MissingExtraError",
     "NonFiniteLossError",
     "Prediction",
     "PrintLoss",
@@ -89,6 +92,7 @@ __all__ = [
     "load_image",
     "make_loaders",
     "predict",
+    "predict_probabilities",
     "prepare_dataset",
     "save_checkpoint",
     "train_epoch",

@@ -1,8 +1,16 @@
-"""Saving and loading training state: atomic writes, ``weights_only`` loads.
+"""Files of weights: training checkpoints, and model folders that travel.
 
-A checkpoint is a plain dict of tensors and JSON-like values written with
-:func:`torch.save`, so it loads with ``torch.load(path, weights_only=True)`` and loading
-never runs code from the file.
+A *checkpoint* is a plain dict of tensors and JSON-like values written with
+:func:`torch.save` (:func:`save_checkpoint`), so it loads with
+``torch.load(path, weights_only=True)`` and loading never runs code from the file. It
+carries the model's config (for a :class:`~fashionmlp.FashionMLP`), so the model can be
+rebuilt from it alone.
+
+A *pretrained folder* is Hugging Face's layout: ``config.json`` (the model's constructor
+arguments) and ``model.safetensors`` (the weights), written by
+:meth:`FashionMLP.save_pretrained <fashionmlp.FashionMLP.save_pretrained>` and read by
+:meth:`FashionMLP.from_pretrained <fashionmlp.FashionMLP.from_pretrained>`. safetensors
+files hold tensors only, so they cannot carry code either.
 """
 
 from __future__ import annotations
@@ -11,20 +19,40 @@ import json
 import os
 import pickle
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 import torch
 from torch import nn
 
 from ._files import atomic_write
-from .errors import CheckpointError
+from .errors import CheckpointError, MissingExtraError
 
-__all__ = ["Checkpoint", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CONFIG_FILE",
+    "WEIGHTS_FILE",
+    "Checkpoint",
+    "Pretrained",
+    "load_checkpoint",
+    "load_state",
+    "push_pretrained",
+    "read_pretrained",
+    "save_checkpoint",
+    "write_pretrained",
+]
 
 _FORMAT = "fashionmlp-checkpoint"
 _VERSION = 1
+#: The model's constructor arguments, in a pretrained folder.
+CONFIG_FILE = "config.json"
+#: The model's weights, in a pretrained folder.
+WEIGHTS_FILE = "model.safetensors"
+#: ``model_type`` in ``config.json``, as Hugging Face configs name their kind of model.
+_MODEL_TYPE = "fashionmlp"
+#: A Hugging Face Hub repository id: ``user/repo``.
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 @dataclass(frozen=True)
@@ -43,6 +71,9 @@ class Checkpoint:
     config: dict[str, Any] = field(default_factory=dict)
     #: Anything else saved for resuming (random-number-generator states, history).
     state: dict[str, Any] = field(default_factory=dict)
+    #: The constructor arguments of the model when it was a ``FashionMLP``
+    #: (see :class:`~fashionmlp.FashionMLPConfig`), else ``None``.
+    model_config: dict[str, Any] | None = None
 
 
 def save_checkpoint(
@@ -58,7 +89,9 @@ def save_checkpoint(
     """Write the model's weights (and optionally training state) to ``path`` atomically.
 
     The file is written under a temporary name in the same folder and renamed over
-    ``path`` only once complete, so a crash mid-write leaves any earlier file intact.
+    ``path`` only once complete, so a crash mid-write leaves any earlier file intact. For a
+    :class:`~fashionmlp.FashionMLP` the model's config is kept too, so that
+    :meth:`FashionMLP.from_pretrained <fashionmlp.FashionMLP.from_pretrained>` can rebuild it.
 
     Args:
         path: The file to write; its folder must exist.
@@ -82,6 +115,7 @@ def save_checkpoint(
         3
     """
     path = Path(path)
+    to_dict = getattr(getattr(model, "config", None), "to_dict", None)  # a FashionMLP's
     try:
         # Only JSON-like values load under weights_only=True, so check that now,
         # not when someone tries to resume.
@@ -92,6 +126,7 @@ def save_checkpoint(
         "format": _FORMAT,
         "version": _VERSION,
         "model": model.state_dict(),
+        "model_config": to_dict() if callable(to_dict) else None,
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "epoch": epoch,
@@ -147,13 +182,7 @@ def load_checkpoint(
         ) from exc
     checkpoint = _parse(path, payload)
     if model is not None:
-        try:
-            model.load_state_dict(checkpoint.model_state)
-        except RuntimeError as exc:
-            raise CheckpointError(
-                f"{path} does not fit this model (another architecture?): "
-                + " ".join(str(exc).split())
-            ) from exc
+        load_state(model, checkpoint.model_state, source=str(path))
     if optimizer is not None:
         if checkpoint.optimizer_state is None:
             raise CheckpointError(f"{path} holds no optimizer state to resume from")
@@ -168,6 +197,21 @@ def load_checkpoint(
     return checkpoint
 
 
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
+    """Load ``state`` into ``model`` strictly: every weight there, none left over, all sizes right.
+
+    Raises:
+        CheckpointError: Weights are missing, left over or of other sizes; names ``source``.
+    """
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{source} does not fit this model (another architecture?): "
+            + " ".join(str(exc).split())
+        ) from exc
+
+
 def _parse(path: Path, payload: object) -> Checkpoint:
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path} is not a checkpoint (it holds a {type(payload).__name__})")
@@ -179,7 +223,218 @@ def _parse(path: Path, payload: object) -> Checkpoint:
             epoch=payload.get("epoch"),
             config=payload.get("config") or {},
             state=payload.get("state") or {},
+            model_config=payload.get("model_config"),
         )
     if payload and all(isinstance(value, torch.Tensor) for value in payload.values()):
         return Checkpoint(model_state=payload)  # a bare state_dict
     raise CheckpointError(f"{path} is not a fashionmlp checkpoint or a model state_dict")
+
+
+# --- pretrained folders ------------------------------------------------------------------
+
+
+class Pretrained(NamedTuple):
+    """What :func:`read_pretrained` found: a model's config and weights, and where."""
+
+    #: The model's constructor arguments.
+    config: dict[str, Any]
+    #: Its weights.
+    state: dict[str, torch.Tensor]
+    #: The file the config came from (named in errors about it).
+    config_source: str
+    #: The file the weights came from (named in errors about them).
+    weights_source: str
+
+
+def write_pretrained(
+    folder: str | os.PathLike[str], config: dict[str, Any], state: dict[str, torch.Tensor]
+) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` to ``folder`` (created if needed).
+
+    Raises:
+        CheckpointError: The folder cannot be created or written.
+    """
+    from safetensors.torch import save
+
+    folder = Path(folder)
+    document = json.dumps({"model_type": _MODEL_TYPE, **config}, indent=2) + "\n"
+    weights = save(
+        {name: tensor.detach().cpu().contiguous() for name, tensor in state.items()},
+        metadata={"format": "pt"},
+    )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(folder / WEIGHTS_FILE, lambda handle: handle.write(weights), replace=True)
+        atomic_write(
+            folder / CONFIG_FILE, lambda handle: handle.write(document.encode()), replace=True
+        )
+    except OSError as exc:
+        raise CheckpointError(
+            f"cannot write the model to {folder} ({exc.strerror or exc}); "
+            "choose a folder you can write to"
+        ) from exc
+    return folder
+
+
+def read_pretrained(
+    name_or_path: str | os.PathLike[str],
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    token: str | None = None,
+    local_files_only: bool = False,
+) -> Pretrained:
+    """Find and read a model's config and weights (see ``FashionMLP.from_pretrained``).
+
+    Raises:
+        CheckpointError: Nothing loadable is there, or the files are broken; the message
+            names the file and the fix.
+    """
+    path = Path(name_or_path)
+    if path.is_dir():
+        if (path / WEIGHTS_FILE).is_file():
+            return _read_folder(path)
+        if (path / "checkpoint.pt").is_file():
+            raise CheckpointError(
+                f"{path} holds an unfinished run (no {WEIGHTS_FILE} yet): finish it with "
+                f"fashionmlp train --resume {path}, or load its last checkpoint on purpose "
+                f"with FashionMLP.from_pretrained('{path / 'checkpoint.pt'}')"
+            )
+        raise CheckpointError(
+            f"{path} holds no {WEIGHTS_FILE}; give a folder written by model.save_pretrained() "
+            "or by fashionmlp train, or a checkpoint file"
+        )
+    if path.is_file():
+        if path.suffix == ".safetensors":
+            return _read_folder(path.parent, weights=path)
+        return _read_checkpoint(path)
+    if _HUB_ID.fullmatch(str(name_or_path)):
+        folder = _download(str(name_or_path), revision, cache_dir, token, local_files_only)
+        return _read_folder(folder)
+    raise CheckpointError(f"{name_or_path}: no such file or folder")
+
+
+def _read_folder(folder: Path, weights: Path | None = None) -> Pretrained:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    weights = weights or folder / WEIGHTS_FILE
+    config_file = folder / CONFIG_FILE
+    try:
+        document = json.loads(config_file.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(
+            f"{config_file} is missing: {weights.name} needs the config.json written beside it "
+            "by save_pretrained()"
+        ) from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(
+            f"{config_file} is not valid JSON ({exc}); it is damaged: write it again with "
+            "model.save_pretrained()"
+        ) from exc
+    if not isinstance(document, dict) or document.get("model_type") != _MODEL_TYPE:
+        found = document.get("model_type") if isinstance(document, dict) else None
+        raise CheckpointError(
+            f"{config_file} is not a FashionMLP config (model_type {found!r}, expected "
+            f"{_MODEL_TYPE!r}); load that model with the library that made it"
+        )
+    try:
+        state = load_file(weights)
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(
+            f"{weights} is not a readable safetensors file ({exc}); it is truncated or of "
+            "another kind: write it again with model.save_pretrained()"
+        ) from exc
+    config = {key: value for key, value in document.items() if key != "model_type"}
+    return Pretrained(config, state, str(config_file), str(weights))
+
+
+def _read_checkpoint(path: Path) -> Pretrained:
+    checkpoint = load_checkpoint(path)
+    if checkpoint.model_config is None:
+        raise CheckpointError(
+            f"{path} holds weights but not the model's config, so the architecture is "
+            "unknown; build the model yourself and load them with "
+            "load_checkpoint(path, model)"
+        )
+    return Pretrained(checkpoint.model_config, checkpoint.model_state, str(path), str(path))
+
+
+def _hub() -> Any:
+    try:
+        import huggingface_hub
+    except ImportError:
+        raise MissingExtraError(
+            "the Hugging Face Hub needs the hub extra: pip install 'fashionmlp[hub]'"
+        ) from None
+    return huggingface_hub
+
+
+def _download(
+    repo_id: str,
+    revision: str | None,
+    cache_dir: str | os.PathLike[str] | None,
+    token: str | None,
+    local_files_only: bool,
+) -> Path:
+    hub = _hub()
+    try:
+        paths = [
+            hub.hf_hub_download(
+                repo_id,
+                name,
+                revision=revision,
+                cache_dir=cache_dir,
+                token=token,
+                local_files_only=local_files_only,
+            )
+            for name in (CONFIG_FILE, WEIGHTS_FILE)
+        ]
+    except Exception as exc:  # network and Hub errors come in many types; all mean "not there"
+        raise CheckpointError(
+            f"{repo_id}: no such local file or folder, and it could not be had from the "
+            f"Hugging Face Hub ({type(exc).__name__}: {' '.join(str(exc).split())})"
+        ) from exc
+    return Path(paths[1]).parent
+
+
+class _SavesPretrained(Protocol):
+    def save_pretrained(self, folder: str | os.PathLike[str]) -> Path: ...
+
+
+def push_pretrained(
+    model: _SavesPretrained,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool | None = None,
+    revision: str | None = None,
+    commit_message: str = "Upload FashionMLP",
+) -> str:
+    """Upload ``model.save_pretrained()``'s files to the Hub repository ``repo_id``.
+
+    Returns:
+        The URL of the commit.
+
+    Raises:
+        CheckpointError: The hub extra is missing, or the Hub refused or could not be reached.
+    """
+    hub = _hub()
+    api = hub.HfApi(token=token)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        with tempfile.TemporaryDirectory() as folder:
+            model.save_pretrained(folder)
+            commit = api.upload_folder(
+                repo_id=repo_id,
+                folder_path=folder,
+                revision=revision,
+                commit_message=commit_message,
+            )
+    except Exception as exc:  # network and Hub errors come in many types
+        raise CheckpointError(
+            f"could not push to {repo_id} on the Hugging Face Hub "
+            f"({type(exc).__name__}: {' '.join(str(exc).split())}); check the repository "
+            "id, your token (huggingface-cli login) and the connection"
+        ) from exc
+    return str(getattr(commit, "commit_url", commit))

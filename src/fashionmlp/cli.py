@@ -26,12 +26,13 @@ from .data import default_data_root
 from .devices import resolve_device
 from .errors import FashionMLPError, InvalidArgumentError
 from .evaluation import EvalResult, evaluate
+from .export import export_onnx
 from .fitting import fit
-from .loaders import FASHION_MNIST_MEAN, FASHION_MNIST_STD, make_loaders, select_splits
-from .model import CLASSES
-from .prediction import load_image, predict
+from .loaders import make_loaders, select_splits
+from .model import CLASSES, FashionMLP
+from .prediction import predict
 from .recipes import RECIPES, Recipe, get_recipe
-from .runs import RunFolder, environment, load_trained
+from .runs import RunFolder, environment
 from .state import EpochReport, RunConfig
 
 __all__ = ["build_parser", "main"]
@@ -63,6 +64,28 @@ def _whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
 
 _positive_int = _whole_number(1)
 _seed = _whole_number(0, 2**63 - 1)
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
+    return value
+
+
+def _setting(text: str) -> tuple[str, Any]:
+    """``FIELD=VALUE``; the value read as JSON (a number, true/false), else as text."""
+    name, equals, raw = text.partition("=")
+    if not equals or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return name.strip(), value
 
 
 def _positive_float(text: str) -> float:
@@ -102,6 +125,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=_positive_float, help="override the recipe's learning rate")
     train.add_argument(
         "--backend", choices=("torchvision", "tensor"), help="override the recipe's data pipeline"
+    )
+    train.add_argument(
+        "--hidden-features", type=_positive_int, metavar="N", help="width of each hidden layer"
+    )
+    train.add_argument(
+        "--hidden-layers", type=_positive_int, metavar="N", help="number of hidden layers"
+    )
+    train.add_argument(
+        "--dropout", type=_fraction, metavar="P", help="dropout after each hidden layer, in [0, 1)"
+    )
+    train.add_argument(
+        "--set",
+        type=_setting,
+        action="append",
+        metavar="FIELD=VALUE",
+        help="set any recipe field, e.g. --set weight_decay=0.1 --set hflip=false "
+        "(repeatable; values are JSON: numbers, true/false, or text)",
     )
     train.add_argument("--seed", type=_seed, help="random seed (default: drawn and recorded)")
     train.add_argument(
@@ -164,6 +204,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict_command.add_argument("--json", action="store_true", help="print JSON")
     _device_option(predict_command)
+
+    export_command = commands.add_parser(
+        "export",
+        help="export a trained model for deployment (ONNX)",
+        description="Write a trained model as an ONNX file that takes ToTensor()-style input "
+        "(float32 (N, 1, 28, 28) in [0, 1], any N) and returns logits (N, 10), the input "
+        "normalization inside. Needs pip install 'fashionmlp[export]'.",
+    )
+    export_command.add_argument("run", type=Path, metavar="RUN_OR_WEIGHTS")
+    export_command.add_argument("--format", choices=("onnx",), default="onnx")
+    export_command.add_argument(
+        "--out", type=Path, help="file to write (default: RUN/model.onnx, or WEIGHTS.onnx)"
+    )
+    export_command.add_argument(
+        "--overwrite", action="store_true", help="replace the file if it exists"
+    )
     return parser
 
 
@@ -190,7 +246,7 @@ def _device_option(command: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     args = build_parser().parse_args(argv)
-    commands = {"train": _train, "evaluate": _evaluate, "predict": _predict}
+    commands = {"train": _train, "evaluate": _evaluate, "predict": _predict, "export": _export}
     try:
         return commands[args.command](args)
     except FashionMLPError as exc:
@@ -228,14 +284,14 @@ def _train_on(device: torch.device, args: argparse.Namespace, *, main: bool) -> 
         folder = RunFolder.interrupted(args.resume)
         config = folder.read_config()
     else:
-        folder = RunFolder.new(args.out, overwrite=args.overwrite) if main else RunFolder(".")
         seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
-        config = RunConfig(
+        config = RunConfig(  # checked before anything is written
             _recipe_from(args),
             seed=distributed.broadcast_from_main(seed),  # every rank needs rank 0's
             limit=args.limit,
             validation_size=args.validation or 0,
         )
+        folder = RunFolder.new(args.out, overwrite=args.overwrite) if main else RunFolder(".")
         folder = RunFolder(distributed.broadcast_from_main(folder.path))
     recipe = config.recipe
     if main:
@@ -337,15 +393,35 @@ def _recipe_from(args: argparse.Namespace) -> Recipe:
         "batch_size": args.batch_size,
         "lr": args.lr,
         "backend": args.backend,
+        "hidden_features": args.hidden_features,
+        "hidden_layers": args.hidden_layers,
+        "dropout": args.dropout,
     }
     changes = {key: value for key, value in overrides.items() if value is not None}
-    if changes.get("backend") == "torchvision" and (recipe.hflip or recipe.translate):
-        changes.update(hflip=False, translate=0)  # augmentation lives in the tensor backend
+    changes.update(args.set or [])
+    if changes.get("backend") == "torchvision":
+        # Augmentation lives in the tensor backend; the recipe's own is dropped, while one
+        # asked for with --set is refused by the recipe's checks.
+        changes.setdefault("hflip", False)
+        changes.setdefault("translate", 0)
     return recipe.replace(**changes) if changes else recipe
 
 
 #: The options a resumed run takes from its folder instead of the command line.
-_RUN_SETTINGS = ("recipe", "epochs", "batch_size", "lr", "backend", "seed", "limit", "validation")
+_RUN_SETTINGS = (
+    "recipe",
+    "epochs",
+    "batch_size",
+    "lr",
+    "backend",
+    "hidden_features",
+    "hidden_layers",
+    "dropout",
+    "set",
+    "seed",
+    "limit",
+    "validation",
+)
 
 
 def _refuse_settings_beside_resume(args: argparse.Namespace) -> None:
@@ -365,15 +441,9 @@ def _refuse_settings_beside_resume(args: argparse.Namespace) -> None:
 
 def _evaluate(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
-    model, normalize = load_trained(args.run)
-    _, test = make_loaders(
-        args.data_root or default_data_root(),
-        backend="tensor",
-        device=device,
-        download=args.download,
-        normalize=normalize,
-    )
-    result = evaluate(test, model.to(device), torch.nn.CrossEntropyLoss())
+    model = FashionMLP.from_pretrained(args.run).to(device)
+    _, test = make_loaders(args.data_root, backend="tensor", device=device, download=args.download)
+    result = evaluate(test, model, torch.nn.CrossEntropyLoss())
     if args.json:
         print(json.dumps({"weights": str(args.run), "classes": list(CLASSES), **result.to_dict()}))
     else:
@@ -404,16 +474,13 @@ def _evaluation_text(result: EvalResult) -> str:
 
 def _predict(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
-    model, normalize = load_trained(args.weights)
-    model.to(device)
+    model = FashionMLP.from_pretrained(args.weights).to(device)
     invert = {"auto": None, "always": True, "never": False}[args.invert]
-    mean_std = (FASHION_MNIST_MEAN, FASHION_MNIST_STD) if normalize else None
     failures = 0
     results: list[dict[str, Any]] = []
     for path in args.images:
         try:
-            image = load_image(path, invert=invert)
-            [ranked] = predict(model, image, top=args.top, normalize=mean_std)
+            [ranked] = predict(model, path, top=args.top, invert=invert)
         except FashionMLPError as exc:
             failures += 1
             if args.json:
@@ -437,3 +504,12 @@ def _predict(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
     return 1 if failures else 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    model = FashionMLP.from_pretrained(args.run)
+    run: Path = args.run
+    out = args.out or (run / "model.onnx" if run.is_dir() else run.with_suffix(".onnx"))
+    export_onnx(model, out, overwrite=args.overwrite)
+    print(f"Wrote {out}: input 'images' float32 (N, 1, 28, 28) in [0, 1], output 'logits' (N, 10)")
+    return 0

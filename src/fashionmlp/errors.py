@@ -17,6 +17,7 @@ __all__ = [
     "CheckpointError",
     "DeviceError",
     "ImageError",
+    "MissingExtraError",
     "NonFiniteLossError",
 ]
 
@@ -51,6 +52,11 @@ class DeviceError(InvalidArgumentError):
 
 class ImageError(FashionMLPError):
     """An image given to predict cannot be read or turned into a FashionMNIST-style input."""
+
+
+class MissingExtraError(FashionMLPError, ImportError):
+    """A feature needs an optional dependency that is not installed (the message names the
+    ``pip install 'fashionmlp[extra]'`` to run)."""
 
 
 class NonFiniteLossError(FashionMLPError, FloatingPointError):

@@ -58,9 +58,9 @@ class FitResult:
 
 def fit(
     recipe: Recipe,
-    root: str | os.PathLike[str],
+    root: str | os.PathLike[str] | None = None,
     *,
-    device: torch.device | str = "cpu",
+    device: torch.device | str = "auto",
     seed: int = 0,
     download: bool = False,
     limit: int | None = None,
@@ -71,7 +71,14 @@ def fit(
     resume_from: str | os.PathLike[str] | None = None,
     check_finite: bool = True,
 ) -> FitResult:
-    """Train ``FashionMLP()`` with ``recipe`` and evaluate it after every epoch.
+    """Train the recipe's :class:`~fashionmlp.FashionMLP` and evaluate it after every epoch.
+
+    The model is built from :attr:`Recipe.model_config <fashionmlp.Recipe.model_config>`
+    (``FashionMLP()`` itself for the shipped recipes); a recipe that normalizes makes the
+    model standardize its own input, so the trained model takes plain ``ToTensor()`` input.
+    Training may run under bfloat16 autocast (the recipe's ``autocast``); every evaluation
+    is the model's plain float32 forward pass, so that the reported accuracy is what the
+    saved model gives wherever it is loaded.
 
     Under ``torchrun`` (a default process group initialised) the model is wrapped in
     :class:`~torch.nn.parallel.DistributedDataParallel`, each rank trains on its shard,
@@ -79,8 +86,9 @@ def fit(
 
     Args:
         recipe: What to do (see :data:`~fashionmlp.recipes.RECIPES`).
-        root: The data root.
-        device: Where to train.
+        root: The data root (default :func:`~fashionmlp.default_data_root`).
+        device: Where to train: ``"auto"`` (CUDA, else MPS, else the CPU), ``"cpu"``,
+            ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
         seed: Seeds the model's initialisation, the shuffle and the augmentation; the
             same seed, recipe and device give the same weights.
         download: Allow the dataset download.
@@ -124,11 +132,10 @@ def fit(
         backend=recipe.backend,
         device=target,
         augment=recipe.augment,
-        normalize=recipe.normalize,
         limit=limit,
         validation_size=validation_size,
     )
-    model = FashionMLP().to(target)
+    model = FashionMLP.from_config(recipe.model_config).to(target)
     optimizer = make_optimizer(recipe, model)
     scheduler = make_scheduler(recipe, optimizer, len(train))
     state = TrainState(config, model, optimizer, scheduler, train.generator)
@@ -173,7 +180,6 @@ def fit(
             test,
             model,
             eval_loss,
-            autocast=autocast,
             non_blocking=non_blocking,
             keep_predictions=epoch == recipe.epochs,  # for the misclassified-images plot
         )

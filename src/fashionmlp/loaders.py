@@ -25,10 +25,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from . import distributed
-from .data import load_split
+from .data import default_data_root, load_split
 from .devices import resolve_device
 from .errors import InvalidArgumentError
-from .model import CLASSES, IMAGE_SIZE, NUM_CLASSES
+from .model import CLASSES, IMAGE_SIZE, NUM_CLASSES, standardize
 
 __all__ = [
     "FASHION_MNIST_MEAN",
@@ -43,7 +43,6 @@ __all__ = [
     "make_loaders",
     "pixels_to_float",
     "select_splits",
-    "standardize",
     "validation_split",
 ]
 
@@ -251,11 +250,6 @@ def pixels_to_float(images: torch.Tensor) -> torch.Tensor:
     return images.to(torch.float32).div(255)
 
 
-def standardize(x: torch.Tensor, mean: float, std: float) -> torch.Tensor:
-    """``(x - mean) / std``: the arithmetic of ``transforms.Normalize``, bit for bit."""
-    return (x - mean) / std
-
-
 #: What :func:`~fashionmlp.make_loaders` returns for either backend.
 Loader = Union[DataLoader[Any], TensorLoader]
 
@@ -277,7 +271,7 @@ class Split(NamedTuple):
 
 
 def select_splits(
-    root: str | os.PathLike[str],
+    root: str | os.PathLike[str] | None = None,
     *,
     download: bool = False,
     limit: int | None = None,
@@ -290,6 +284,7 @@ def select_splits(
     (:func:`validation_split`; the test set is then never read). ``limit`` keeps the first
     ``limit`` samples of each.
     """
+    root = root if root is not None else default_data_root()
     train = Split(*load_split(root, "train", download=download))
     if validation_size:
         kept, held_out = validation_split(train.labels, validation_size)
@@ -303,7 +298,7 @@ def select_splits(
 
 
 def make_loaders(
-    root: str | os.PathLike[str],
+    root: str | os.PathLike[str] | None = None,
     batch_size: int = 64,
     *,
     download: bool = False,
@@ -328,7 +323,8 @@ def make_loaders(
     before use, and each split's files are read once.
 
     Args:
-        root: Data folder (see :func:`~fashionmlp.prepare_dataset` for its layout).
+        root: Data folder (see :func:`~fashionmlp.prepare_dataset` for its layout); default
+            :func:`~fashionmlp.default_data_root`.
         batch_size: Samples per training batch (the seed's 64).
         download: Allow torchvision's download when no local copy exists.
         seed: Makes the training order (and augmentation) reproducible; ``None`` draws
@@ -400,7 +396,7 @@ def make_loaders(
             shard=shard,
         )
     return _torchvision_loaders(
-        root,
+        root if root is not None else default_data_root(),
         train,
         evaluation,
         batch_size=batch_size,

@@ -18,6 +18,7 @@ Pillow is imported only when an image is read.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -30,16 +31,24 @@ from torch import nn
 from .devices import model_device
 from .errors import ImageError, InvalidArgumentError
 from .evaluation import eval_mode
-from .loaders import standardize
+from .loaders import pixels_to_float
 from .model import CLASSES, IMAGE_SIZE
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-__all__ = ["ImageLike", "Prediction", "image_to_tensor", "load_image", "predict"]
+__all__ = [
+    "ImageLike",
+    "Prediction",
+    "image_to_tensor",
+    "load_image",
+    "predict",
+    "predict_probabilities",
+]
 
-#: What :func:`~fashionmlp.predict` takes: a PIL image, or a tensor of one or more 28x28 images.
-ImageLike = Union["PILImage", torch.Tensor]
+#: What :func:`~fashionmlp.predict` takes: an image file, a PIL image, or a tensor of one or
+#: more 28x28 images.
+ImageLike = Union[str, "os.PathLike[str]", "PILImage", torch.Tensor]
 
 _MAX_PIXELS = 50_000_000  # far above any photo; refuses decompression bombs early
 
@@ -133,18 +142,23 @@ def predict(
     *,
     top: int = 3,
     invert: bool | None = None,
-    normalize: tuple[float, float] | None = None,
 ) -> list[list[Prediction]]:
     """The ``top`` most probable classes for each image, most probable first.
 
     Args:
-        model: A trained classifier (e.g. ``FashionMLP``); put back in its mode after.
-        images: PIL images (converted by :func:`~fashionmlp.image_to_tensor`), or tensors already in
-            FashionMNIST's convention shaped ``(28, 28)``, ``(1, 28, 28)``,
-            ``(N, 28, 28)`` or ``(N, 1, 28, 28)``, or a sequence of these.
+        model: A trained classifier (e.g. ``FashionMLP.from_pretrained(...)``); put back in
+            its mode after.
+        images: Image files (paths) and PIL images, both converted by
+            :func:`~fashionmlp.image_to_tensor`, or tensors already in FashionMNIST's
+            convention (see :func:`~fashionmlp.predict_probabilities`), or a
+            sequence of these.
         top: How many classes to return per image.
-        invert: Passed to :func:`~fashionmlp.image_to_tensor` for PIL images.
-        normalize: ``(mean, std)`` the model was trained with, if any.
+        invert: Passed to :func:`~fashionmlp.image_to_tensor` for files and PIL images.
+
+    Raises:
+        InvalidArgumentError: A tensor has the wrong shape, dtype or range, or ``top`` is
+            not between 1 and 10.
+        ImageError: A file cannot be read as an image.
 
     Example:
         >>> import torch
@@ -155,15 +169,7 @@ def predict(
     """
     if not 1 <= top <= len(CLASSES):
         raise InvalidArgumentError(f"top must be between 1 and {len(CLASSES)}, got {top}")
-    items = images if isinstance(images, Sequence) else [images]
-    batch = torch.cat([_as_batch(item, invert) for item in items]) if items else None
-    if batch is None:
-        return []
-    batch = batch.to(model_device(model))
-    if normalize is not None:
-        batch = standardize(batch, *normalize)
-    with eval_mode(model):
-        probabilities = model(batch).float().softmax(dim=1)
+    probabilities = predict_probabilities(model, images, invert=invert)
     values, labels = probabilities.topk(top, dim=1)
     return [
         [Prediction(label, CLASSES[label], probability) for label, probability in zip(row, p)]
@@ -171,15 +177,85 @@ def predict(
     ]
 
 
+def predict_probabilities(
+    model: nn.Module,
+    images: ImageLike | Sequence[ImageLike],
+    *,
+    invert: bool | None = None,
+    logits: bool = False,
+) -> torch.Tensor:
+    """Class probabilities (or logits) of each image, as a float32 ``(N, 10)`` CPU tensor.
+
+    Tensors are taken as ``ToTensor()`` makes them: float in ``[0, 1]`` (a model that
+    needs standardized input standardizes it itself, as a trained
+    :class:`~fashionmlp.FashionMLP` does), or uint8 pixels in ``0..255``, scaled by 1/255
+    exactly as ``ToTensor()`` scales them; shaped ``(28, 28)``, ``(1, 28, 28)``,
+    ``(N, 28, 28)`` or ``(N, 1, 28, 28)``. Files and PIL images go through
+    :func:`~fashionmlp.image_to_tensor`.
+
+    Raises:
+        InvalidArgumentError: A tensor has another shape, an integer dtype other than
+            uint8, values far outside ``[0, 1]`` (more than 0.05 beyond), or NaN.
+        ImageError: A file cannot be read as an image.
+
+    Example:
+        >>> import torch
+        >>> from fashionmlp import FashionMLP
+        >>> from fashionmlp.prediction import predict_probabilities
+        >>> pixels = torch.randint(0, 256, (5, 28, 28), dtype=torch.uint8)
+        >>> predict_probabilities(FashionMLP(), pixels).shape
+        torch.Size([5, 10])
+    """
+    items = [images] if isinstance(images, (str, os.PathLike, torch.Tensor)) else images
+    if not isinstance(items, Sequence):
+        items = [items]
+    if not items:
+        return torch.empty(0, len(CLASSES))
+    batch = torch.cat([_as_batch(item, invert) for item in items])
+    with eval_mode(model):
+        out: torch.Tensor = model(batch.to(model_device(model))).float()
+    return (out if logits else out.softmax(dim=1)).cpu()
+
+
+#: How far beyond [0, 1] a float input may stray (rounding in a user's own scaling).
+_RANGE_SLACK = 0.05
+
+
 def _as_batch(item: Any, invert: bool | None) -> torch.Tensor:
-    if isinstance(item, torch.Tensor):
-        if item.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE) or item.dim() not in (2, 3, 4):
-            raise InvalidArgumentError(
-                f"image tensor of shape {tuple(item.shape)}; expected (28, 28), (1, 28, 28), "
-                "(N, 28, 28) or (N, 1, 28, 28)"
-            )
-        return item.float().reshape(-1, 1, IMAGE_SIZE, IMAGE_SIZE)
-    return image_to_tensor(item, invert=invert).unsqueeze(0)
+    if isinstance(item, (str, os.PathLike)):
+        return load_image(item, invert=invert).unsqueeze(0)
+    if not isinstance(item, torch.Tensor):
+        return image_to_tensor(item, invert=invert).unsqueeze(0)
+    if (
+        item.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE)
+        or item.dim() not in (2, 3, 4)
+        or (item.dim() == 4 and item.shape[1] != 1)
+    ):
+        raise InvalidArgumentError(
+            f"image tensor of shape {tuple(item.shape)}; expected (28, 28), (1, 28, 28), "
+            "(N, 28, 28) or (N, 1, 28, 28)"
+        )
+    x: torch.Tensor
+    if item.dtype == torch.uint8:
+        x = pixels_to_float(item)
+    elif item.is_floating_point():
+        x = item.to(torch.float32)
+        if x.numel():
+            low, high = (float(value) for value in torch.aminmax(x))
+            if math.isnan(low) or math.isnan(high):
+                raise InvalidArgumentError("image tensor holds NaN; give finite pixel values")
+            if low < -_RANGE_SLACK or high > 1 + _RANGE_SLACK:
+                raise InvalidArgumentError(
+                    f"image tensor values run from {low:g} to {high:g}; expected [0, 1], as "
+                    "ToTensor() makes them (uint8 pixels in 0..255 are accepted too). A "
+                    "FashionMLP standardizes its input itself: do not normalize it first"
+                )
+    else:
+        raise InvalidArgumentError(
+            f"image tensor of dtype {item.dtype}; give float pixels in [0, 1] or uint8 "
+            "pixels in 0..255"
+        )
+    return x.reshape(-1, 1, IMAGE_SIZE, IMAGE_SIZE)
 
 
 def _grayscale(image: PILImage) -> torch.Tensor:

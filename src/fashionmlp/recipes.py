@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -32,7 +33,8 @@ import torch
 from torch import nn
 
 from .errors import InvalidArgumentError
-from .loaders import Augment, Backend
+from .loaders import FASHION_MNIST_MEAN, FASHION_MNIST_STD, Augment, Backend
+from .model import FashionMLPConfig
 
 __all__ = [
     "RECIPES",
@@ -85,8 +87,15 @@ class Recipe:
     autocast: Literal["off", "bf16", "auto"] = "off"
     #: Print the seed's loss line every this many batches in the command line (0 for never).
     log_every: int = 0
+    #: Width of every hidden layer of the model trained (see :class:`~fashionmlp.FashionMLP`).
+    hidden_features: int = 512
+    #: Number of hidden layers of the model trained.
+    hidden_layers: int = 2
+    #: Dropout after each hidden layer of the model trained.
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
+        _check_types(self)
         checks = [
             (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}"),
@@ -106,10 +115,40 @@ class Recipe:
         for holds, message in checks:
             if not holds:
                 raise InvalidArgumentError(f"recipe {self.name!r}: {message}")
+        try:
+            self.model_config  # noqa: B018  # the model's own checks
+        except InvalidArgumentError as exc:
+            raise InvalidArgumentError(f"recipe {self.name!r}: {exc}") from None
 
     def replace(self, **changes: Any) -> Recipe:
-        """A copy with ``changes`` applied (and checked)."""
+        """A copy with ``changes`` applied (and checked).
+
+        Raises:
+            InvalidArgumentError: A setting is unknown, of the wrong type or out of range.
+        """
+        known = [field.name for field in dataclasses.fields(self)]
+        unknown = sorted(set(changes) - set(known))
+        if unknown:
+            raise InvalidArgumentError(
+                f"unknown recipe setting {', '.join(map(repr, unknown))}; "
+                f"the settings are: {', '.join(known)}"
+            )
         return dataclasses.replace(self, **changes)
+
+    @property
+    def model_config(self) -> FashionMLPConfig:
+        """The config of the model this recipe trains.
+
+        A :class:`~fashionmlp.FashionMLP` of the recipe's layers, standardizing its own input
+        with FashionMNIST's mean and deviation when :attr:`normalize` is set, so that the
+        trained model takes plain ``ToTensor()`` input.
+        """
+        return FashionMLPConfig(
+            hidden_features=self.hidden_features,
+            hidden_layers=self.hidden_layers,
+            dropout=self.dropout,
+            normalize=(FASHION_MNIST_MEAN, FASHION_MNIST_STD) if self.normalize else None,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-ready dict."""
@@ -133,6 +172,25 @@ class Recipe:
         if not (self.hflip or self.translate):
             return None
         return Augment(hflip=self.hflip, translate=self.translate)
+
+
+def _check_types(recipe: Recipe) -> None:
+    """Each setting must be of its declared type (an int passes for a float)."""
+    for name, kind in typing.get_type_hints(Recipe).items():
+        value = getattr(recipe, name)
+        if typing.get_origin(kind) is Literal:
+            fits = value in typing.get_args(kind)
+            wanted = " or ".join(map(repr, typing.get_args(kind)))
+        elif kind is float:
+            fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+            wanted = "a number"
+        else:
+            fits = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+            wanted = {int: "a whole number", bool: "true or false", str: "text"}[kind]
+        if not fits:
+            raise InvalidArgumentError(
+                f"recipe {recipe.name!r}: {name} must be {wanted}, got {value!r}"
+            )
 
 
 _SEED = Recipe("seed", epochs=5, batch_size=64, optimizer="sgd", lr=0.01, log_every=100)

@@ -1,10 +1,12 @@
 """Run folders: what ``fashionmlp train`` writes, and the rules for reusing one.
 
-A run folder holds::
+A finished run folder is a model folder that ``FashionMLP.from_pretrained`` loads, with
+the run's records beside it::
 
-    config.json        the run's settings (RunConfig) and where it ran
+    config.json        the model's config (FashionMLP.save_pretrained writes it)
+    model.safetensors  the trained weights; their presence marks the run finished
+    run.json           the run's settings (RunConfig) and where it ran
     checkpoint.pt      everything needed to resume, rewritten after every epoch
-    model.pt           the finished model's weights; its presence marks the run finished
     metrics.json       per-epoch figures and the final result
     loss.png, accuracy.png, confusion_matrix.png, misclassified.png
 
@@ -26,11 +28,10 @@ from typing import Any
 import torch
 
 from . import __version__, distributed
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from .errors import CheckpointError, InvalidArgumentError
 from .fitting import FitResult
 from .loaders import Split
-from .model import FashionMLP
 from .state import RunConfig
 
 __all__ = [
@@ -38,26 +39,28 @@ __all__ = [
     "CONFIG",
     "METRICS",
     "PLOTS",
+    "RUN",
     "RUN_FILES",
     "WEIGHTS",
     "RunFolder",
     "environment",
-    "load_trained",
     "metrics",
 ]
 
 #: Everything needed to resume, rewritten after every epoch.
 CHECKPOINT = "checkpoint.pt"
-#: The finished run's weights and settings; its presence marks the run as finished.
-WEIGHTS = "model.pt"
+#: The finished run's weights; their presence marks the run as finished.
+WEIGHTS = WEIGHTS_FILE
+#: The model's config, as ``save_pretrained`` writes it.
+CONFIG = CONFIG_FILE
 #: The run's settings and environment.
-CONFIG = "config.json"
+RUN = "run.json"
 #: Per-epoch figures and the final result.
 METRICS = "metrics.json"
 #: The figures of a finished run.
 PLOTS = ("loss.png", "accuracy.png", "confusion_matrix.png", "misclassified.png")
 #: Every file a run folder may hold.
-RUN_FILES = (CHECKPOINT, WEIGHTS, CONFIG, METRICS, *PLOTS)
+RUN_FILES = (CHECKPOINT, WEIGHTS, CONFIG, RUN, METRICS, *PLOTS)
 
 
 class RunFolder:
@@ -71,6 +74,7 @@ class RunFolder:
             folder.write_config(config, environment(device, "data"))
             result = fit(config.recipe, "data", checkpoint_path=folder.checkpoint, ...)
             folder.write_results(result)
+            FashionMLP.from_pretrained(folder.path)  # the trained model, anywhere
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -118,7 +122,7 @@ class RunFolder:
             )
         contents = {entry.name for entry in path.iterdir()} if path.is_dir() else set()
         if contents:
-            if not contents <= set(RUN_FILES) or CONFIG not in contents:
+            if not contents <= set(RUN_FILES) or RUN not in contents:
                 raise InvalidArgumentError(
                     f"--out {path} is not empty and is not a fashionmlp run folder; "
                     "choose a new or empty folder"
@@ -148,40 +152,36 @@ class RunFolder:
             InvalidArgumentError: No interrupted run is there, or that run finished.
         """
         folder = cls(path)
-        if not folder.checkpoint.is_file() or not (folder.path / CONFIG).is_file():
+        if not folder.checkpoint.is_file() or not (folder.path / RUN).is_file():
             raise InvalidArgumentError(
-                f"--resume {path}: no interrupted run there (it needs {CHECKPOINT} and {CONFIG})"
+                f"--resume {path}: no interrupted run there (it needs {CHECKPOINT} and {RUN})"
             )
         if folder.finished:
             raise InvalidArgumentError(f"--resume {path}: that run already finished")
         return folder
 
     def write_config(self, config: RunConfig, environment: Mapping[str, object]) -> None:
-        """Write ``config.json``: the run's settings and where it ran."""
+        """Write ``run.json``: the run's settings and where it ran."""
         document = {**config.to_dict(), "environment": dict(environment)}
-        (self.path / CONFIG).write_text(json.dumps(document, indent=2) + "\n")
+        (self.path / RUN).write_text(json.dumps(document, indent=2) + "\n")
 
     def read_config(self) -> RunConfig:
-        """The run's settings from ``config.json``.
+        """The run's settings from ``run.json``.
 
         Raises:
-            CheckpointError: The file is unreadable or not a run's config.
+            CheckpointError: The file is unreadable or not a run's settings.
         """
         try:
-            document = json.loads((self.path / CONFIG).read_text())
+            document = json.loads((self.path / RUN).read_text())
             document.pop("environment", None)
             return RunConfig.from_dict(document)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise CheckpointError(f"{self.path / CONFIG} is unreadable ({exc})") from exc
+            raise CheckpointError(f"{self.path / RUN} is unreadable ({exc})") from exc
 
     def write_results(self, result: FitResult) -> None:
-        """Write the finished run's weights (``model.pt``) and ``metrics.json``."""
-        save_checkpoint(
-            self.weights,
-            result.model,
-            epoch=len(result.history),
-            config=result.config.to_dict(),
-        )
+        """Write the finished model (``config.json`` + ``model.safetensors``) and
+        ``metrics.json``."""
+        result.model.save_pretrained(self.path)
         (self.path / METRICS).write_text(json.dumps(metrics(result), indent=2) + "\n")
 
     def write_plots(
@@ -256,22 +256,3 @@ def metrics(result: FitResult) -> dict[str, Any]:
         "precision": result.precision,
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-def load_trained(path: Path) -> tuple[FashionMLP, bool]:
-    """The model in a run folder or weights file, and whether it expects normalized input.
-
-    A run folder gives its ``model.pt``, or the ``checkpoint.pt`` of an unfinished run.
-
-    Raises:
-        CheckpointError: Nothing loadable is there.
-    """
-    if path.is_dir():
-        found = next((c for c in (path / WEIGHTS, path / CHECKPOINT) if c.is_file()), None)
-        if found is None:
-            raise CheckpointError(f"{path} holds no {WEIGHTS} or {CHECKPOINT}; is it a run folder?")
-        path = found
-    model = FashionMLP()
-    checkpoint = load_checkpoint(path, model)
-    normalize = bool(checkpoint.config.get("recipe", {}).get("normalize", False))
-    return model, normalize
