@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -127,3 +129,37 @@ def interruptible_run_options(data_root: Path) -> list[str]:
         "--data-root",
         str(data_root),
     ]
+
+
+class SmallDisk:
+    """A tmpfs of a few pages mounted for one test: a real full or read-only disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def mount(self, size: str, *, read_only: bool = False) -> None:
+        """(Re)mount with ``size`` (as ``mount -o size=`` takes it) and writability."""
+        options = f"size={size}" + (",ro" if read_only else "")
+        command = ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(self.path)]
+        if self.mounted:
+            command = ["mount", "-o", f"remount,{options}", str(self.path)]
+        subprocess.run(command, check=True, capture_output=True)
+
+    @property
+    def mounted(self) -> bool:
+        return os.path.ismount(self.path)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    """A folder on which the test mounts a tiny tmpfs; skipped where mounting is not allowed."""
+    disk = SmallDisk(tmp_path / "disk")
+    disk.path.mkdir()
+    try:
+        disk.mount("64k")
+    except (subprocess.CalledProcessError, FileNotFoundError) as exc:
+        pytest.skip(f"mounting a tmpfs needs root (CAP_SYS_ADMIN) here: {exc}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk.path)], check=False, capture_output=True)

@@ -60,6 +60,14 @@ def test_moved_names_still_import_with_a_deprecation_warning(name: str) -> None:
     assert moved is getattr(home, name) and name not in fashionmlp.__all__
 
 
+def test_every_public_name_is_imported_lazily_from_where_it_lives() -> None:
+    assert set(fashionmlp._PUBLIC) | {"__version__"} == set(fashionmlp.__all__)
+    for name, module in fashionmlp._PUBLIC.items():
+        assert getattr(importlib.import_module(f"fashionmlp.{module}"), name) is getattr(
+            fashionmlp, name
+        )
+
+
 def test_the_top_level_is_the_design_cards_api_and_unknown_names_fail() -> None:
     assert {"FashionMLP", "make_loaders", "train_epoch", "evaluate", "fit"} <= set(
         fashionmlp.__all__

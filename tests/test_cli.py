@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,8 +17,8 @@ import torch
 from PIL import Image
 
 import fashionmlp.data as data_module
-from conftest import interruptible_run_options
-from fashionmlp import CLASSES, FashionMLP
+from conftest import SmallDisk, interruptible_run_options
+from fashionmlp import CLASSES, FashionMLP, load_checkpoint
 from fashionmlp.cli import main
 from fashionmlp.data import load_split
 
@@ -178,6 +180,7 @@ def test_the_seed_recipe_prints_the_seeds_lines(
     )
     lines = capsys.readouterr().out.splitlines()
     assert status == 0
+    assert ": 1 epoch, batch 64," in lines[0] and "after 1 epoch in" in lines[-1]
     start = lines.index("Epoch 1")
     assert lines[start + 1] == "-------------------------------"
     assert lines[start + 2].startswith("Loss: ") and lines[start + 2].endswith(" [0/6400]")
@@ -372,6 +375,8 @@ def test_a_second_ctrl_c_stops_at_once_without_saving(real_data_root: Path, tmp_
     assert process.returncode == 130, err
     assert (out / "checkpoint.pt").read_bytes() == saved
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "interrupted again: stopped at once" in err
+    assert err.strip().endswith(f"resume with: fashionmlp train --resume {out}")
     assert not (out / "model.safetensors").exists()
 
 
@@ -410,16 +415,16 @@ def test_run_folders_are_never_mixed_with_other_files(
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
-    assert main(["train", "--out", str(busy)]) == 1
+    assert main(["train", "--out", str(busy)]) == 2
     assert "not a fashionmlp run folder" in capsys.readouterr().err
-    assert main(["train", "--out", str(busy), "--overwrite"]) == 1
+    assert main(["train", "--out", str(busy), "--overwrite"]) == 2
     assert (busy / "notes.txt").read_text() == "mine" and len(list(busy.iterdir())) == 1
 
     interrupted = tmp_path / "interrupted"
     interrupted.mkdir()
     for name in ("run.json", "checkpoint.pt"):
         (interrupted / name).write_text("{}")
-    assert main(["train", "--out", str(interrupted)]) == 1
+    assert main(["train", "--out", str(interrupted)]) == 2
     err = capsys.readouterr().err
     assert "an interrupted run" in err and f"--resume {interrupted}" in err
     assert (interrupted / "checkpoint.pt").read_text() == "{}"
@@ -428,9 +433,9 @@ def test_run_folders_are_never_mixed_with_other_files(
 def test_resume_refuses_what_it_cannot_do(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["train", "--resume", str(tmp_path), "--epochs", "3"]) == 1
+    assert main(["train", "--resume", str(tmp_path), "--epochs", "3"]) == 2
     assert "leave out --epochs" in capsys.readouterr().err
-    assert main(["train", "--resume", str(tmp_path)]) == 1
+    assert main(["train", "--resume", str(tmp_path)]) == 2
     assert "no interrupted run there" in capsys.readouterr().err
 
 
@@ -441,11 +446,11 @@ def test_a_finished_run_is_never_overwritten_by_accident(
     before = (fast_run / "model.safetensors").read_bytes()
     assert (
         main(["train", "--limit", "64", "--data-root", str(real_data_root), "--out", str(fast_run)])
-        == 1
+        == 2
     )
     assert "--overwrite" in capsys.readouterr().err
     assert (fast_run / "model.safetensors").read_bytes() == before
-    assert main(["train", "--resume", str(fast_run)]) == 1
+    assert main(["train", "--resume", str(fast_run)]) == 2
     assert "already finished" in capsys.readouterr().err
 
 
@@ -467,6 +472,7 @@ def test_overwrite_replaces_a_finished_run_whole(real_data_root: Path, tmp_path:
         "checkpoint.pt",
         "model.safetensors",
         "metrics.json",
+        ".lock",
     }
 
 
@@ -506,6 +512,9 @@ def test_validation_from_the_command_line_never_reads_the_test_set(
         (["train", "--lr", "0"], "--lr: must be a finite number above 0"),
         (["train", "--seed", "x"], "--seed: expected a whole number"),
         (["train", "--recipe", "slow"], "--recipe: invalid choice"),
+        (["train", "--device", "tpu"], "--device: unknown device 'tpu'"),
+        (["evaluate", "run", "--device", "cuda:x"], "--device: unknown device 'cuda:x'"),
+        (["train", "--set", "weight_decay"], "--set: expected FIELD=VALUE"),
         (["predict", "weights.pt"], "the following arguments are required: IMAGE"),
         (["evaluate"], "the following arguments are required: RUN_OR_WEIGHTS"),
     ],
@@ -521,23 +530,29 @@ def test_bad_arguments_are_one_line_and_exit_2(
 
 
 @pytest.mark.parametrize(
-    ("arguments", "message"),
+    ("arguments", "status", "message"),
     [
-        (["train", "--device", "tpu"], "unknown device 'tpu'"),
-        (["train", "--out", "no/such/parent/run"], "parent folder no/such/parent does not exist"),
-        (["evaluate", "missing-run"], "missing-run: no such file or folder"),
-        (["predict", "nowhere.pt", "a.png"], "nowhere.pt: no such file or folder"),
+        (
+            ["train", "--out", "no/such/parent/run"],
+            2,
+            "parent folder no/such/parent does not exist",
+        ),
+        (["train", "--set", "colour=red"], 2, "unknown recipe setting 'colour'"),
+        (["train", "--validation", "60000"], 2, "validation_size must be between 0 and 59999"),
+        (["evaluate", "missing-run"], 1, "missing-run: no such file or folder"),
+        (["predict", "nowhere.pt", "a.png"], 1, "nowhere.pt: no such file or folder"),
     ],
 )
-def test_failures_before_work_are_one_line_and_exit_1(
+def test_failures_before_work_are_one_line_and_leave_nothing(
     arguments: list[str],
+    status: int,
     message: str,
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    assert main(arguments) == 1
+    assert main(arguments) == status
     err = capsys.readouterr().err
     assert err.startswith("fashionmlp: error: ") and message in err
     assert len(err.strip().splitlines()) == 1
@@ -577,3 +592,212 @@ def test_console_script_and_module_entry_point() -> None:
         )
         assert result.returncode == 0, result.stderr
         assert "--recipe" in result.stdout and "--device" in result.stdout
+
+
+# --- faults a careful user hits ------------------------------------------------------------
+
+
+def start_cli(*arguments: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "fashionmlp", *arguments],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_line(process: subprocess.Popen[str], prefix: str) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith(prefix):
+            return
+    raise AssertionError(f"the process ended before printing {prefix!r}: {process.stderr}")
+
+
+@pytest.mark.real_data
+def test_a_run_folder_has_one_owner_and_kill_9_frees_it(
+    real_data_root: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    options = [*interruptible_run_options(real_data_root), "--epochs", "30"]
+    owner = start_cli("train", *options, "--out", str(out))
+    try:
+        wait_for_line(owner, "Epoch 1/30:")  # training, with its checkpoint written
+        for extra in (["--out", str(out)], ["--out", str(out), "--overwrite"]):
+            other = run_cli("train", *options, *extra)
+            assert other.returncode == 1, other.stderr
+            assert f"is in use by a run of process {owner.pid} on" in other.stderr
+            assert len(other.stderr.strip().splitlines()) == 1
+        other = run_cli("train", "--resume", str(out), "--data-root", str(real_data_root))
+        assert other.returncode == 1 and f"process {owner.pid}" in other.stderr
+        owner.kill()  # kill -9: no handler runs, the kernel releases the lock
+        owner.wait(timeout=60)
+    finally:
+        owner.kill()
+    resumed = run_cli(
+        "train",
+        "--resume",
+        str(out),
+        "--data-root",
+        str(real_data_root),
+        "--no-plots",
+        "--device",
+        "cpu",
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((out / "metrics.json").read_text())["epochs"][-1]["epoch"] == 30
+
+
+@pytest.mark.real_data
+def test_a_full_disk_at_start_is_one_line_and_leaves_nothing_behind(
+    real_data_root: Path, small_disk: SmallDisk, capsys: pytest.CaptureFixture[str]
+) -> None:
+    small_disk.mount("4k")  # room for the lock's page, none for run.json
+    out = small_disk.path / "run"
+    assert (
+        main(["train", "--epochs", "1", "--data-root", str(real_data_root), "--out", str(out)]) == 1
+    )
+    err = capsys.readouterr().err
+    assert "run.json: the disk is full: free some space, or choose another --out" in err
+    assert len(err.strip().splitlines()) == 1 and os.listdir(small_disk.path) == []
+
+
+@pytest.mark.real_data
+def test_a_full_disk_mid_run_keeps_the_last_checkpoint_and_resumes(
+    real_data_root: Path, small_disk: SmallDisk, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Checkpoints of this model take ~230 KB: one fits, a second beside it does not.
+    small_disk.mount("384k")
+    out = small_disk.path / "run"
+    options = [*interruptible_run_options(real_data_root), "--hidden-features", "64"]
+    assert main(["train", *options, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot write checkpoint" in err and "the disk is full" in err
+    assert "any earlier checkpoint there is intact" in err and len(err.strip().splitlines()) == 1
+    assert sorted(os.listdir(out)) == [".lock", "checkpoint.pt", "run.json"]  # no partial file
+    assert load_checkpoint(out / "checkpoint.pt").epoch == 0
+    small_disk.mount("16m")  # space freed
+    assert (
+        main(["train", "--resume", str(out), "--data-root", str(real_data_root), "--no-plots"]) == 0
+    )
+    assert FashionMLP.from_pretrained(out).config.hidden_features == 64
+
+
+@pytest.mark.parametrize("empty_folder_first", [False, True])
+def test_a_read_only_disk_is_one_line_and_gets_no_file(
+    small_disk: SmallDisk, capsys: pytest.CaptureFixture[str], empty_folder_first: bool
+) -> None:
+    out = small_disk.path / "run"
+    if empty_folder_first:
+        out.mkdir()
+    small_disk.mount("64k", read_only=True)
+    assert main(["train", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "the file system is read-only: choose another --out, on a writable one" in err
+    assert len(err.strip().splitlines()) == 1
+    assert os.listdir(out) == [] if empty_folder_first else not out.exists()
+
+
+def test_permission_denied_names_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    # Root may write anywhere whatever the mode bits, so the refusal is simulated.
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    assert main(["train", "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert "permission denied: choose another --out, one you can write to" in err
+
+
+def test_a_failed_start_leaves_nothing_so_a_rerun_just_works(
+    real_data_root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "run"
+    monkeypatch.setattr(data_module, "SYSTEM_DATA_DIRS", ())
+    common = ["train", "--epochs", "1", "--limit", "640", "--no-plots", "--out", str(out)]
+    assert main([*common, "--data-root", str(tmp_path / "empty")]) == 1
+    assert "not found" in capsys.readouterr().err and not out.exists()
+    assert main([*common, "--data-root", str(real_data_root)]) == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "kind"),
+    [
+        (b"hello\n", "text"),
+        (b'{"weights": [1, 2]}', "JSON"),
+        (b"\xff\xd8\xff\xe0" + bytes(100), "a JPEG image"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(100), "a PNG image"),
+        (b"PK\x03\x04" + bytes(100), "a truncated zip archive"),
+        (b"", "an empty file"),
+    ],
+)
+def test_weights_of_the_wrong_kind_are_named_for_what_they_look_like(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, kind: str
+) -> None:
+    path = tmp_path / "w.pt"
+    path.write_bytes(content)
+    for command in (
+        ["evaluate", str(path)],
+        ["predict", str(path), "x.png"],
+        ["export", str(path)],
+    ):
+        assert main(command) == 1
+        err = capsys.readouterr().err
+        assert f"is not a fashionmlp checkpoint or weights file (it looks like {kind})" in err
+        assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.real_data
+def test_evaluate_says_when_the_run_reported_on_fewer_images_or_is_unfinished(
+    fast_run: Path, real_data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["evaluate", str(fast_run), "--data-root", str(real_data_root)]) == 0
+    err = capsys.readouterr().err
+    assert "note: this run (--limit 5000) reported accuracy on the first 5000 test images" in err
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(fast_run, unfinished, ignore=shutil.ignore_patterns("model.safetensors"))
+    assert main(["evaluate", str(unfinished)]) == 1
+    assert "holds an unfinished run" in capsys.readouterr().err
+
+
+def test_ctrl_c_during_start_up_is_one_line_without_a_traceback(tmp_path: Path) -> None:
+    process = start_cli("train", "--out", str(tmp_path / "run"))
+    time.sleep(0.4)  # importing torch, or reading the data
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert err.strip() == "fashionmlp: error: interrupted" and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_help_version_and_usage_mistakes_do_not_import_torch() -> None:
+    for arguments in (["--help"], ["--version"], ["train", "--epochs", "0"], ["train", "--help"]):
+        result = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "fashionmlp", *arguments],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        imported = [
+            line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line
+        ]
+        assert imported and "torch" not in imported, arguments
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys, fashionmlp; print('torch' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout.strip() == "False"
+
+
+def test_the_parsers_recipe_names_are_the_shipped_recipes() -> None:
+    from fashionmlp.cli import RECIPE_NAMES
+    from fashionmlp.recipes import RECIPES
+
+    assert sorted(RECIPE_NAMES) == sorted(RECIPES)

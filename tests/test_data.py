@@ -157,7 +157,7 @@ def test_a_corrupt_file_in_the_root_is_reported_and_never_replaced(
 def test_an_unwritable_root_is_a_dataset_error(tmp_path: Path, debian_dir: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    with pytest.raises(DatasetError, match="writable data root"):
+    with pytest.raises(DatasetError, match="choose another data root.*--data-root"):
         prepare_dataset(blocker / "root")
 
 
@@ -182,7 +182,7 @@ def test_a_read_only_root_is_a_dataset_error_naming_the_fix(
         raise PermissionError(30, "Read-only file system")
 
     monkeypatch.setattr(data_module, "atomic_write", read_only)
-    with pytest.raises(DatasetError, match="Read-only file system.*writable data root"):
+    with pytest.raises(DatasetError, match="read-only.*--data-root"):
         prepare_dataset(tmp_path)
 
 
@@ -227,3 +227,23 @@ def test_a_failed_download_names_the_offline_remedy(
     monkeypatch.setattr("torchvision.datasets.utils.download_url", offline)
     with pytest.raises(DatasetNotFoundError, match="apt-get install dataset-fashion-mnist"):
         prepare_dataset(tmp_path, download=True)
+
+
+def test_a_damaged_file_says_how_to_replace_it_by_where_it_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = raw_folder(tmp_path / "root")
+    raw.mkdir(parents=True)
+    mine = write_idx(raw / "t10k-labels-idx1-ubyte", torch.zeros(10_000))  # in the data root
+    mine.write_bytes(mine.read_bytes()[:-2])  # cut short
+    with pytest.raises(
+        DatasetError, match=r"truncated.*move t10k-labels-idx1-ubyte out of"
+    ) as info:
+        data_module._load_verified(mine, data_module._FILES["test"][1])
+    assert "apt-get" not in str(info.value) and "--download" not in str(info.value)
+    system = tmp_path / "debian"
+    system.mkdir()
+    monkeypatch.setattr(data_module, "SYSTEM_DATA_DIRS", (system,))
+    (system / "train-images-idx3-ubyte.gz").write_bytes(b"not gzip")  # the first one read
+    with pytest.raises(DatasetError, match=r"reinstall it \(sudo apt-get install --reinstall"):
+        prepare_dataset(tmp_path / "other")

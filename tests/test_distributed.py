@@ -159,6 +159,7 @@ def test_the_command_line_runs_unchanged_under_torchrun(torchrun_run: tuple[Path
         "checkpoint.pt",
         "model.safetensors",
         "metrics.json",
+        ".lock",
     }
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from conftest import synthetic_loader
 from fashionmlp import EvalResult, FashionMLP, InvalidArgumentError, evaluate
@@ -107,3 +107,20 @@ def test_eval_mode_restores_the_mode_even_after_an_error() -> None:
         assert not model.training and not torch.is_grad_enabled()
         raise RuntimeError
     assert model.training and torch.is_grad_enabled()
+
+
+@pytest.mark.parametrize("loss_fn", [None, nn.CrossEntropyLoss()])
+def test_labels_outside_the_classes_are_named_not_torchs_error(loss_fn: nn.Module | None) -> None:
+    labels = torch.tensor([0, 1, 2, 12, 3, 4, 5, 6, 7, 8])
+    loader = DataLoader(TensorDataset(torch.rand(10, 784), labels), batch_size=5)
+    with pytest.raises(InvalidArgumentError, match=r"outside 0..9"):
+        evaluate(loader, FashionMLP(hidden_features=8), loss_fn)
+
+
+def test_non_finite_inputs_are_refused_after_the_pass(device_reads: list[str]) -> None:
+    x = torch.rand(10, 784)
+    x[3, 5] = float("nan")
+    loader = DataLoader(TensorDataset(x, torch.zeros(10, dtype=torch.long)), batch_size=5)
+    with pytest.raises(InvalidArgumentError, match="1 sample.*NaN or infinite"):
+        evaluate(loader, FashionMLP(hidden_features=8))
+    assert len(device_reads) == 1  # the check rode on the one read

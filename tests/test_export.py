@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fashionmlp import CheckpointError, FashionMLP, MissingExtraError
+from fashionmlp import FashionMLP, InvalidArgumentError, MissingExtraError
 from fashionmlp.cli import main
 from fashionmlp.data import load_split
 from fashionmlp.export import export_onnx
@@ -35,7 +35,7 @@ def test_onnxruntime_gives_pytorchs_logits_on_1000_test_images(
 def test_an_existing_file_is_kept_unless_overwriting(tmp_path: Path) -> None:
     pytest.importorskip("onnxscript")
     (tmp_path / "model.onnx").write_text("mine")
-    with pytest.raises(CheckpointError, match="exists"):
+    with pytest.raises(InvalidArgumentError, match="exists"):
         export_onnx(FashionMLP(hidden_features=8), tmp_path / "model.onnx")
     assert (tmp_path / "model.onnx").read_text() == "mine"
     export_onnx(FashionMLP(hidden_features=8), tmp_path / "model.onnx", overwrite=True)
@@ -49,7 +49,7 @@ def test_the_command_exports_a_saved_model(
     folder = FashionMLP(hidden_features=16).save_pretrained(tmp_path / "run")
     assert main(["export", str(folder)]) == 0
     assert (folder / "model.onnx").is_file() and "Wrote" in capsys.readouterr().out
-    assert main(["export", str(folder)]) == 1  # refused: the file exists
+    assert main(["export", str(folder)]) == 2  # refused: the file exists
     assert "exists" in capsys.readouterr().err
 
 

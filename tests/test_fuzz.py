@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
+import tempfile
 from pathlib import Path
 
 import torch
@@ -16,7 +18,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from fashionmlp import DatasetError, ImageError, load_image
+from fashionmlp import (
+    DatasetError,
+    FashionMLP,
+    FashionMLPError,
+    ImageError,
+    load_checkpoint,
+    load_image,
+    save_checkpoint,
+)
 from fashionmlp.data import read_idx
 from idx_files import idx_bytes
 
@@ -108,3 +118,69 @@ def test_fuzzed_images_raise_only_image_errors(tmp_path: Path, data: bytes) -> N
         assert str(path) in str(exc)
         return
     assert x.shape == (1, 28, 28) and torch.isfinite(x).all()
+
+
+def _small_model_files() -> tuple[bytes, bytes, bytes]:
+    """A checkpoint, a model.safetensors and its config.json, of a small FashionMLP."""
+    with tempfile.TemporaryDirectory() as folder:
+        model = FashionMLP(hidden_features=4, hidden_layers=1, normalize=(0.3, 0.4))
+        save_checkpoint(Path(folder) / "c.pt", model, epoch=1)
+        model.save_pretrained(folder)
+        return tuple(  # type: ignore[return-value]
+            (Path(folder) / name).read_bytes()
+            for name in ("c.pt", "model.safetensors", "config.json")
+        )
+
+
+CHECKPOINT, SAFETENSORS, CONFIG = _small_model_files()
+
+_ODD_VALUES = st.one_of(
+    st.integers(-(2**40), 2**40),
+    st.floats(allow_nan=True),
+    st.text(max_size=8),
+    st.none(),
+    st.lists(st.floats(allow_nan=True), max_size=3),
+)
+
+
+def _json_config(data: st.DataObject) -> bytes:
+    """A config.json of the right shape with odd values: huge layers, NaN, text, nothing."""
+    document = json.loads(CONFIG)
+    for key in ("hidden_features", "hidden_layers", "dropout", "normalize"):
+        if data.draw(st.booleans()):
+            document[key] = data.draw(_ODD_VALUES)
+    return json.dumps(document).encode()
+
+
+@FUZZ
+@given(data=st.one_of(st.binary(max_size=2048), mutated(CHECKPOINT), mutated(SAFETENSORS)))
+def test_fuzzed_weights_files_raise_only_our_errors(tmp_path: Path, data: bytes) -> None:
+    for name in ("w.pt", "w.safetensors"):
+        path = tmp_path / name
+        path.write_bytes(data)
+        (tmp_path / "config.json").write_bytes(CONFIG)
+        for load in (
+            lambda: FashionMLP.from_pretrained(path),
+            lambda: load_checkpoint(path, FashionMLP(hidden_features=4, hidden_layers=1)),
+        ):
+            try:
+                load()
+            except FashionMLPError:
+                pass
+
+
+@FUZZ
+@given(
+    weights=st.one_of(st.just(SAFETENSORS), mutated(SAFETENSORS)),
+    config=st.one_of(st.binary(max_size=256), mutated(CONFIG), st.builds(_json_config, st.data())),
+)
+def test_fuzzed_model_folders_raise_only_our_errors(
+    tmp_path: Path, weights: bytes, config: bytes
+) -> None:
+    (tmp_path / "model.safetensors").write_bytes(weights)
+    (tmp_path / "config.json").write_bytes(config)
+    try:
+        model = FashionMLP.from_pretrained(tmp_path)
+    except FashionMLPError:
+        return
+    assert model(torch.rand(2, 784)).shape == (2, 10)

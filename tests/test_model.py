@@ -133,3 +133,9 @@ def test_normalization_inside_is_the_loaders_arithmetic_and_adds_no_weights() ->
     x = torch.rand(6, 1, 28, 28)
     assert torch.equal(normalizing(x), plain((x - 0.2860) / 0.3530))
     assert "normalize=(0.286, 0.353)" in repr(normalizing) and "normalize" not in repr(plain)
+
+
+def test_float64_input_is_converted_to_the_weights_precision() -> None:
+    model = FashionMLP(hidden_features=8)
+    x = torch.rand(3, 784)
+    assert torch.equal(model(x.double()), model(x)) and model(x.half()).dtype == torch.float32

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import SmallDisk
 from fashionmlp import (
     CheckpointError,
     EpochReport,
@@ -17,6 +18,7 @@ from fashionmlp import (
     FitResult,
     InvalidArgumentError,
     RunConfig,
+    RunFolderError,
     get_recipe,
     save_checkpoint,
 )
@@ -53,9 +55,10 @@ def test_a_new_folder_is_named_by_time_under_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    folder = RunFolder.new()
-    assert folder.path.parent == Path("runs") and folder.path.is_dir()
-    assert list(folder.path.iterdir()) == [] and not folder.finished
+    with RunFolder.new() as folder, RunFolder.new() as other:  # the same second
+        assert folder.path.parent == Path("runs") and folder.path.is_dir()
+        assert os.listdir(folder.path) == [".lock"] and not folder.finished
+        assert other.path != folder.path and other.path.name[:15] == folder.path.name[:15]
 
 
 def test_new_refuses_files_parents_and_foreign_folders(tmp_path: Path) -> None:
@@ -74,13 +77,13 @@ def test_new_refuses_files_parents_and_foreign_folders(tmp_path: Path) -> None:
 
 
 def test_an_earlier_run_is_replaced_only_with_overwrite_and_only_its_files(tmp_path: Path) -> None:
-    folder = RunFolder.new(tmp_path / "run")
-    folder.write_config(SETTINGS, {"device": "cpu"})
-    folder.write_results(fit_result())
+    with RunFolder.new(tmp_path / "run") as folder:
+        folder.write_config(SETTINGS, {"device": "cpu"})
+        folder.write_results(fit_result())
     with pytest.raises(InvalidArgumentError, match="already holds a finished run.*--overwrite"):
         RunFolder.new(folder.path)
-    again = RunFolder.new(folder.path, overwrite=True)
-    assert list(again.path.iterdir()) == []
+    with RunFolder.new(folder.path, overwrite=True) as again:
+        assert os.listdir(again.path) == [".lock"]
 
 
 def test_the_config_round_trips_with_its_environment(tmp_path: Path) -> None:
@@ -98,11 +101,12 @@ def test_the_config_round_trips_with_its_environment(tmp_path: Path) -> None:
 def test_only_an_unfinished_run_can_be_resumed(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError, match="no interrupted run there"):
         RunFolder.interrupted(tmp_path)
-    folder = RunFolder.new(tmp_path / "run")
-    folder.write_config(SETTINGS, {})
-    save_checkpoint(folder.checkpoint, FashionMLP())
-    assert RunFolder.interrupted(folder.path).path == folder.path
-    folder.write_results(fit_result())
+    with RunFolder.new(tmp_path / "run") as folder:
+        folder.write_config(SETTINGS, {})
+        save_checkpoint(folder.checkpoint, FashionMLP())
+    with RunFolder.interrupted(folder.path) as resumed:
+        assert resumed.path == folder.path
+        resumed.write_results(fit_result())
     with pytest.raises(InvalidArgumentError, match="already finished"):
         RunFolder.interrupted(folder.path)
     assert set(p.name for p in folder.path.iterdir()) <= set(RUN_FILES)
@@ -128,3 +132,42 @@ def test_a_finished_run_is_a_model_folder_that_loads_with_its_normalization(
     loaded = FashionMLP.from_pretrained(folder.path)
     assert loaded.config == trained.config and not loaded.training
     assert torch.equal(loaded.fc1.weight, trained.fc1.weight)
+
+
+def test_a_claimed_folder_is_refused_to_anyone_else_until_released(tmp_path: Path) -> None:
+    path = tmp_path / "run"
+    with RunFolder.new(path) as folder:
+        folder.write_config(SETTINGS, {})
+        save_checkpoint(folder.checkpoint, FashionMLP())
+        owner = f"in use by a run of process {os.getpid()} on"
+        with pytest.raises(RunFolderError, match=owner):
+            RunFolder.new(path, overwrite=True)
+        with pytest.raises(RunFolderError, match=owner):
+            RunFolder.interrupted(path)
+    with RunFolder.interrupted(path):  # released: it can be resumed now
+        pass
+
+
+def test_a_new_run_that_fails_before_its_first_checkpoint_leaves_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "run"
+    with pytest.raises(RuntimeError), RunFolder.new(path) as folder:
+        folder.write_config(SETTINGS, {})
+        raise RuntimeError("the data could not be read")
+    assert not path.exists()
+    path.mkdir()  # a folder of the user's own is kept, empty
+    with pytest.raises(RuntimeError), RunFolder.new(path) as folder:
+        raise RuntimeError
+    assert os.listdir(path) == []
+    with pytest.raises(RuntimeError), RunFolder.new(path) as folder:  # once resumable, kept
+        folder.write_config(SETTINGS, {})
+        save_checkpoint(folder.checkpoint, FashionMLP())
+        raise RuntimeError
+    assert {"run.json", "checkpoint.pt"} <= set(os.listdir(path))
+
+
+def test_a_full_disk_while_saving_the_model_leaves_no_partial_file(small_disk: SmallDisk) -> None:
+    small_disk.mount("64k")  # far too small for the 2.7 MB of weights
+    with RunFolder.new(small_disk.path / "run") as folder:
+        with pytest.raises(CheckpointError, match="the disk is full"):
+            folder.write_results(fit_result())
+        assert os.listdir(folder.path) == [".lock"]

@@ -293,3 +293,11 @@ def test_epoch_stats_round_trip_through_a_dict() -> None:
     stats = EpochStats(epoch=2, loss_sum=12.5, samples=50, batches=5, seconds=1.5, stop="batch")
     assert stats.loss == 0.25 and stats.to_dict()["loss"] == 0.25
     assert EpochStats.from_dict(stats.to_dict()) == stats
+
+
+def test_a_label_outside_the_classes_is_our_error() -> None:
+    model = FashionMLP(hidden_features=8)
+    labels = torch.tensor([0, 1, 10, 3])
+    loader = DataLoader(TensorDataset(torch.rand(4, 784), labels), batch_size=2)
+    with pytest.raises(InvalidArgumentError, match="a label of 10 is outside 0..9"):
+        train_epoch(loader, model, nn.CrossEntropyLoss(), sgd(model))

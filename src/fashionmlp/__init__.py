@@ -5,7 +5,8 @@ The names a user of the library reaches for are importable from ``fashionmlp`` i
     from fashionmlp import FashionMLP, make_loaders, train_epoch, evaluate, PrintLoss
 
 Helpers (optimizer and schedule builders, IDX readers, device helpers, type aliases) live
-in their submodules and are documented there.
+in their submodules and are documented there. Names are imported when first used (PEP
+562), so ``import fashionmlp`` and ``fashionmlp --help`` do not pay for importing torch.
 """
 
 from __future__ import annotations
@@ -14,39 +15,92 @@ __version__ = "0.1.0"
 
 import importlib
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .callbacks import (
-    BatchEvent,
-    Callback,
-    LossHistory,
-    PrintLoss,
-    ProgressBar,
-    StopOnSignal,
-    StopTraining,
-)
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .data import default_data_root, prepare_dataset
-from .errors import (
-    CheckpointError,
-    DatasetError,
-    DatasetNotFoundError,
-    DeviceError,
-    FashionMLPError,
-    ImageError,
-    InputShapeError,
-    InvalidArgumentError,
-    MissingExtraError,
-    NonFiniteLossError,
-)
-from .evaluation import EvalResult, evaluate
-from .fitting import FitResult, fit
-from .loaders import Augment, FashionMNISTTensors, Loaders, TensorLoader, make_loaders
-from .model import CLASSES, FashionMLP, FashionMLPConfig
-from .prediction import Prediction, image_to_tensor, load_image, predict, predict_probabilities
-from .recipes import RECIPES, Recipe, get_recipe
-from .state import EpochReport, RunConfig
-from .train import EpochStats, train_epoch
+if TYPE_CHECKING:
+    from .callbacks import (
+        BatchEvent,
+        Callback,
+        LossHistory,
+        PrintLoss,
+        ProgressBar,
+        StopOnSignal,
+        StopTraining,
+    )
+    from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+    from .data import default_data_root, prepare_dataset
+    from .errors import (
+        CheckpointError,
+        DatasetError,
+        DatasetNotFoundError,
+        DeviceError,
+        FashionMLPError,
+        ImageError,
+        InputShapeError,
+        InvalidArgumentError,
+        MissingExtraError,
+        NonFiniteLossError,
+        RunFolderError,
+    )
+    from .evaluation import EvalResult, evaluate
+    from .fitting import FitResult, fit
+    from .loaders import Augment, FashionMNISTTensors, Loaders, TensorLoader, make_loaders
+    from .model import CLASSES, FashionMLP, FashionMLPConfig
+    from .prediction import Prediction, image_to_tensor, load_image, predict, predict_probabilities
+    from .recipes import RECIPES, Recipe, get_recipe
+    from .state import EpochReport, RunConfig
+    from .train import EpochStats, train_epoch
+
+#: Where each public name is defined: imported from there on first use.
+_PUBLIC = {
+    "BatchEvent": "callbacks",
+    "Callback": "callbacks",
+    "LossHistory": "callbacks",
+    "PrintLoss": "callbacks",
+    "ProgressBar": "callbacks",
+    "StopOnSignal": "callbacks",
+    "StopTraining": "callbacks",
+    "Checkpoint": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "default_data_root": "data",
+    "prepare_dataset": "data",
+    "CheckpointError": "errors",
+    "DatasetError": "errors",
+    "DatasetNotFoundError": "errors",
+    "DeviceError": "errors",
+    "FashionMLPError": "errors",
+    "ImageError": "errors",
+    "InputShapeError": "errors",
+    "InvalidArgumentError": "errors",
+    "MissingExtraError": "errors",
+    "NonFiniteLossError": "errors",
+    "RunFolderError": "errors",
+    "EvalResult": "evaluation",
+    "evaluate": "evaluation",
+    "FitResult": "fitting",
+    "fit": "fitting",
+    "Augment": "loaders",
+    "FashionMNISTTensors": "loaders",
+    "Loaders": "loaders",
+    "TensorLoader": "loaders",
+    "make_loaders": "loaders",
+    "CLASSES": "model",
+    "FashionMLP": "model",
+    "FashionMLPConfig": "model",
+    "Prediction": "prediction",
+    "image_to_tensor": "prediction",
+    "load_image": "prediction",
+    "predict": "prediction",
+    "predict_probabilities": "prediction",
+    "RECIPES": "recipes",
+    "Recipe": "recipes",
+    "get_recipe": "recipes",
+    "EpochReport": "state",
+    "RunConfig": "state",
+    "EpochStats": "train",
+    "train_epoch": "train",
+}
 
 __all__ = [
     "CLASSES",
@@ -79,6 +133,7 @@ __all__ = [
     "ProgressBar",
     "Recipe",
     "RunConfig",
+    "RunFolderError",
     "StopOnSignal",
     "StopTraining",
     "TensorLoader",
@@ -120,6 +175,10 @@ _MOVED = {
 
 
 def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+        globals()[name] = value  # later lookups find it without coming here
+        return value
     if name in _MOVED:
         warnings.warn(
             f"fashionmlp.{name} is deprecated and will be removed in 0.3; "
@@ -129,3 +188,7 @@ def __getattr__(name: str) -> Any:
         )
         return getattr(importlib.import_module(_MOVED[name]), name)
     raise AttributeError(f"module 'fashionmlp' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

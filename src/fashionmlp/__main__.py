@@ -1,6 +1,6 @@
-"""``python -m fashionmlp`` runs the command line."""
+"""``python -m fashionmlp``: the command line."""
 
-from .cli import main
+from .cli import run
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()

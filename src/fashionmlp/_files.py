@@ -1,7 +1,8 @@
-"""Writing files so that a reader never sees half of one."""
+"""Writing files so that a reader never sees half of one; saying why a write failed."""
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Callable
@@ -42,3 +43,19 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], object], *, replace: b
     finally:
         if os.path.exists(handle.name):
             os.unlink(handle.name)
+
+
+_REASONS = {
+    errno.ENOSPC: ("the disk is full", "free some space, or choose another {place}"),
+    errno.EDQUOT: ("the disk quota is used up", "free some space, or choose another {place}"),
+    errno.EROFS: ("the file system is read-only", "choose another {place}, on a writable one"),
+    errno.EACCES: ("permission denied", "choose another {place}, one you can write to"),
+    errno.EPERM: ("permission denied", "choose another {place}, one you can write to"),
+}
+
+
+def os_error_fix(exc: OSError, place: str = "folder") -> str:
+    """Why writing failed, in words, and what to do: ``"the disk is full: free some space,
+    or choose another {place}"``."""
+    reason, fix = _REASONS.get(exc.errno or 0, (exc.strerror or str(exc), "choose another {place}"))
+    return f"{reason}: {fix.format(place=place)}"

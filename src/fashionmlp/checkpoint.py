@@ -15,11 +15,13 @@ files hold tensors only, so they cannot carry code either.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
 import re
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -27,7 +29,7 @@ from typing import Any, NamedTuple, Protocol
 import torch
 from torch import nn
 
-from ._files import atomic_write
+from ._files import atomic_write, os_error_fix
 from .errors import CheckpointError, MissingExtraError
 
 __all__ = [
@@ -133,12 +135,16 @@ def save_checkpoint(
         "config": plain_config,
         "state": dict(state or {}),
     }
+    # Serialised in memory first: torch.save reports a full disk as a RuntimeError from its
+    # zip writer, while a plain write of the bytes says OSError(ENOSPC).
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
     try:
-        atomic_write(path, lambda handle: torch.save(payload, handle), replace=True)
+        atomic_write(path, lambda handle: handle.write(buffer.getbuffer()), replace=True)
     except OSError as exc:
         raise CheckpointError(
-            f"cannot write checkpoint {path} ({exc.strerror or exc}); "
-            "check that its folder exists and is writable"
+            f"cannot write checkpoint {path}: {os_error_fix(exc)} (any earlier checkpoint "
+            "there is intact)"
         ) from exc
     return path
 
@@ -163,22 +169,26 @@ def load_checkpoint(
             not plain weights (refused unloaded), or does not fit ``model``.
     """
     path = Path(path)
+    kind = _looks_like(path)
+    if kind not in (_ZIP, _PICKLE):  # torch.save writes a zip; older versions a pickle
+        raise CheckpointError(f"{path} is not a fashionmlp checkpoint or weights file ({kind})")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError as exc:
-        raise CheckpointError(f"checkpoint {path} does not exist") from exc
-    except IsADirectoryError as exc:
-        raise CheckpointError(f"{path} is a folder; give the checkpoint file in it") from exc
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL (\S+)", str(exc))
-        what = f" ({found.group(1)})" if found else ""
+        if found is None:
+            raise CheckpointError(
+                f"{path} is not a readable PyTorch checkpoint (a damaged pickle: "
+                f"{' '.join(str(exc).split())[:200]})"
+            ) from exc
         raise CheckpointError(
-            f"{path} holds objects other than tensors and plain values{what}, so it was "
-            "refused without running them; only load files from sources you trust"
+            f"{path} holds objects other than tensors and plain values ({found.group(1)}), so "
+            "it was refused without running them; only load files from sources you trust"
         ) from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # torch reports damaged files in many types; each means that
         raise CheckpointError(
-            f"{path} is not a readable PyTorch checkpoint (truncated or another format): {exc}"
+            f"{path} is not a readable PyTorch checkpoint (damaged or truncated: "
+            f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
         ) from exc
     checkpoint = _parse(path, payload)
     if model is not None:
@@ -210,6 +220,57 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], *, source: str)
             f"{source} does not fit this model (another architecture?): "
             + " ".join(str(exc).split())
         ) from exc
+
+
+_ZIP = "it is a zip archive, as torch.save writes"
+_PICKLE = "it is a pickle, as older torch.save versions write"
+_SAFETENSORS = "it is a safetensors file"
+_SIGNATURES = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"BM", "a BMP image"),
+    (b"\x1f\x8b", "a gzip file"),
+    (b"%PDF", "a PDF document"),
+    (b"\x7fELF", "a program"),
+)
+
+
+def _looks_like(path: Path) -> str:
+    """What the file is, judged by its first bytes, in words for an error message.
+
+    Raises:
+        CheckpointError: There is no such file, or it cannot be read.
+    """
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such file or folder") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path} is a folder; give a file") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path} cannot be read ({exc.strerror or exc})") from exc
+    if size == 0:
+        return "it looks like an empty file"
+    if head.startswith(b"PK\x03\x04"):
+        return _ZIP if zipfile.is_zipfile(path) else "it looks like a truncated zip archive"
+    if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:  # PROTO opcode, protocol 2-5
+        return _PICKLE
+    header = int.from_bytes(head[:8], "little")
+    if head[8:10] == b'{"' and 0 < header <= size - 8:
+        return _SAFETENSORS
+    for signature, kind in _SIGNATURES:
+        if head.startswith(signature):
+            return f"it looks like {kind}"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:  # not just a character cut short by the 512 bytes
+            return "it looks like binary data of an unknown kind"
+        text = head[: exc.start].decode("utf-8")
+    return "it looks like JSON" if text.lstrip()[:1] in ("{", "[") else "it looks like text"
 
 
 def _parse(path: Path, payload: object) -> Checkpoint:
@@ -269,10 +330,7 @@ def write_pretrained(
             folder / CONFIG_FILE, lambda handle: handle.write(document.encode()), replace=True
         )
     except OSError as exc:
-        raise CheckpointError(
-            f"cannot write the model to {folder} ({exc.strerror or exc}); "
-            "choose a folder you can write to"
-        ) from exc
+        raise CheckpointError(f"cannot write the model to {folder}: {os_error_fix(exc)}") from exc
     return folder
 
 
@@ -338,12 +396,18 @@ def _read_folder(folder: Path, weights: Path | None = None) -> Pretrained:
             f"{config_file} is not a FashionMLP config (model_type {found!r}, expected "
             f"{_MODEL_TYPE!r}); load that model with the library that made it"
         )
+    kind = _looks_like(weights)
+    if kind != _SAFETENSORS:
+        raise CheckpointError(
+            f"{weights} is not a readable safetensors file ({kind}); write it again with "
+            "model.save_pretrained()"
+        )
     try:
         state = load_file(weights)
-    except (SafetensorError, OSError) as exc:
+    except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(
-            f"{weights} is not a readable safetensors file ({exc}); it is truncated or of "
-            "another kind: write it again with model.save_pretrained()"
+            f"{weights} is not a readable safetensors file (damaged or truncated: {exc}); "
+            "write it again with model.save_pretrained()"
         ) from exc
     config = {key: value for key, value in document.items() if key != "model_type"}
     return Pretrained(config, state, str(config_file), str(weights))

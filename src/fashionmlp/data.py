@@ -29,7 +29,7 @@ from typing import Final, Literal
 
 import torch
 
-from ._files import atomic_write
+from ._files import atomic_write, os_error_fix
 from .errors import DatasetError, DatasetNotFoundError
 from .model import IMAGE_SIZE, NUM_CLASSES
 
@@ -88,6 +88,8 @@ _FILES: Final = {
     ),
 }
 _ALL_FILES: Final = _FILES["train"] + _FILES["test"]
+#: Where a data root is chosen, for messages that advise choosing another.
+_DATA_ROOT = "data root (root=..., or --data-root on the command line)"
 _HOW_TO_GET = (
     "install the Debian package (sudo apt-get install dataset-fashion-mnist), "
     "or allow the download (download=True, or --download on the command line)"
@@ -147,7 +149,7 @@ def read_idx(
     if len(data) < header_size:
         raise DatasetError(
             f"{path}: too short for an IDX {kind} file ({len(data)} bytes); "
-            f"the file is truncated or empty: {_HOW_TO_GET}"
+            "the file is truncated or empty"
         )
     shape = [int.from_bytes(data[4 * i : 4 * i + 4], "big") for i in range(1, dims + 1)]
     if kind == "images" and shape[1:] != [IMAGE_SIZE, IMAGE_SIZE]:
@@ -160,7 +162,7 @@ def read_idx(
     if len(data) != expected_size:
         raise DatasetError(
             f"{path}: is {len(data)} bytes but its header promises {expected_size}; "
-            f"the file is truncated or has trailing data: {_HOW_TO_GET}"
+            "the file is truncated or has trailing data"
         )
     values = torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=header_size)
     if kind == "images":
@@ -233,7 +235,7 @@ def _read_bytes(path: Path) -> bytes:
         return raw
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise DatasetError(
-            f"{path}: not a valid gzip file ({exc}); it is corrupt or truncated: {_HOW_TO_GET}"
+            f"{path}: not a valid gzip file ({exc}); it is corrupt or truncated: {_remedy(path)}"
         ) from exc
     except OSError as exc:
         raise DatasetError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
@@ -248,15 +250,33 @@ def _find_compressed(raw: Path, name: str) -> Path | None:
 
 
 def _verify(path: Path | str, spec: _RawFile, data: bytes) -> torch.Tensor:
-    values = read_idx(path, spec.kind, spec.count, data=data)
+    try:
+        values = read_idx(path, spec.kind, spec.count, data=data)
+    except DatasetError as exc:
+        raise DatasetError(f"{exc}: {_remedy(path)}") from exc
     digest = hashlib.sha256(data).hexdigest()
     if digest != spec.sha256:
         raise DatasetError(
             f"{path}: content differs from the published FashionMNIST file "
             f"(SHA-256 {digest[:12]}…, expected {spec.sha256[:12]}…); the file is corrupt: "
-            f"move it away and run again to fetch a fresh copy"
+            f"{_remedy(path)}"
         )
     return values
+
+
+def _remedy(origin: Path | str) -> str:
+    """How to replace a damaged file, by where it came from."""
+    if isinstance(origin, str):  # a download's URL
+        return "the download was damaged; run again to download it afresh"
+    if origin.parent in SYSTEM_DATA_DIRS:
+        return (
+            "the Debian package's copy is damaged; reinstall it "
+            "(sudo apt-get install --reinstall dataset-fashion-mnist)"
+        )
+    return (
+        f"move {origin.name} out of {origin.parent} (or delete it) and run again, and a fresh "
+        "copy is laid out there (nothing of yours is ever replaced by the library itself)"
+    )
 
 
 def _load_verified(path: Path, spec: _RawFile) -> torch.Tensor:
@@ -271,10 +291,7 @@ def _install(raw: Path, spec: _RawFile, data: bytes, *, origin: Path | str) -> N
         raw.mkdir(parents=True, exist_ok=True)
         atomic_write(target, lambda handle: handle.write(data), replace=False)
     except OSError as exc:
-        raise DatasetError(
-            f"cannot write {target} ({exc.strerror or exc}); choose a writable data root "
-            "(root=..., or --data-root on the command line)"
-        ) from exc
+        raise DatasetError(f"cannot write {target}: {os_error_fix(exc, _DATA_ROOT)}") from exc
 
 
 def _download(raw: Path, spec: _RawFile) -> None:
@@ -304,7 +321,5 @@ def _writable(raw: Path) -> Path:
     try:
         raw.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DatasetError(
-            f"cannot create {raw} ({exc.strerror or exc}); choose a writable data root"
-        ) from exc
+        raise DatasetError(f"cannot create {raw}: {os_error_fix(exc, _DATA_ROOT)}") from exc
     return raw

@@ -1,17 +1,43 @@
-"""Turning a device name into a :class:`torch.device` that this machine has."""
+"""Turning a device name into a :class:`torch.device` that this machine has.
+
+Importing this module does not import torch, so that the command line can check a device
+name before it pays for that.
+"""
 
 from __future__ import annotations
 
 import re
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from .errors import DeviceError
 
-__all__ = ["model_device", "resolve_device"]
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = ["check_device_name", "model_device", "resolve_device"]
 
 _NAMES = "cpu, cuda, cuda:N, mps or auto"
+_GRAMMAR = re.compile(r"auto|cpu|mps|cuda(?::(\d+))?")
+
+
+def check_device_name(name: str) -> str:
+    """``name`` normalized (lower case, no spaces) if it is a device name at all.
+
+    Whether this machine has that device is :func:`resolve_device`'s question.
+
+    Raises:
+        DeviceError: ``name`` is not one of cpu, cuda, cuda:N, mps, auto.
+
+    Example:
+        >>> from fashionmlp.devices import check_device_name
+        >>> check_device_name(" CUDA:1 ")
+        'cuda:1'
+    """
+    normalized = name.strip().lower()
+    if _GRAMMAR.fullmatch(normalized) is None:
+        raise DeviceError(f"unknown device {normalized!r}; use {_NAMES}")
+    return normalized
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
@@ -28,9 +54,9 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
         >>> resolve_device("cpu")
         device(type='cpu')
     """
-    if isinstance(name, torch.device):
-        name = str(name)
-    name = name.strip().lower()
+    import torch
+
+    name = check_device_name(str(name))
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -43,15 +69,12 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
         if not torch.backends.mps.is_available():
             raise DeviceError("device 'mps' is not available on this machine; use cpu or auto")
         return torch.device("mps")
-    match = re.fullmatch(r"cuda(?::(\d+))?", name)
-    if match is None:
-        raise DeviceError(f"unknown device {name!r}; use {_NAMES}")
     if not torch.cuda.is_available():
         raise DeviceError(
             f"device {name!r} asked for, but CUDA is not available on this machine "
             "(no NVIDIA GPU, or a CPU-only PyTorch build); use cpu or auto"
         )
-    index = int(match.group(1) or 0)
+    index = int(name.partition(":")[2] or 0)
     if index >= torch.cuda.device_count():
         raise DeviceError(
             f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} "
@@ -62,6 +85,8 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
 
 def model_device(model: nn.Module) -> torch.device:
     """The device of the model's first parameter (the CPU for a model without any)."""
+    import torch
+
     for parameter in model.parameters():
         return parameter.device
     return torch.device("cpu")

@@ -19,6 +19,7 @@ __all__ = [
     "ImageError",
     "MissingExtraError",
     "NonFiniteLossError",
+    "RunFolderError",
 ]
 
 
@@ -44,6 +45,11 @@ class DatasetNotFoundError(DatasetError, FileNotFoundError):
 
 class CheckpointError(FashionMLPError):
     """A checkpoint cannot be written, read, or does not fit the model it is loaded into."""
+
+
+class RunFolderError(FashionMLPError):
+    """A run folder cannot be used: another process is training in it, or its files cannot
+    be written (the disk is full or read-only, or permission is denied)."""
 
 
 class DeviceError(InvalidArgumentError):

@@ -14,7 +14,7 @@ from torch import nn
 from . import distributed
 from .devices import model_device
 from .errors import InvalidArgumentError
-from .train import LossFn, autocast_context
+from .train import LossFn, autocast_context, call_loss
 
 __all__ = ["EvalResult", "eval_mode", "evaluate"]
 
@@ -138,6 +138,10 @@ def evaluate(
     target = torch.device(device) if device is not None else model_device(model)
     confusion: torch.Tensor | None = None  # flat (C * C,) counts, made at the first batch
     loss_sum = torch.zeros((), device=target)
+    # Samples with a label outside 0..C-1, and with a NaN or infinite input: counted on the
+    # device and read with the figures, so checking them costs no read of its own.
+    bad_labels = torch.zeros((), dtype=torch.int64, device=target)
+    bad_inputs = torch.zeros((), dtype=torch.int64, device=target)
     predicted: list[torch.Tensor] = []
     with eval_mode(model):
         for x, y in dataloader:
@@ -145,21 +149,40 @@ def evaluate(
             with autocast_context(target, autocast):
                 pred = model(x)
                 if loss_fn is not None:
-                    loss_sum += loss_fn(pred, y).float() * len(x)
+                    loss_sum += call_loss(loss_fn, pred, y).float() * len(x)
             classes = pred.shape[1]
             if confusion is None:
                 confusion = torch.zeros(classes * classes, dtype=torch.int64, device=target)
             labels = pred.argmax(1)
-            # index_add_ rather than bincount, which reads its input's maximum from the device.
-            confusion.index_add_(0, y * classes + labels, torch.ones_like(y))
+            valid = (y >= 0) & (y < classes)
+            bad_labels += (~valid).sum()
+            if x.is_floating_point():
+                bad_inputs += (~torch.isfinite(x.reshape(len(x), -1))).any(1).sum()
+            # index_add_ rather than bincount, which reads its input's maximum from the
+            # device; a bad label counts nowhere rather than outside the matrix.
+            cells = torch.where(valid, y * classes + labels, 0)
+            confusion.index_add_(0, cells, valid.to(torch.int64))
             if keep_predictions:
                 predicted.append(labels)
     if confusion is None:
         raise InvalidArgumentError("the dataloader yielded no batches; is the dataset empty?")
     # Every figure in one tensor: one sum over processes under torchrun, one read.
     wide = torch.float32 if target.type == "mps" else torch.float64  # MPS has no float64
-    figures = torch.cat([confusion.to(wide), loss_sum.to(wide).reshape(1)])
-    *counts, loss_total = distributed.reduce_sum(figures).tolist()
+    checks = torch.stack([bad_labels, bad_inputs]).to(wide)
+    figures = torch.cat([confusion.to(wide), loss_sum.to(wide).reshape(1), checks])
+    *counts, loss_total, labels_outside, inputs_not_finite = distributed.reduce_sum(
+        figures
+    ).tolist()
+    if labels_outside:
+        raise InvalidArgumentError(
+            f"the loader gave {int(labels_outside)} label(s) outside 0..{classes - 1}; this "
+            f"model has {classes} classes, so each label must be one of them"
+        )
+    if inputs_not_finite:
+        raise InvalidArgumentError(
+            f"the loader gave {int(inputs_not_finite)} sample(s) holding NaN or infinite "
+            "values; give finite pixel values"
+        )
     matrix = tuple(
         tuple(int(count) for count in counts[row * classes : (row + 1) * classes])
         for row in range(classes)

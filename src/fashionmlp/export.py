@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ._files import atomic_write
+from ._files import atomic_write, os_error_fix
 from .devices import model_device
-from .errors import CheckpointError, MissingExtraError
+from .errors import CheckpointError, InvalidArgumentError, MissingExtraError
 from .evaluation import eval_mode
 from .model import IMAGE_SIZE
 
@@ -37,7 +37,8 @@ def export_onnx(model: nn.Module, path: str | os.PathLike[str], *, overwrite: bo
 
     Raises:
         MissingExtraError: onnx or onnxscript is not installed.
-        CheckpointError: ``path`` exists (and ``overwrite`` is false) or cannot be written.
+        InvalidArgumentError: ``path`` exists and ``overwrite`` is false.
+        CheckpointError: ``path`` cannot be written (the message says why).
 
     Example:
         .. code-block:: python
@@ -54,7 +55,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike[str], *, overwrite: bo
         raise MissingExtraError(f"ONNX export needs the export extra: {_EXTRA} ({exc})") from None
     path = Path(path)
     if path.exists() and not overwrite:
-        raise CheckpointError(f"{path} exists; choose another file or allow overwriting it")
+        raise InvalidArgumentError(
+            f"{path} exists; choose another file, or allow replacing it (--overwrite)"
+        )
     example = torch.rand(2, 1, IMAGE_SIZE, IMAGE_SIZE, device=model_device(model))
     with eval_mode(model):
         program = torch.onnx.export(
@@ -70,5 +73,5 @@ def export_onnx(model: nn.Module, path: str | os.PathLike[str], *, overwrite: bo
     try:
         atomic_write(path, lambda handle: handle.write(data), replace=True)
     except OSError as exc:
-        raise CheckpointError(f"cannot write {path} ({exc.strerror or exc})") from exc
+        raise CheckpointError(f"cannot write {path}: {os_error_fix(exc)}") from exc
     return path

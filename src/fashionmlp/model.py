@@ -103,6 +103,20 @@ class FashionMLPConfig:
                     f"got {self.normalize}"
                 )
 
+    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The ``state_dict`` keys of the model this config builds, and their shapes.
+
+        Example:
+            >>> FashionMLPConfig(hidden_features=8, hidden_layers=1).parameter_shapes()
+            {'fc1.weight': (8, 784), 'fc1.bias': (8,), 'fc2.weight': (10, 8), 'fc2.bias': (10,)}
+        """
+        widths = [_FEATURES] + [self.hidden_features] * self.hidden_layers + [NUM_CLASSES]
+        shapes: dict[str, tuple[int, ...]] = {}
+        for index, (n_in, n_out) in enumerate(zip(widths, widths[1:]), start=1):
+            shapes[f"fc{index}.weight"] = (n_out, n_in)
+            shapes[f"fc{index}.bias"] = (n_out,)
+        return shapes
+
     def to_dict(self) -> dict[str, Any]:
         """The arguments as a JSON-ready dict."""
         return {
@@ -176,12 +190,14 @@ class FashionMLP(nn.Module):
         #: What the model was built with (see :class:`FashionMLPConfig`).
         self.config = FashionMLPConfig(hidden_features, hidden_layers, dropout, normalize)
         self.flatten = nn.Flatten()
-        widths = [_FEATURES] + [hidden_features] * hidden_layers + [NUM_CLASSES]
         # Layers are plain attributes fc1, fc2, ... (not a Sequential) so that the
         # default model's state-dict keys are the seed's own.
-        for index, (n_in, n_out) in enumerate(zip(widths, widths[1:]), start=1):
-            self.add_module(f"fc{index}", nn.Linear(in_features=n_in, out_features=n_out))
-        self._layer_names = tuple(f"fc{index}" for index in range(1, len(widths)))
+        shapes = self.config.parameter_shapes()
+        layers = [name.removesuffix(".weight") for name in shapes if name.endswith(".weight")]
+        for layer in layers:
+            n_out, n_in = shapes[f"{layer}.weight"]
+            self.add_module(layer, nn.Linear(in_features=n_in, out_features=n_out))
+        self._layer_names = tuple(layers)
         self.relu = nn.ReLU()
         self.dropout = nn.Dropout(dropout) if dropout > 0 else None
 
@@ -198,15 +214,19 @@ class FashionMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return logits ``(N, 10)`` for a batch of images.
 
+        Floating input of another precision than the weights (float64 from NumPy, say) is
+        converted to theirs; integer input is refused.
+
         Raises:
             InputShapeError: ``x`` is not floating point or not one of the accepted shapes
                 (it is also a :class:`ValueError`).
         """
         _check_input(x)
+        *hidden, output = (getattr(self, name) for name in self._layer_names)
+        x = x.to(output.weight.dtype)  # a no-op when they already agree
         if self.config.normalize is not None:
             x = standardize(x, *self.config.normalize)
         x = self.flatten(x)
-        *hidden, output = (getattr(self, name) for name in self._layer_names)
         for layer in hidden:
             x = self.relu(layer(x))
             if self.dropout is not None:
@@ -274,6 +294,20 @@ class FashionMLP(nn.Module):
                 f"{found.config_source} does not describe a FashionMLP ({exc}); write it again "
                 "with model.save_pretrained()"
             ) from exc
+        # Checked before the model is built: a config claiming huge layers is refused
+        # instead of allocated.
+        shapes = {name: tuple(tensor.shape) for name, tensor in found.state.items()}
+        expected = config.parameter_shapes()
+        if shapes != expected:
+            missing = sorted(set(expected) - set(shapes))
+            extra = sorted(set(shapes) - set(expected))
+            resized = sorted(k for k in set(shapes) & set(expected) if shapes[k] != expected[k])
+            raise CheckpointError(
+                f"{found.weights_source} does not fit the model its config describes "
+                f"({found.config_source}): missing {missing or 'none'}, unexpected "
+                f"{extra or 'none'}, of another size {resized or 'none'}; the files do not "
+                "belong together: write them again with model.save_pretrained()"
+            )
         model = cls.from_config(config)
         load_state(model, found.state, source=found.weights_source)
         return model.eval()

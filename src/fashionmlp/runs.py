@@ -17,19 +17,24 @@ holding anything else is never written into.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import secrets
+import socket
+import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
 from . import __version__, distributed
+from ._files import atomic_write, os_error_fix
 from .checkpoint import CONFIG_FILE, WEIGHTS_FILE
-from .errors import CheckpointError, InvalidArgumentError
+from .errors import CheckpointError, InvalidArgumentError, MissingExtraError, RunFolderError
 from .fitting import FitResult
 from .loaders import Split
 from .state import RunConfig
@@ -37,6 +42,7 @@ from .state import RunConfig
 __all__ = [
     "CHECKPOINT",
     "CONFIG",
+    "LOCK",
     "METRICS",
     "PLOTS",
     "RUN",
@@ -59,29 +65,52 @@ RUN = "run.json"
 METRICS = "metrics.json"
 #: The figures of a finished run.
 PLOTS = ("loss.png", "accuracy.png", "confusion_matrix.png", "misclassified.png")
+#: Held locked (``flock``) by the process training in the folder; it names that process.
+LOCK = ".lock"
 #: Every file a run folder may hold.
-RUN_FILES = (CHECKPOINT, WEIGHTS, CONFIG, RUN, METRICS, *PLOTS)
+RUN_FILES = (CHECKPOINT, WEIGHTS, CONFIG, RUN, METRICS, LOCK, *PLOTS)
 
 
 class RunFolder:
-    """One run's folder. Make one with :meth:`new` (a new run) or :meth:`interrupted` (to
-    resume); the constructor itself checks nothing.
+    """One run's folder, owned by one process at a time.
+
+    :meth:`new` (for a new run) and :meth:`interrupted` (to resume one) *claim* the folder:
+    they take an operating-system lock on its ``.lock`` file before anything is written and
+    hold it until :meth:`release` (or the end of a ``with`` block, or the process: the
+    kernel frees it when the process dies, so ``kill -9`` leaves no stale lock). A second
+    claim of a folder in use is refused, naming the process that holds it. Used as a
+    context manager, a claimed new run whose start failed (no checkpoint written yet) is
+    removed again, so that the same ``--out`` works next time. The constructor itself
+    claims and checks nothing.
 
     Example:
         .. code-block:: python
 
-            folder = RunFolder.new(Path("runs/first"))
-            folder.write_config(config, environment(device, "data"))
-            result = fit(config.recipe, "data", checkpoint_path=folder.checkpoint, ...)
-            folder.write_results(result)
+            with RunFolder.new(Path("runs/first")) as folder:
+                folder.write_config(config, environment(device, "data"))
+                result = fit(config.recipe, "data", checkpoint_path=folder.checkpoint, ...)
+                folder.write_results(result)
             FashionMLP.from_pretrained(folder.path)  # the trained model, anywhere
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self._lock: IO[str] | None = None
+        self._new = False  # claimed for a new run (so a failed start can be undone)
+        self._created = False  # and the folder itself was made for it
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"
+
+    def __enter__(self) -> RunFolder:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        try:
+            if kind is not None and self._new and not self.checkpoint.exists():
+                self._remove_failed_start()
+        finally:
+            self.release()
 
     @property
     def checkpoint(self) -> Path:
@@ -100,19 +129,20 @@ class RunFolder:
 
     @classmethod
     def new(cls, path: Path | None = None, *, overwrite: bool = False) -> RunFolder:
-        """The folder for a new run, created and empty of an earlier run's files.
+        """Claim the folder for a new run: created if needed, empty of an earlier run's files.
 
-        Without ``path``: ``runs/<date>-<time>`` under the working directory.
+        Without ``path``: ``runs/<date>-<time>-<random>`` under the working directory, a
+        name no other run has.
 
         Raises:
-            InvalidArgumentError: ``path`` is a file, its parent is missing, it holds
-                files of something other than a run, or an earlier run and
-                ``overwrite`` is false.
+            InvalidArgumentError: ``path`` is a file, its parent is missing, it holds files
+                of something other than a run, or an earlier run and ``overwrite`` is false.
+            RunFolderError: Another process is training in it, or it cannot be created or
+                written (the message says why: disk full, read-only, permission).
         """
-        if path is None:
-            path = Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
-            path.parent.mkdir(exist_ok=True)
-        elif not path.parent.is_dir():
+        folder = cls._unused_name() if path is None else cls(path)
+        path = folder.path
+        if not path.parent.is_dir():
             raise InvalidArgumentError(
                 f"--out {path}: its parent folder {path.parent} does not exist; create it first"
             )
@@ -120,14 +150,24 @@ class RunFolder:
             raise InvalidArgumentError(
                 f"--out {path} is a file, not a folder; choose another --out"
             )
-        contents = {entry.name for entry in path.iterdir()} if path.is_dir() else set()
-        if contents:
-            if not contents <= set(RUN_FILES) or RUN not in contents:
-                raise InvalidArgumentError(
-                    f"--out {path} is not empty and is not a fashionmlp run folder; "
-                    "choose a new or empty folder"
-                )
-            if not overwrite:
+        folder._refuse_foreign_files()  # before anything of ours is written into it
+        if not path.exists():
+            try:
+                path.mkdir()
+                folder._created = True
+            except FileExistsError:
+                pass  # made a moment ago by someone else: the checks below, under the lock
+            except OSError as exc:
+                raise RunFolderError(
+                    f"cannot create --out {path}: {os_error_fix(exc, '--out')}"
+                ) from exc
+        folder._claim()
+        try:
+            folder._refuse_foreign_files()
+            contents = folder._run_files()
+            # Settings alone, without a checkpoint, are a start killed before it got going:
+            # nothing there can be resumed, so the folder is taken like an empty one.
+            if contents - {RUN} and not overwrite:
                 state = "a finished run" if WEIGHTS in contents else "an interrupted run"
                 hint = "" if WEIGHTS in contents else f" (or continue it with --resume {path})"
                 raise InvalidArgumentError(
@@ -136,34 +176,105 @@ class RunFolder:
                 )
             for name in contents:  # only the run's own files, checked above
                 (path / name).unlink()
-        try:
-            path.mkdir(exist_ok=True)
-        except OSError as exc:
-            raise InvalidArgumentError(
-                f"cannot create --out {path} ({exc.strerror or exc})"
-            ) from exc
-        return cls(path)
+        except BaseException:
+            folder.release()
+            raise
+        folder._new = True
+        return folder
 
     @classmethod
     def interrupted(cls, path: Path) -> RunFolder:
-        """An interrupted run's folder, to resume.
+        """Claim an interrupted run's folder, to resume it.
 
         Raises:
             InvalidArgumentError: No interrupted run is there, or that run finished.
+            RunFolderError: Another process is training in it.
         """
         folder = cls(path)
         if not folder.checkpoint.is_file() or not (folder.path / RUN).is_file():
             raise InvalidArgumentError(
                 f"--resume {path}: no interrupted run there (it needs {CHECKPOINT} and {RUN})"
             )
+        folder._claim()
         if folder.finished:
+            folder.release()
             raise InvalidArgumentError(f"--resume {path}: that run already finished")
         return folder
 
+    def release(self) -> None:
+        """Give up the claim (the lock's file stays; it is a run file)."""
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases the lock
+            self._lock = None
+
+    @classmethod
+    def _unused_name(cls) -> RunFolder:
+        runs = Path("runs")
+        runs.mkdir(exist_ok=True)
+        # The second's timestamp reads well; the random part keeps runs started in the
+        # same second (by several users, or a script) apart.
+        return cls(runs / f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}")
+
+    def _run_files(self) -> set[str]:
+        return (
+            {entry.name for entry in self.path.iterdir()} - {LOCK} if self.path.is_dir() else set()
+        )
+
+    def _refuse_foreign_files(self) -> None:
+        contents = self._run_files()
+        if contents and (not contents <= set(RUN_FILES) or RUN not in contents):
+            raise InvalidArgumentError(
+                f"--out {self.path} is not empty and is not a fashionmlp run folder; "
+                "choose a new or empty folder"
+            )
+
+    def _claim(self) -> None:
+        """Take the folder's lock, or say which process holds it."""
+        try:
+            handle = open(self.path / LOCK, "a+")  # noqa: SIM115  # held open: it is the lock
+        except OSError as exc:
+            raise RunFolderError(
+                f"cannot write in {self.path}: {os_error_fix(exc, '--out')}"
+            ) from exc
+        try:
+            _lock(handle)
+        except OSError:
+            handle.seek(0)
+            owner = " ".join(handle.read().split()) or "another process"
+            handle.close()
+            raise RunFolderError(
+                f"{self.path} is in use by a run of {owner}; wait for it to finish, or stop "
+                f"it (Ctrl-C saves it for --resume), or choose another --out"
+            ) from None
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+            handle.flush()
+        except OSError as exc:
+            handle.close()
+            raise RunFolderError(
+                f"cannot write in {self.path}: {os_error_fix(exc, '--out')}"
+            ) from exc
+        self._lock = handle
+
+    def _remove_failed_start(self) -> None:
+        """Remove what a new run that never got going wrote, so its --out can be used again."""
+        for name in RUN_FILES:  # atomic_write leaves no temporary files of its own
+            with contextlib.suppress(FileNotFoundError):
+                (self.path / name).unlink()
+        if self._created:
+            with contextlib.suppress(OSError):
+                self.path.rmdir()
+
     def write_config(self, config: RunConfig, environment: Mapping[str, object]) -> None:
-        """Write ``run.json``: the run's settings and where it ran."""
+        """Write ``run.json``: the run's settings and where it ran.
+
+        Raises:
+            RunFolderError: It cannot be written (the message says why).
+        """
         document = {**config.to_dict(), "environment": dict(environment)}
-        (self.path / RUN).write_text(json.dumps(document, indent=2) + "\n")
+        self._write(RUN, json.dumps(document, indent=2) + "\n")
 
     def read_config(self) -> RunConfig:
         """The run's settings from ``run.json``.
@@ -182,7 +293,15 @@ class RunFolder:
         """Write the finished model (``config.json`` + ``model.safetensors``) and
         ``metrics.json``."""
         result.model.save_pretrained(self.path)
-        (self.path / METRICS).write_text(json.dumps(metrics(result), indent=2) + "\n")
+        self._write(METRICS, json.dumps(metrics(result), indent=2) + "\n")
+
+    def _write(self, name: str, text: str) -> None:
+        try:
+            atomic_write(self.path / name, lambda handle: handle.write(text.encode()), replace=True)
+        except OSError as exc:
+            raise RunFolderError(
+                f"cannot write {self.path / name}: {os_error_fix(exc, '--out')}"
+            ) from exc
 
     def write_plots(
         self, result: FitResult, batch_losses: Sequence[tuple[int, float]], evaluated: Split
@@ -198,12 +317,25 @@ class RunFolder:
                 misclassified images.
 
         Raises:
-            ImportError: matplotlib is not installed (``pip install 'fashionmlp[plots]'``).
+            MissingExtraError: matplotlib is not installed (``pip install 'fashionmlp[plots]'``).
+            RunFolderError: A figure cannot be written (the message says why).
         """
         try:
             import matplotlib  # noqa: F401
-        except ImportError as exc:
-            raise ImportError("plots need matplotlib: pip install 'fashionmlp[plots]'") from exc
+        except ImportError:
+            raise MissingExtraError(
+                "plots need matplotlib: pip install 'fashionmlp[plots]'"
+            ) from None
+        try:
+            return self._draw(result, batch_losses, evaluated)
+        except OSError as exc:
+            raise RunFolderError(
+                f"cannot write the plots in {self.path}: {os_error_fix(exc, '--out')}"
+            ) from exc
+
+    def _draw(
+        self, result: FitResult, batch_losses: Sequence[tuple[int, float]], evaluated: Split
+    ) -> list[Path]:
         from . import plots
 
         history = result.history
@@ -228,6 +360,19 @@ class RunFolder:
                 result.final.predictions,
             )
         return sorted(self.path.glob("*.png"))
+
+
+def _lock(handle: IO[str]) -> None:
+    """Lock ``handle``'s file for this process without waiting; OSError if another holds it."""
+    if sys.platform == "win32":
+        import msvcrt
+
+        handle.seek(0)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def environment(device: torch.device, data_root: str | os.PathLike[str]) -> dict[str, object]:

@@ -181,7 +181,7 @@ def train_epoch(
         x, y = x.to(target, non_blocking=non_blocking), y.to(target, non_blocking=non_blocking)
         with autocast_context(target, autocast):
             pred = model(x)
-            loss = loss_fn(pred, y)
+            loss = call_loss(loss_fn, pred, y)
 
         optimizer.zero_grad()
         loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
@@ -268,6 +268,24 @@ def _raise_non_finite(
         f"training stopped. The learning rate is probably too high: try a lower one "
         f"(e.g. {lr / 10:g})"
     )
+
+
+def call_loss(loss_fn: LossFn, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``loss_fn(pred, y)``; a label outside the model's classes becomes our error.
+
+    The labels are looked at only when the loss function fails, so a good batch costs no
+    read; torch reports a bad label on the CPU as an IndexError or RuntimeError.
+    """
+    try:
+        return loss_fn(pred, y)
+    except (IndexError, RuntimeError) as exc:
+        classes = pred.shape[-1]
+        if y.dtype.is_floating_point or not bool(((y < 0) | (y >= classes)).any()):
+            raise
+        raise InvalidArgumentError(
+            f"a label of {int(y[(y < 0) | (y >= classes)][0])} is outside 0..{classes - 1}: "
+            f"this model has {classes} classes, so each label must be one of them"
+        ) from exc
 
 
 def autocast_context(
