@@ -120,6 +120,18 @@ def test_unreadable_files_are_clear_errors(tmp_path: Path, content: object, mess
         load_checkpoint(path, FashionMLP())
 
 
+@pytest.mark.parametrize(
+    ("damage", "named"), [({"epoch": "one"}, "epoch"), ({"model": {"w": 1}}, "model")]
+)
+def test_a_damaged_checkpoint_of_ours_names_what_is_wrong(
+    tmp_path: Path, damage: dict[str, object], named: str
+) -> None:
+    path = save_checkpoint(tmp_path / "c.pt", FashionMLP(hidden_features=8))
+    torch.save({**torch.load(path, weights_only=True), **damage}, path)
+    with pytest.raises(CheckpointError, match=rf"damaged fashionmlp checkpoint \({named} "):
+        load_checkpoint(path, FashionMLP(hidden_features=8))
+
+
 def test_resuming_an_optimizer_needs_its_state(tmp_path: Path) -> None:
     model = FashionMLP(hidden_features=8)
     path = save_checkpoint(tmp_path / "c.pt", model)

@@ -129,3 +129,12 @@ def test_leftover_or_missing_keys_are_refused(
     )
     with pytest.raises(CheckpointError, match=message):
         new_state().load(tmp_path / "odd.pt")
+
+def test_a_damaged_training_state_is_a_checkpoint_error(tmp_path: Path) -> None:
+    state = new_state()
+    state.save(tmp_path / "state.pt")
+    saved = torch.load(tmp_path / "state.pt", weights_only=True)
+    saved["state"]["torch_rng"] = torch.zeros(3)  # the right key holding the wrong thing
+    torch.save(saved, tmp_path / "state.pt")
+    with pytest.raises(CheckpointError, match="damaged training state"):
+        new_state().load(tmp_path / "state.pt")

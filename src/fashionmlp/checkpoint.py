@@ -222,6 +222,12 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], *, source: str)
         ) from exc
 
 
+def _is_state_dict(value: object) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(key, str) and isinstance(tensor, torch.Tensor) for key, tensor in value.items()
+    )
+
+
 _ZIP = "it is a zip archive, as torch.save writes"
 _PICKLE = "it is a pickle, as older torch.save versions write"
 _SAFETENSORS = "it is a safetensors file"
@@ -277,16 +283,32 @@ def _parse(path: Path, payload: object) -> Checkpoint:
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path} is not a checkpoint (it holds a {type(payload).__name__})")
     if payload.get("format") == _FORMAT:
+        expected: dict[str, type | tuple[type, ...]] = {
+            "model": dict,
+            "optimizer": (dict, type(None)),
+            "scheduler": (dict, type(None)),
+            "epoch": (int, type(None)),
+            "config": dict,
+            "state": dict,
+            "model_config": (dict, type(None)),
+        }
+        # An absent optional entry (None allowed) reads as None, as older checkpoints lack some.
+        wrong = sorted(k for k, kind in expected.items() if not isinstance(payload.get(k), kind))
+        if wrong or not _is_state_dict(payload["model"]):
+            raise CheckpointError(
+                f"{path} is a damaged fashionmlp checkpoint ({', '.join(wrong) or 'model'} "
+                "missing or of the wrong kind); use another copy, or train again"
+            )
         return Checkpoint(
             model_state=payload["model"],
             optimizer_state=payload.get("optimizer"),
             scheduler_state=payload.get("scheduler"),
             epoch=payload.get("epoch"),
-            config=payload.get("config") or {},
-            state=payload.get("state") or {},
+            config=payload["config"],
+            state=payload["state"],
             model_config=payload.get("model_config"),
         )
-    if payload and all(isinstance(value, torch.Tensor) for value in payload.values()):
+    if payload and _is_state_dict(payload):
         return Checkpoint(model_state=payload)  # a bare state_dict
     raise CheckpointError(f"{path} is not a fashionmlp checkpoint or a model state_dict")
 

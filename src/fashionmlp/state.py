@@ -253,7 +253,15 @@ class TrainState:
                 f"{path} is not a fashionmlp training state (unused keys: {unused or 'none'}, "
                 f"missing keys: {missing or 'none'}); resume only from a checkpoint fit() wrote"
             )
-        state = checkpoint.state
+        try:
+            self._restore(checkpoint.state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"{path} is a damaged training state ({type(exc).__name__}: {exc}); use "
+                "another copy, or start the run again"
+            ) from exc
+
+    def _restore(self, state: dict[str, Any]) -> None:
         torch.set_rng_state(state["torch_rng"])
         device = model_device(self.model)
         if state["cuda_rng"] is not None and device.type == "cuda":
