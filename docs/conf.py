@@ -47,7 +47,7 @@ intersphinx_disabled_reftypes = ["*"]
 nitpicky = True
 nitpick_ignore_regex = [
     (r"py:.*", r"(torch|torchvision|os|collections|pathlib|PIL|numpy|typing)\..*"),
-    (r"py:class", r"Path|PILImage|nn\.Module|TextIO|Final|FrameType|fashionmlp\.distributed\.T"),
+    (r"py:class", r"Path|PILImage|nn\.Module|nn\.Parameter|TextIO|Final|FrameType|fashionmlp\.distributed\.T"),
 ]
 
 # The docstrings' examples run as doctests (make test runs the doctest builder).

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+from typing import Any
+
 import pytest
 import torch
 
@@ -23,6 +27,28 @@ def test_shipped_recipes_train_the_default_model_on_the_tensor_backend() -> None
         recipe = get_recipe(name)
         assert recipe.backend == "tensor" and recipe.name == name
         assert Recipe.from_dict(recipe.to_dict()) == recipe
+        # The seed's model, unchanged: 669,706 parameters, no dropout; it normalizes itself.
+        model = FashionMLP.from_config(recipe.model_config)
+        assert sum(p.numel() for p in model.parameters()) == 669_706
+        assert recipe.model_config == FashionMLP(normalize=recipe.model_config.normalize).config
+        assert recipe.dropout == 0.0 and recipe.optimizer == "muon"
+    assert get_recipe("fast").epochs <= 12  # passes over the training set
+
+
+def test_the_search_script_tries_the_shipped_settings() -> None:
+    search = _load_benchmark("search")
+    tried = search.candidates()
+    assert tried["muon-8 (fast)"] == get_recipe("fast")
+    assert tried["muon-80 translate 1 (long)"] == get_recipe("long")
+
+
+def _load_benchmark(name: str) -> Any:
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_unknown_names_and_bad_settings_are_refused() -> None:
@@ -45,8 +71,11 @@ def test_unknown_names_and_bad_settings_are_refused() -> None:
         Recipe.from_dict({**get_recipe("seed").to_dict(), "colour": "red"})
 
 
+ADAMW = get_recipe("fast").replace(optimizer="adamw")  # one parameter group
+
+
 def test_one_cycle_schedule_spans_every_step() -> None:
-    recipe = get_recipe("fast").replace(epochs=2)
+    recipe = ADAMW.replace(epochs=2)
     optimizer = make_optimizer(recipe, FashionMLP(hidden_features=8))
     scheduler = make_scheduler(recipe, optimizer, steps_per_epoch=5)
     assert scheduler is not None
@@ -60,7 +89,7 @@ def test_one_cycle_schedule_spans_every_step() -> None:
 
 @pytest.mark.parametrize("steps", [1, 3, 4, 5, 8])
 def test_very_short_schedules_still_work(steps: int) -> None:
-    recipe = get_recipe("fast").replace(epochs=1)
+    recipe = ADAMW.replace(epochs=1)
     optimizer = make_optimizer(recipe, FashionMLP(hidden_features=8))
     scheduler = make_scheduler(recipe, optimizer, steps_per_epoch=steps)
     assert (scheduler is None) == (steps < 4)

@@ -91,7 +91,9 @@ def test_the_whole_state_survives_a_save_and_a_load(tmp_path: Path) -> None:
         torch.equal(a, b)
         for a, b in zip(state.model.state_dict().values(), loaded.model.state_dict().values())
     )
-    assert loaded.optimizer.state_dict()["state"][0]["step"] == 6  # two advances of 3 steps
+    saved, restored = state.optimizer.state_dict()["state"], loaded.optimizer.state_dict()["state"]
+    assert torch.equal(saved[0]["momentum_buffer"], restored[0]["momentum_buffer"])  # Muon's
+    assert restored[2]["step"] == 6  # an AdamW parameter's: two advances of 3 steps
     assert loaded.scheduler is not None and state.scheduler is not None
     assert loaded.scheduler.state_dict() == state.scheduler.state_dict()
     assert loaded.history == state.history and loaded.partial == partial
@@ -129,6 +131,7 @@ def test_leftover_or_missing_keys_are_refused(
     )
     with pytest.raises(CheckpointError, match=message):
         new_state().load(tmp_path / "odd.pt")
+
 
 def test_a_damaged_training_state_is_a_checkpoint_error(tmp_path: Path) -> None:
     state = new_state()

@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--recipe",
         choices=RECIPE_NAMES,
         default=None,
-        help="fast (default): about 90%% test accuracy in about 20 s on 2 CPU cores; "
+        help="fast (default): about 90.7%% test accuracy in 8 epochs (7 s on 2 CPU cores with "
+        "native bfloat16, 21 s in float32); "
         "seed: the seed exactly; long: the best accuracy",
     )
     train.add_argument("--epochs", type=_positive_int, help="override the recipe's epochs")

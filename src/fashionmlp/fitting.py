@@ -136,7 +136,7 @@ def fit(
         validation_size=validation_size,
     )
     model = FashionMLP.from_config(recipe.model_config).to(target)
-    optimizer = make_optimizer(recipe, model)
+    optimizer = make_optimizer(recipe, model, precision=autocast)
     scheduler = make_scheduler(recipe, optimizer, len(train))
     state = TrainState(config, model, optimizer, scheduler, train.generator)
     if resume_from is not None:
