@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,29 @@ def test_unreadable_files_are_named(tmp_path: Path, content: bytes | None, messa
     with pytest.raises(ImageError, match=message) as info:
         load_image(path)
     assert str(path) in str(info.value)
+
+
+def test_a_chunk_claiming_gigabytes_is_refused_without_allocating_them(tmp_path: Path) -> None:
+    # Found by Hypothesis: an IDAT chunk declaring 2.5 GiB made Pillow ask the file for
+    # all of it at once, and a few such files filled the machine's memory.
+    buffer = io.BytesIO()
+    Image.new("RGBA", (23, 17)).save(buffer, format="PNG")
+    header = buffer.getvalue()[:33]  # signature and IHDR chunk
+    path = tmp_path / "liar.png"
+    path.write_bytes(header + (0xA000_0000).to_bytes(4, "big") + b"IDAT\x00\x00")
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageError, match="liar.png"):
+            load_image(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 2**20
+
+
+def test_only_regular_files_are_read() -> None:
+    with pytest.raises(ImageError, match="/dev/zero: is not a regular file"):
+        load_image("/dev/zero")
 
 
 def test_truncated_and_animated_files_are_named(tmp_path: Path) -> None:

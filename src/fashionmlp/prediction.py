@@ -18,8 +18,10 @@ Pillow is imported only when an image is read.
 
 from __future__ import annotations
 
+import io
 import math
 import os
+import stat
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,6 +53,7 @@ __all__ = [
 ImageLike = Union[str, "os.PathLike[str]", "PILImage", torch.Tensor]
 
 _MAX_PIXELS = 50_000_000  # far above any photo; refuses decompression bombs early
+_MAX_FILE_BYTES = 256 * 2**20  # far above any photo of _MAX_PIXELS, compressed
 
 
 @dataclass(frozen=True)
@@ -110,10 +113,13 @@ def load_image(path: str | os.PathLike[str], *, invert: bool | None = None) -> t
     """
     from PIL import Image, UnidentifiedImageError
 
+    data = _read_image_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            # From memory: Pillow reads a chunk's declared length at once, and a damaged
+            # length asks a real file for gigabytes; an in-memory stream gives what it has.
+            with Image.open(io.BytesIO(data)) as image:
                 if image.width * image.height > _MAX_PIXELS:
                     raise ImageError(
                         f"declares {image.width}x{image.height} pixels, more than the "
@@ -123,10 +129,6 @@ def load_image(path: str | os.PathLike[str], *, invert: bool | None = None) -> t
                 return image_to_tensor(image, invert=invert)
     except ImageError as exc:
         raise ImageError(f"{path}: {exc}") from exc
-    except FileNotFoundError as exc:
-        raise ImageError(f"{path}: no such file") from exc
-    except IsADirectoryError as exc:
-        raise ImageError(f"{path}: is a folder, not an image") from exc
     except UnidentifiedImageError as exc:
         raise ImageError(f"{path}: not an image Pillow can read (PNG or JPEG expected)") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -134,6 +136,26 @@ def load_image(path: str | os.PathLike[str], *, invert: bool | None = None) -> t
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         # Pillow reports truncated and corrupt data with these.
         raise ImageError(f"{path}: cannot be decoded ({exc}); the file is damaged") from exc
+
+
+def _read_image_file(path: str | os.PathLike[str]) -> bytes:
+    try:
+        with open(path, "rb") as file:
+            info = os.fstat(file.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise ImageError(f"{path}: is not a regular file; give an image file")
+            if info.st_size > _MAX_FILE_BYTES:
+                raise ImageError(
+                    f"{path}: is {info.st_size / 2**20:,.0f} MiB, more than the "
+                    f"{_MAX_FILE_BYTES // 2**20} MiB allowed for an image; scale it down first"
+                )
+            return file.read()
+    except FileNotFoundError as exc:
+        raise ImageError(f"{path}: no such file") from exc
+    except IsADirectoryError as exc:
+        raise ImageError(f"{path}: is a folder, not an image") from exc
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
 
 
 def predict(
