@@ -195,6 +195,8 @@ def broken(folder: Path, fault: str) -> Path:
         (folder / "config.json").write_text(json.dumps({**config, "model_type": "bert"}))
     elif fault == "config out of range":
         (folder / "config.json").write_text(json.dumps({**config, "hidden_layers": 0}))
+    elif fault == "config of absurd depth":  # found by Hypothesis: it filled the memory
+        (folder / "config.json").write_text(json.dumps({**config, "hidden_layers": 2**40}))
     elif fault == "config missing":
         (folder / "config.json").unlink()
     elif fault == "a pickle as weights":
@@ -213,6 +215,7 @@ def broken(folder: Path, fault: str) -> Path:
         ("config not JSON", r"config.json is not valid JSON"),
         ("config of another model", r"config.json is not a FashionMLP config \(model_type 'bert'"),
         ("config out of range", r"config.json does not describe a FashionMLP.*hidden_layers"),
+        ("config of absurd depth", r"holds 8 tensors, too few for the 1099511627776 hidden"),
         ("config missing", r"config.json is missing"),
         ("a pickle as weights", r"model.safetensors is not a readable safetensors file"),
     ],

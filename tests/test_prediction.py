@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import tracemalloc
 from pathlib import Path
 
@@ -137,6 +139,36 @@ def test_a_chunk_claiming_gigabytes_is_refused_without_allocating_them(tmp_path:
 def test_only_regular_files_are_read() -> None:
     with pytest.raises(ImageError, match="/dev/zero: is not a regular file"):
         load_image("/dev/zero")
+
+
+_STRIP_UNDER_A_MEMORY_LIMIT = """
+import resource, sys
+from PIL import Image
+from fashionmlp import image_to_tensor
+
+strip = Image.new("L", (60_000, 2), 0)  # 120,000 pixels; squared, 14 GB of floats
+strip.paste(255, (30_000, 0, 60_000, 2))
+with open("/proc/self/status") as status:
+    used = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize"))
+resource.setrlimit(resource.RLIMIT_AS, (used + 2**30, resource.RLIM_INFINITY))
+x = image_to_tensor(strip, invert=False)
+print(float(x[0, :, :14].sum()), float(x[0, :, 14:].sum()), float(x[0, 0].max()))
+"""
+
+
+def test_a_long_thin_strip_is_shrunk_before_it_is_squared() -> None:
+    # Found by Hypothesis: a JPEG 20736 pixels wide and a few high passed the pixel limit
+    # but its padded square asked torch for 1.7 GB.
+    run = subprocess.run(
+        [sys.executable, "-c", _STRIP_UNDER_A_MEMORY_LIMIT],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    left, right, top = map(float, run.stdout.split())
+    # A thin line across a dark square: light on its right half only, nothing at the top.
+    assert right > 0.02 and left < right / 50 and top == 0.0
 
 
 def test_truncated_and_animated_files_are_named(tmp_path: Path) -> None:

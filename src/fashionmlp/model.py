@@ -297,6 +297,14 @@ class FashionMLP(nn.Module):
         # Checked before the model is built: a config claiming huge layers is refused
         # instead of allocated.
         shapes = {name: tuple(tensor.shape) for name, tensor in found.state.items()}
+        if config.hidden_layers >= len(shapes):  # each layer has two tensors
+            # Said before listing the expected names: a config claiming 2**40 layers would
+            # fill the memory with them.
+            raise CheckpointError(
+                f"{found.weights_source} holds {len(shapes)} tensors, too few for the "
+                f"{config.hidden_layers} hidden layers of its config ({found.config_source}); "
+                "the files do not belong together: write them again with model.save_pretrained()"
+            )
         expected = config.parameter_shapes()
         if shapes != expected:
             missing = sorted(set(expected) - set(shapes))

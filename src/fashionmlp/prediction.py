@@ -304,6 +304,15 @@ def _square_resize(pixels: torch.Tensor, background: float) -> torch.Tensor:
     """Pad ``(H, W)`` to a square with ``background``, resize to ``(1, 28, 28)``."""
     height, width = pixels.shape
     side = max(height, width)
+    if side * side > _MAX_PIXELS:
+        # A long thin strip has few pixels but a huge square: shrink it first, so that the
+        # square stays within the pixel limit (a 20000x1 strip would square to 1.6 GB).
+        scale = math.sqrt(_MAX_PIXELS) / side
+        height, width = max(1, round(height * scale)), max(1, round(width * scale))
+        pixels = torch.nn.functional.interpolate(
+            pixels[None, None], size=(height, width), mode="bilinear", antialias=True
+        )[0, 0]
+        side = max(height, width)
     top, left = (side - height) // 2, (side - width) // 2
     square = torch.full((side, side), background)
     square[top : top + height, left : left + width] = pixels
