@@ -23,7 +23,13 @@ from fashionmlp.callbacks import as_hook
 
 
 def event(
-    batch: int, loss: float = 0.5, *, batch_size: int = 64, epoch: int = 1, num_batches: int = 938
+    batch: int,
+    loss: float = 0.5,
+    *,
+    batch_size: int = 64,
+    epoch: int = 1,
+    num_batches: int = 938,
+    step: int | None = None,
 ) -> BatchEvent:
     return BatchEvent(
         epoch=epoch,
@@ -33,6 +39,8 @@ def event(
         samples_seen=(batch + 1) * batch_size,
         dataset_size=60_000,
         loss_tensor=torch.tensor(loss),
+        step=(epoch - 1) * num_batches + batch if step is None else step,
+        lr=0.01,
     )
 
 
@@ -71,12 +79,12 @@ def test_event_is_frozen_and_caches_its_float() -> None:
 def test_loss_history_collects_pairs_across_epochs() -> None:
     history = LossHistory(every=2)
     for batch in range(5):
-        history.on_batch_end(event(batch, loss=float(batch)))
-    for batch in range(3):  # a second epoch: steps keep counting
-        history(event(batch, loss=10.0 + batch))
+        history.on_batch_end(event(batch, loss=float(batch), num_batches=5))
+    for batch in range(3):  # a second epoch: the events' steps keep counting
+        history(event(batch, loss=10.0 + batch, epoch=2, num_batches=5))
     assert history.pairs == [(0, 0.0), (2, 2.0), (4, 4.0), (6, 11.0)]
     assert history.steps == [0, 2, 4, 6] and len(history) == 4
-    history(event(0, loss=99.0))  # step 8 is recorded after an earlier read
+    history(event(3, loss=99.0, epoch=2, num_batches=5))  # step 8, after an earlier read
     assert history.losses == [0.0, 2.0, 4.0, 11.0, 99.0]
 
 

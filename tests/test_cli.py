@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import csv
 import errno
 import json
 import os
@@ -23,6 +24,11 @@ from fashionmlp.cli import main
 from fashionmlp.data import load_split
 
 PNGS = {"loss.png", "accuracy.png", "confusion_matrix.png", "misclassified.png"}
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
 
 
 def run_cli(*arguments: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -150,6 +156,10 @@ def test_train_writes_a_complete_run_folder(fast_run: Path) -> None:
     assert metrics["final"]["total"] == 5000
     assert sum(map(sum, metrics["final"]["confusion_matrix"])) == 5000
     assert metrics["final_test_accuracy"] == metrics["final"]["accuracy"] > 0.6
+    epochs = csv_rows(fast_run / "metrics.csv")  # written as the run went
+    assert [row["epoch"] for row in epochs] == ["1", "2", "3"]
+    assert float(epochs[-1]["eval_accuracy"]) == metrics["final_test_accuracy"]
+    assert {row["evaluated_on"] for row in epochs} == {"test"}
     model = FashionMLP.from_pretrained(fast_run)
     assert model.config == FashionMLP(normalize=(0.2860, 0.3530)).config  # the fast recipe's
 
@@ -319,6 +329,8 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(
     assert f"interrupted during {when} after " in last
     assert last.endswith(f"resume with: fashionmlp train --resume {part}")
     assert "Traceback" not in err and not (part / "model.safetensors").exists()
+    kept = [row["epoch"] for row in csv_rows(part / "metrics.csv")]
+    assert kept == (["1"] if when == "epoch 2" else [])  # the finished epoch's row stays
 
     plots = signal_number == signal.SIGTERM  # the resumed run draws the whole run's plots
     resumed = run_cli(
@@ -338,6 +350,7 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(
     assert all(torch.equal(expected[key], got[key]) for key in expected)
     metrics = json.loads((part / "metrics.json").read_text())
     assert [epoch["epoch"] for epoch in metrics["epochs"]] == [1, 2, 3]
+    assert [row["epoch"] for row in csv_rows(part / "metrics.csv")] == ["1", "2", "3"]
     assert {path.name for path in part.glob("*.png")} == (PNGS if plots else set())
 
 
@@ -365,7 +378,11 @@ def test_a_second_ctrl_c_stops_at_once_without_saving(real_data_root: Path, tmp_
         for line in process.stdout:
             if line.startswith("Epoch 1/3:"):
                 break
-        saved = (out / "checkpoint.pt").read_bytes()  # written before that line
+        deadline = time.monotonic() + 60  # epoch 1's checkpoint follows its line
+        while load_checkpoint(out / "checkpoint.pt").epoch != 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        saved = (out / "checkpoint.pt").read_bytes()
         process.send_signal(signal.SIGINT)
         time.sleep(0.2)
         process.send_signal(signal.SIGINT)
@@ -472,6 +489,7 @@ def test_overwrite_replaces_a_finished_run_whole(real_data_root: Path, tmp_path:
         "checkpoint.pt",
         "model.safetensors",
         "metrics.json",
+        "metrics.csv",
         ".lock",
     }
 
@@ -674,7 +692,8 @@ def test_a_full_disk_mid_run_keeps_the_last_checkpoint_and_resumes(
     err = capsys.readouterr().err
     assert "cannot write checkpoint" in err and "the disk is full" in err
     assert "any earlier checkpoint there is intact" in err and len(err.strip().splitlines()) == 1
-    assert sorted(os.listdir(out)) == [".lock", "checkpoint.pt", "run.json"]  # no partial file
+    # No partial file; epoch 1's row was written before its checkpoint failed.
+    assert sorted(os.listdir(out)) == [".lock", "checkpoint.pt", "metrics.csv", "run.json"]
     assert load_checkpoint(out / "checkpoint.pt").epoch == 0
     small_disk.mount("16m")  # space freed
     assert (
@@ -801,3 +820,28 @@ def test_the_parsers_recipe_names_are_the_shipped_recipes() -> None:
     from fashionmlp.recipes import RECIPES
 
     assert sorted(RECIPE_NAMES) == sorted(RECIPES)
+
+
+@pytest.mark.real_data
+def test_tensorboard_event_files_load_with_loss_and_accuracy(
+    real_data_root: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    arguments = ["train", "--epochs", "2", "--limit", "4096", "--seed", "0", "--no-plots"]
+    arguments += ["--tensorboard", "--log-every", "1", "--device", "cpu", "--out", str(out)]
+    assert main([*arguments, "--data-root", str(real_data_root)]) == 0
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {
+        "train/batch_loss",
+        "epoch/train_loss",
+        "epoch/test_loss",
+        "epoch/test_accuracy",
+    } <= tags
+    assert [e.step for e in events.Scalars("train/batch_loss")] == [0, 1, 2, 3]  # 2 batches x 2
+    final = json.loads((out / "metrics.json").read_text())["final_test_accuracy"]
+    assert events.Scalars("epoch/test_accuracy")[-1].value == pytest.approx(final)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -136,9 +137,8 @@ def torchrun_run(
 ) -> tuple[Path, str]:
     """An uninterrupted two-process ``fashionmlp train``: its folder and what it printed."""
     out = tmp_path_factory.mktemp("torchrun") / "run"
-    run = run_torchrun(
-        ["-m", "fashionmlp", "train", *interruptible_run_options(real_data_root), "--out", str(out)]
-    )
+    arguments = [*interruptible_run_options(real_data_root), "--tensorboard", "--out", str(out)]
+    run = run_torchrun(["-m", "fashionmlp", "train", *arguments])
     assert run.returncode == 0, run.stderr[-3000:]
     return out, run.stdout
 
@@ -159,8 +159,14 @@ def test_the_command_line_runs_unchanged_under_torchrun(torchrun_run: tuple[Path
         "checkpoint.pt",
         "model.safetensors",
         "metrics.json",
+        "metrics.csv",
+        "tensorboard",
         ".lock",
     }
+    # One set of log files, each row written once: only rank 0 writes.
+    with open(out / "metrics.csv", newline="") as handle:
+        assert [row["epoch"] for row in csv.DictReader(handle)] == ["1", "2", "3"]
+    assert len(list((out / "tensorboard").iterdir())) == 1
 
 
 @pytest.mark.real_data

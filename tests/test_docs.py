@@ -40,6 +40,8 @@ def test_every_page_of_the_toctree_is_built(built_html: Path) -> None:
         "callbacks",
         "loaders",
         "recipes",
+        "pretrained",
+        "logging",
         "checkpoints",
         "distributed",
         "cli",

@@ -280,3 +280,30 @@ def test_fit_and_make_loaders_default_like_the_command_line() -> None:
     assert inspect.signature(fit).parameters["device"].default == "auto"
     assert inspect.signature(fit).parameters["root"].default is None
     assert inspect.signature(make_loaders).parameters["root"].default is None
+
+
+@pytest.mark.real_data
+def test_a_resumed_runs_events_and_reports_continue_the_global_step(
+    real_data_root: Path, tmp_path: Path, unbroken: dict[str, FitResult]
+) -> None:
+    path, steps = tmp_path / "part.pt", []
+    first = fit(
+        two_epochs("seed"),
+        real_data_root,
+        seed=4,
+        checkpoint_path=path,
+        callbacks=[stop_in_epoch_2(9), lambda event: steps.append(event.step)],
+        **SMALL,
+    )
+    resumed = fit(
+        two_epochs("seed"),
+        real_data_root,
+        seed=4,
+        resume_from=path,
+        callbacks=[lambda e: steps.append(e.step)],
+        **SMALL,
+    )
+    per_epoch = first.history[0].train.batches  # 47 batches of 64 in 3,000 images
+    assert steps == list(range(2 * per_epoch))  # each step once, in order, across the resume
+    assert [r.step for r in resumed.history] == [per_epoch, 2 * per_epoch]
+    assert [r.step for r in unbroken["seed"].history] == [per_epoch, 2 * per_epoch]

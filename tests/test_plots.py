@@ -38,6 +38,7 @@ def history(epochs: int) -> list[EpochReport]:
                 ),
                 seconds=float(epoch),
                 lr=0.01,
+                step=10 * epoch,
             )
         )
     return reports

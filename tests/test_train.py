@@ -301,3 +301,32 @@ def test_a_label_outside_the_classes_is_our_error() -> None:
     loader = DataLoader(TensorDataset(torch.rand(4, 784), labels), batch_size=2)
     with pytest.raises(InvalidArgumentError, match="a label of 10 is outside 0..9"):
         train_epoch(loader, model, nn.CrossEntropyLoss(), sgd(model))
+
+
+def test_events_carry_the_global_step_and_the_learning_rate_used() -> None:
+    model = FashionMLP(hidden_features=8)
+    optimizer = sgd(model)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 / (1 + step))
+    seen: list[tuple[int, float | None]] = []
+    for epoch in (1, 2):  # 5 batches each
+        train_epoch(
+            synthetic_loader(40, 8),
+            model,
+            nn.CrossEntropyLoss(),
+            optimizer,
+            scheduler=scheduler,
+            epoch=epoch,
+            callbacks=[lambda e: seen.append((e.step, e.lr))],
+        )
+    assert [step for step, _ in seen] == list(range(10))
+    assert [lr for _, lr in seen] == pytest.approx([0.01 / (1 + step) for step in range(10)])
+    seen.clear()
+    train_epoch(
+        synthetic_loader(40, 8),
+        model,
+        nn.CrossEntropyLoss(),
+        optimizer,
+        first_step=100,
+        callbacks=[lambda e: seen.append((e.step, e.lr))],
+    )
+    assert [step for step, _ in seen] == [100, 101, 102, 103, 104]

@@ -17,17 +17,21 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from types import FrameType
-from typing import Any, Literal, Protocol, TextIO, Union, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO, Union, runtime_checkable
 
 import torch
 
 from . import distributed
 from .errors import InvalidArgumentError
 
+if TYPE_CHECKING:
+    from .state import EpochReport
+
 __all__ = [
     "BatchEvent",
     "Callback",
     "CallbackLike",
+    "EpochCallback",
     "LossHistory",
     "PrintLoss",
     "ProgressBar",
@@ -61,6 +65,12 @@ class BatchEvent:
     dataset_size: int
     #: The batch's loss, detached, on the training device.
     loss_tensor: torch.Tensor
+    #: The run's global step, the optimizer steps before this one, counting across epochs
+    #: and resumes (``train_epoch(first_step=...)``; by default ``(epoch - 1) * num_batches
+    #: + batch`` when an epoch is given, else ``batch``).
+    step: int = 0
+    #: The learning rate this batch's step used (the optimizer's first parameter group).
+    lr: float | None = None
 
     @cached_property
     def loss(self) -> float:
@@ -79,6 +89,15 @@ class Callback(Protocol):
 
     def on_batch_end(self, event: BatchEvent) -> None:
         """Called after each batch's optimizer step."""
+
+
+@runtime_checkable
+class EpochCallback(Protocol):
+    """A callback that also wants each finished epoch: :func:`~fashionmlp.fit` calls its
+    ``on_epoch_end`` with the :class:`~fashionmlp.EpochReport` (the loggers are such)."""
+
+    def on_epoch_end(self, report: EpochReport) -> None:
+        """Called after each epoch's evaluation, before its checkpoint is written."""
 
 
 #: What ``train_epoch(callbacks=...)`` accepts: a :class:`Callback` or a plain function.
@@ -160,11 +179,11 @@ class PrintLoss:
 
 
 class LossHistory:
-    """Collect ``(step, loss)`` pairs, one every ``every`` batches, across epochs.
+    """Collect ``(step, loss)`` pairs, one every ``every`` steps, across epochs.
 
-    ``step`` counts the batches this history has seen, from 0. Losses are kept as
-    device tensors and read together when first asked for, so collecting them costs
-    no per-batch sync.
+    ``step`` is the event's global step (:attr:`BatchEvent.step`), so a history kept across
+    a resumed run lines up with the unbroken run's. Losses are kept as device tensors and
+    read together when first asked for, so collecting them costs no per-batch sync.
 
     Example:
         >>> history = LossHistory()
@@ -177,17 +196,15 @@ class LossHistory:
         if every < 1:
             raise InvalidArgumentError(f"every must be at least 1, got {every}")
         self.every = every
-        self._step = 0
         self._steps: list[int] = []
         self._pending: list[torch.Tensor] = []
         self._losses: list[float] = []
 
     def on_batch_end(self, event: BatchEvent) -> None:
         """Record the batch's loss tensor if this step is one to keep."""
-        if self._step % self.every == 0:
-            self._steps.append(self._step)
+        if event.step % self.every == 0:
+            self._steps.append(event.step)
             self._pending.append(event.loss_tensor)
-        self._step += 1
 
     __call__ = on_batch_end
 

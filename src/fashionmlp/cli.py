@@ -184,6 +184,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
     train.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard event files to RUN/tensorboard "
+        "(pip install 'fashionmlp[tensorboard]'; then: tensorboard --logdir runs)",
+    )
+    train.add_argument(
+        "--log-every",
+        type=_positive_int,
+        default=50,
+        metavar="N",
+        help="steps between two batch-loss points in TensorBoard (default 50)",
+    )
+    train.add_argument(
         "--no-finite-check",
         action="store_true",
         help="keep training when the loss becomes NaN or infinite (default: stop)",
@@ -428,7 +441,8 @@ def _train_in(
     from .data import default_data_root
     from .fitting import fit
     from .loaders import select_splits
-    from .runs import environment
+    from .loggers import CSVLogger, TensorBoardLogger
+    from .runs import METRICS_CSV, TENSORBOARD, environment
     from .state import EpochReport
 
     data_root = args.data_root or default_data_root()
@@ -444,7 +458,11 @@ def _train_in(
         flush=True,
     )
     batch_losses = LossHistory()
-    callbacks: list[CallbackLike] = [batch_losses]
+    # Loggers write from rank 0 only; metrics.csv continues a resumed run's rows.
+    loggers: list[CSVLogger | TensorBoardLogger] = [CSVLogger(folder.path / METRICS_CSV)]
+    if args.tensorboard:
+        loggers.append(TensorBoardLogger(folder.path / TENSORBOARD, every=args.log_every))
+    callbacks: list[CallbackLike] = [batch_losses, *loggers]
     progress = None
     if not main:
         pass
@@ -472,7 +490,9 @@ def _train_in(
     stop = StopOnSignal()
     resume_hint = f"resume with: fashionmlp train --resume {folder.path}"
     try:
-        with stop.installed():
+        with stop.installed(), contextlib.ExitStack() as closing:
+            for logger in loggers:
+                closing.callback(logger.close)
             stop.received = stop.received or _received  # one that came just before
             result = fit(
                 recipe,

@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from . import distributed
-from .callbacks import CallbackLike, StopTraining
+from .callbacks import CallbackLike, EpochCallback, StopTraining
 from .devices import resolve_device
 from .evaluation import EvalResult, evaluate
 from .loaders import make_loaders
@@ -95,13 +95,16 @@ def fit(
         limit: Use only the first ``limit`` samples of each split.
         validation_size: Evaluate on this many held-out training images instead of the
             test set (for tuning; see :func:`~fashionmlp.make_loaders`).
-        callbacks: Batch callbacks (see :func:`~fashionmlp.train_epoch`). One raising
+        callbacks: Batch callbacks (see :func:`~fashionmlp.train_epoch`); those that also
+            have ``on_epoch_end`` (:class:`~fashionmlp.callbacks.EpochCallback`, such as the
+            loggers) get each :class:`~fashionmlp.EpochReport` too. One raising
             :class:`~fashionmlp.StopTraining` stops the run right after that batch, and
             ``fit`` writes a checkpoint of that very point (with ``at="epoch"``: after the
             epoch).
         epoch_callbacks: Called with each :class:`~fashionmlp.EpochReport`, after the
-            epoch's checkpoint is written; one raising :class:`~fashionmlp.StopTraining`
-            stops the run after that epoch.
+            epoch's evaluation and before its checkpoint is written; one raising
+            :class:`~fashionmlp.StopTraining` stops the run after that epoch (and its
+            checkpoint).
         checkpoint_path: Written (atomically) before the first epoch, after every epoch
             and at a stop, with everything needed to resume.
         resume_from: A checkpoint written by an earlier ``fit`` with the same recipe, seed
@@ -148,6 +151,10 @@ def fit(
     eval_loss = nn.CrossEntropyLoss()
     non_blocking = target.type == "cuda"
     precision: Literal["float32", "bfloat16"] = "float32" if autocast is None else "bfloat16"
+    epoch_hooks: list[Callable[[EpochReport], object]] = list(epoch_callbacks)
+    for callback in callbacks:
+        if isinstance(callback, EpochCallback):  # a logger: it wants the epochs too
+            epoch_hooks.append(callback.on_epoch_end)
 
     while state.epochs_done < recipe.epochs:
         epoch = state.epochs_done + 1
@@ -160,6 +167,7 @@ def fit(
             epoch=epoch,
             scheduler=scheduler,
             carry=state.start_epoch(),
+            first_step=state.steps_done,
             autocast=autocast,
             non_blocking=non_blocking,
             check_finite=check_finite,
@@ -184,8 +192,12 @@ def fit(
             keep_predictions=epoch == recipe.epochs,  # for the misclassified-images plot
         )
         report = state.finish_epoch(stats, result, evaluation_seconds=time.perf_counter() - started)
+        # The epoch's callbacks (and loggers) before its checkpoint: a run killed between
+        # the two redoes the epoch on resume, and a logger that has its row already skips it,
+        # so no row is lost and none is written twice.
+        stop = _tell(epoch_hooks, report) or stats.stop == "epoch"
         _save(state, checkpoint_path)
-        if _tell(epoch_callbacks, report) or stats.stop == "epoch":
+        if stop:
             break
     return FitResult(
         model=model,

@@ -46,8 +46,7 @@ def plot_losses(
             done, losses, linewidth=0.6, alpha=0.5, label=f"training loss{smoothed}, per batch"
         )
     if history:
-        per_epoch = _steps_per_epoch(batch_losses, history)
-        ends = [report.epoch * per_epoch for report in history]
+        ends = [report.step for report in history]  # the global step at each epoch's end
         axes.plot(ends, [r.train.loss for r in history], "o-", label="training loss, epoch mean")
         evaluated = [(end, r.eval.loss) for end, r in zip(ends, history) if r.eval.loss is not None]
         if evaluated:
@@ -136,12 +135,6 @@ def plot_misclassified(
         f"Misclassified test images: true → predicted ({int((labels != predictions).sum())} in all)"
     )
     return _save(figure, path)
-
-
-def _steps_per_epoch(
-    batch_losses: Sequence[tuple[int, float]], history: Sequence[EpochReport]
-) -> int:
-    return history[-1].train.batches if history else max(len(batch_losses), 1)
 
 
 def _figure(width: float, height: float) -> Figure:

@@ -7,8 +7,10 @@ the run's records beside it::
     model.safetensors  the trained weights; their presence marks the run finished
     run.json           the run's settings (RunConfig) and where it ran
     checkpoint.pt      everything needed to resume, rewritten after every epoch
+    metrics.csv        one row per finished epoch, appended as the run goes
     metrics.json       per-epoch figures and the final result
     loss.png, accuracy.png, confusion_matrix.png, misclassified.png
+    tensorboard/       TensorBoard event files (fashionmlp train --tensorboard)
 
 A new run goes into a folder that does not exist or is empty; an earlier run's folder is
 reused only when asked to overwrite it, and then only its own files are removed. A folder
@@ -22,6 +24,7 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import socket
 import sys
 from collections.abc import Mapping, Sequence
@@ -44,9 +47,11 @@ __all__ = [
     "CONFIG",
     "LOCK",
     "METRICS",
+    "METRICS_CSV",
     "PLOTS",
     "RUN",
     "RUN_FILES",
+    "TENSORBOARD",
     "WEIGHTS",
     "RunFolder",
     "environment",
@@ -63,12 +68,16 @@ CONFIG = CONFIG_FILE
 RUN = "run.json"
 #: Per-epoch figures and the final result.
 METRICS = "metrics.json"
+#: One row per finished epoch, appended as the run goes (see :class:`~fashionmlp.loggers.CSVLogger`).
+METRICS_CSV = "metrics.csv"
+#: The folder of TensorBoard event files.
+TENSORBOARD = "tensorboard"
 #: The figures of a finished run.
 PLOTS = ("loss.png", "accuracy.png", "confusion_matrix.png", "misclassified.png")
 #: Held locked (``flock``) by the process training in the folder; it names that process.
 LOCK = ".lock"
 #: Every file a run folder may hold.
-RUN_FILES = (CHECKPOINT, WEIGHTS, CONFIG, RUN, METRICS, LOCK, *PLOTS)
+RUN_FILES = (CHECKPOINT, WEIGHTS, CONFIG, RUN, METRICS, METRICS_CSV, TENSORBOARD, LOCK, *PLOTS)
 
 
 class RunFolder:
@@ -175,7 +184,7 @@ class RunFolder:
                     f"--overwrite to replace it{hint}"
                 )
             for name in contents:  # only the run's own files, checked above
-                (path / name).unlink()
+                _remove(path / name)
         except BaseException:
             folder.release()
             raise
@@ -261,8 +270,7 @@ class RunFolder:
     def _remove_failed_start(self) -> None:
         """Remove what a new run that never got going wrote, so its --out can be used again."""
         for name in RUN_FILES:  # atomic_write leaves no temporary files of its own
-            with contextlib.suppress(FileNotFoundError):
-                (self.path / name).unlink()
+            _remove(self.path / name)
         if self._created:
             with contextlib.suppress(OSError):
                 self.path.rmdir()
@@ -310,8 +318,8 @@ class RunFolder:
 
         Args:
             result: The finished run.
-            batch_losses: ``(step, loss)`` pairs of the batches this process trained (from
-                a :class:`~fashionmlp.LossHistory`); after a resume, the later epochs'.
+            batch_losses: ``(global step, loss)`` pairs of the batches this process trained
+                (a :class:`~fashionmlp.LossHistory`'s); after a resume, the later ones.
             evaluated: The images and labels the run was evaluated on, in loader order
                 (see :func:`~fashionmlp.loaders.select_splits`), for the grid of
                 misclassified images.
@@ -339,12 +347,9 @@ class RunFolder:
         from . import plots
 
         history = result.history
-        per_epoch = history[-1].train.batches
-        # After a resume, this process saw only the later epochs' batches.
-        offset = (len(history) - len(batch_losses) // per_epoch) * per_epoch
         plots.plot_losses(
             self.path / "loss.png",
-            [(step + offset, loss) for step, loss in batch_losses],
+            batch_losses,
             history,
             label_smoothing=result.config.recipe.label_smoothing,
         )
@@ -360,6 +365,15 @@ class RunFolder:
                 result.final.predictions,
             )
         return sorted(self.path.glob("*.png"))
+
+
+def _remove(path: Path) -> None:
+    """Remove a run's file or folder (the TensorBoard one), if there."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
 
 def _lock(handle: IO[str]) -> None:

@@ -100,6 +100,10 @@ class EpochReport:
     seconds: float
     #: Learning rate at the end of the epoch.
     lr: float
+    #: Optimizer steps in the run so far, this epoch's included (the global step).
+    step: int = 0
+    #: ``"test"`` or ``"validation"``: what :attr:`eval` measured.
+    evaluated_on: str = "test"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the form kept in checkpoints and ``metrics.json``)."""
@@ -110,6 +114,8 @@ class EpochReport:
             "eval": self.eval.to_dict(),
             "seconds": self.seconds,
             "lr": self.lr,
+            "step": self.step,
+            "evaluated_on": self.evaluated_on,
         }
 
     @classmethod
@@ -122,6 +128,8 @@ class EpochReport:
             eval=EvalResult.from_dict(data["eval"]),
             seconds=data["seconds"],
             lr=data["lr"],
+            step=data["step"],
+            evaluated_on=data["evaluated_on"],
         )
 
 
@@ -177,6 +185,11 @@ class TrainState:
         """Wall-clock seconds of the finished epochs."""
         return self.history[-1].seconds if self.history else 0.0
 
+    @property
+    def steps_done(self) -> int:
+        """The optimizer steps of the finished epochs (the global step the next one starts at)."""
+        return self.history[-1].step if self.history else 0
+
     def start_epoch(self) -> EpochStats | None:
         """Begin the next epoch; return the progress to carry into it, if any.
 
@@ -204,6 +217,8 @@ class TrainState:
             eval=result,
             seconds=self.seconds + train.seconds + evaluation_seconds,
             lr=float(self.optimizer.param_groups[0]["lr"]),
+            step=self.steps_done + train.batches,
+            evaluated_on=self.config.evaluated_on,
         )
         self.history.append(report)
         self.partial = None

@@ -83,6 +83,7 @@ def train_epoch(
     epoch: int | None = None,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     carry: EpochStats | None = None,
+    first_step: int | None = None,
     device: torch.device | str | None = None,
     autocast: torch.dtype | None = None,
     non_blocking: bool = False,
@@ -120,6 +121,9 @@ def train_epoch(
             the loader's random draws (order, augmentation) stay where an unbroken epoch
             has them, and the returned figures add this part to ``carry``'s, bit for bit
             what an unbroken epoch returns.
+        first_step: The run's global step at this epoch's first batch, for the events'
+            ``step`` (default: ``(epoch - 1) * len(dataloader)`` when ``epoch`` is given,
+            else 0; :func:`~fashionmlp.fit` passes the exact count).
         device: Where batches go; defaults to the device of the model's parameters.
         autocast: Run forward and loss under :func:`torch.autocast` with this dtype
             (``torch.bfloat16`` on a CUDA GPU is the usual choice); ``None`` (default)
@@ -166,6 +170,8 @@ def train_epoch(
     # A carried part's figures are global: one process counts them, the others start at 0.
     counted = carry if carry is not None and distributed.is_main_process() else None
     skip = carry.batches if carry is not None else 0
+    if first_step is None:
+        first_step = (epoch - 1) * num_batches if epoch is not None else 0
     model.train()
     loss_sum = torch.full((), counted.loss_sum if counted else 0.0, device=target)
     samples = counted.samples if counted else 0
@@ -185,6 +191,7 @@ def train_epoch(
 
         optimizer.zero_grad()
         loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
+        lr = optimizer.param_groups[0].get("lr")  # what this step uses: a Python number
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
@@ -211,6 +218,8 @@ def train_epoch(
                 samples_seen=seen,
                 dataset_size=dataset_size,
                 loss_tensor=detached,
+                step=first_step + batch,
+                lr=float(lr) if lr is not None else None,
             )
             stop = _run_hooks(hooks, event, stop)
             if stop == "batch":
