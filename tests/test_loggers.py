@@ -48,6 +48,24 @@ def rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def train_two_epochs(logger: CSVLogger | TensorBoardLogger, report_epochs: bool = False) -> None:
+    """Two epochs of 10 batches (steps 0..19) on a tiny model, the logger as a callback."""
+    model = FashionMLP(hidden_features=8)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    for epoch in (1, 2):
+        train_epoch(
+            synthetic_loader(80, 8),
+            model,
+            nn.CrossEntropyLoss(),
+            optimizer,
+            callbacks=[logger],
+            epoch=epoch,
+        )
+        if report_epochs:
+            logger.on_epoch_end(report(epoch))
+    logger.close()
+
+
 def test_each_epoch_is_one_row_written_as_it_comes(tmp_path: Path) -> None:
     path = tmp_path / "metrics.csv"
     logger = CSVLogger(path)
@@ -96,18 +114,7 @@ def test_a_file_of_something_else_is_refused(tmp_path: Path) -> None:
 
 def test_batch_rows_come_every_n_steps_with_their_step_and_rate(tmp_path: Path) -> None:
     logger = CSVLogger(tmp_path / "epochs.csv", batches_path=tmp_path / "batches.csv", every=4)
-    model = FashionMLP(hidden_features=8)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
-    for epoch in (1, 2):  # 10 batches each: steps 0..19
-        train_epoch(
-            synthetic_loader(80, 8),
-            model,
-            nn.CrossEntropyLoss(),
-            optimizer,
-            callbacks=[logger],
-            epoch=epoch,
-        )
-    logger.close()
+    train_two_epochs(logger)
     written = rows(tmp_path / "batches.csv")
     assert tuple(written[0]) == BATCH_COLUMNS
     assert [int(row["step"]) for row in written] == [0, 4, 8, 12, 16]
@@ -133,20 +140,7 @@ def test_tensorboard_event_files_load_in_tensorboards_reader(tmp_path: Path) -> 
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    logger = TensorBoardLogger(tmp_path / "tb", every=5)
-    model = FashionMLP(hidden_features=8)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
-    for epoch in (1, 2):
-        train_epoch(
-            synthetic_loader(80, 8),
-            model,
-            nn.CrossEntropyLoss(),
-            optimizer,
-            callbacks=[logger],
-            epoch=epoch,
-        )
-        logger.on_epoch_end(report(epoch))
-    logger.close()
+    train_two_epochs(TensorBoardLogger(tmp_path / "tb", every=5), report_epochs=True)
     events = EventAccumulator(str(tmp_path / "tb"))
     events.Reload()
     tags = set(events.Tags()["scalars"])
