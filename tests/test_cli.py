@@ -19,8 +19,8 @@ from PIL import Image
 
 import fashionmlp.data as data_module
 from conftest import SmallDisk, interruptible_run_options
-from fashionmlp import CLASSES, FashionMLP, load_checkpoint
-from fashionmlp.cli import main
+from fashionmlp import CLASSES, FashionMLP, get_recipe, load_checkpoint
+from fashionmlp.cli import _optimizer_summary, main
 from fashionmlp.data import load_split
 
 PNGS = {"loss.png", "accuracy.png", "confusion_matrix.png", "misclassified.png"}
@@ -845,3 +845,11 @@ def test_tensorboard_event_files_load_with_loss_and_accuracy(
     assert [e.step for e in events.Scalars("train/batch_loss")] == [0, 1, 2, 3]  # 2 batches x 2
     final = json.loads((out / "metrics.json").read_text())["final_test_accuracy"]
     assert events.Scalars("epoch/test_accuracy")[-1].value == pytest.approx(final)
+
+
+def test_the_run_header_names_each_learning_rate_of_the_optimizer() -> None:
+    assert _optimizer_summary(get_recipe("seed")) == "sgd lr 0.01"
+    fast = get_recipe("fast")
+    assert _optimizer_summary(fast) == (
+        f"muon lr {fast.muon_lr} (hidden weights), adamw lr {fast.lr} (the rest)"
+    )

@@ -380,6 +380,13 @@ def _plural(count: int, noun: str, nouns: str) -> str:
     return f"{count} {noun if count == 1 else nouns}"
 
 
+def _optimizer_summary(recipe: Recipe) -> str:
+    """``sgd lr 0.01``; a Muon recipe has two rates: the hidden matrices' and AdamW's."""
+    if recipe.optimizer == "muon":
+        return f"muon lr {recipe.muon_lr} (hidden weights), adamw lr {recipe.lr} (the rest)"
+    return f"{recipe.optimizer} lr {recipe.lr}"
+
+
 # --- train -------------------------------------------------------------------------------
 
 
@@ -454,7 +461,7 @@ def _train_in(
     say(
         f"{'Resuming' if args.resume else 'Training'} FashionMLP with recipe {recipe.name!r} "
         f"on {device}: {_plural(recipe.epochs, 'epoch', 'epochs')}, batch {recipe.batch_size}, "
-        f"{recipe.optimizer} lr {recipe.lr}, seed {config.seed}; run folder {folder.path}",
+        f"{_optimizer_summary(recipe)}, seed {config.seed}; run folder {folder.path}",
         flush=True,
     )
     batch_losses = LossHistory()
