@@ -7,6 +7,7 @@ identical weights, the global figures, every sample's prediction, and the weight
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from fashionmlp import FashionMLP, evaluate, make_loaders, train_epoch
+from fashionmlp import FashionMLP, distributed, evaluate, make_loaders, train_epoch
 
 
 def main(root: str, out: Path, limit: int) -> None:
@@ -45,8 +46,9 @@ def main(root: str, out: Path, limit: int) -> None:
             torch.save(model.state_dict(), out / f"{backend}.pt")
     if dist.get_rank() == 0:
         (out / "report.json").write_text(json.dumps(report))
-    dist.destroy_process_group()
+    distributed.shutdown()  # as the command line leaves: together, after rank 0's writing
 
 
 if __name__ == "__main__":
+    faulthandler.enable()  # a crash in native code prints where each thread was
     main(sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]))

@@ -99,6 +99,25 @@ def test_single_process_helpers() -> None:
     assert distributed.reduce_sum(value) is value
     assert distributed.all_finite(value) and not distributed.all_finite(torch.tensor(float("nan")))
     assert distributed.init_from_environment(torch.device("cpu")) == torch.device("cpu")
+    distributed.shutdown()  # no group joined: nothing to leave
+
+
+@pytest.mark.parametrize(
+    ("together", "calls"), [(True, ["barrier", "destroy"]), (False, ["destroy"])]
+)
+def test_a_run_that_ended_leaves_the_group_together(
+    together: bool, calls: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As in a process of two under torchrun: what shutdown asks of torch.distributed, in order.
+    seen: list[str] = []
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda group=None: 2)
+    monkeypatch.setattr(torch.distributed, "barrier", lambda *a, **k: seen.append("barrier"))
+    monkeypatch.setattr(
+        torch.distributed, "destroy_process_group", lambda *a, **k: seen.append("destroy")
+    )
+    distributed.shutdown(together=together)
+    assert seen == calls
 
 
 @pytest.mark.real_data
@@ -107,7 +126,7 @@ def test_two_ranks_train_identically_and_evaluate_like_one(
 ) -> None:
     worker = Path(__file__).with_name("ddp_worker.py")
     run = run_torchrun([str(worker), str(real_data_root), str(tmp_path), "2560"])
-    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.returncode == 0, run.stderr[-12000:]
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["world_size"] == 2
     for backend in ("tensor", "torchvision"):
@@ -139,7 +158,7 @@ def torchrun_run(
     out = tmp_path_factory.mktemp("torchrun") / "run"
     arguments = [*interruptible_run_options(real_data_root), "--tensorboard", "--out", str(out)]
     run = run_torchrun(["-m", "fashionmlp", "train", *arguments])
-    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.returncode == 0, run.stderr[-12000:]
     return out, run.stdout
 
 
@@ -206,7 +225,7 @@ def test_an_interrupted_torchrun_run_resumes_to_the_uninterrupted_weights(
             str(real_data_root),
         ]
     )
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.returncode == 0, resumed.stderr[-12000:]
     expected = load_file(torchrun_run[0] / "model.safetensors")
     got = load_file(part / "model.safetensors")
     assert all(torch.equal(expected[key], got[key]) for key in expected)

@@ -396,15 +396,18 @@ def _train(args: argparse.Namespace) -> int:
 
     # Under torchrun every process runs this; rank 0 alone prints and writes files.
     device = distributed.init_from_environment(resolve_device(args.device))
+    ended = False  # without an exception: every process reaches the shutdown's barrier
     try:
         main = distributed.is_main_process()
         config = None if args.resume is not None else _new_run_config(args)
         _stop_if_interrupted()
         with _claim_run_folder(args, main) as folder:
             _stop_if_interrupted()
-            return _train_in(folder, config or folder.read_config(), device, args, main=main)
+            status = _train_in(folder, config or folder.read_config(), device, args, main=main)
+        ended = True
+        return status
     finally:
-        distributed.shutdown()
+        distributed.shutdown(together=ended)
 
 
 def _new_run_config(args: argparse.Namespace) -> RunConfig:
