@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import faulthandler
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -46,9 +47,14 @@ def main(root: str, out: Path, limit: int) -> None:
             torch.save(model.state_dict(), out / f"{backend}.pt")
     if dist.get_rank() == 0:
         (out / "report.json").write_text(json.dumps(report))
-    distributed.shutdown()  # as the command line leaves: together, after rank 0's writing
+    distributed.shutdown()
 
 
 if __name__ == "__main__":
     faulthandler.enable()  # a crash in native code prints where each thread was
     main(sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]))
+    # As the command line does under torchrun: no interpreter shutdown for gloo's threads
+    # to abort (see fashionmlp.cli.run).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

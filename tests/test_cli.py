@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import torch
@@ -20,7 +20,7 @@ from PIL import Image
 import fashionmlp.data as data_module
 from conftest import SmallDisk, interruptible_run_options
 from fashionmlp import CLASSES, FashionMLP, get_recipe, load_checkpoint
-from fashionmlp.cli import _optimizer_summary, main
+from fashionmlp.cli import _optimizer_summary, main, run
 from fashionmlp.data import load_split
 
 PNGS = {"loss.png", "accuracy.png", "confusion_matrix.png", "misclassified.png"}
@@ -853,3 +853,24 @@ def test_the_run_header_names_each_learning_rate_of_the_optimizer() -> None:
     assert _optimizer_summary(fast) == (
         f"muon lr {fast.muon_lr} (hidden weights), adamw lr {fast.lr} (the rest)"
     )
+
+
+@pytest.mark.parametrize(("world_size", "how"), [("2", "os._exit"), ("1", "sys.exit")])
+def test_under_torchrun_the_program_skips_the_interpreters_shutdown(
+    world_size: str, how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # gloo's threads can abort a finalizing interpreter, so torchrun processes leave with
+    # os._exit; everywhere else the program exits normally. Either way with main's status.
+    def leave(status: int) -> NoReturn:
+        raise SystemExit(("os._exit", status))
+
+    monkeypatch.setattr(os, "_exit", leave)
+    monkeypatch.setenv("WORLD_SIZE", world_size)
+    monkeypatch.setattr(sys, "argv", ["fashionmlp", "evaluate", str(tmp_path / "missing")])
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            run()
+    finally:
+        signal.signal(signal.SIGINT, handler)  # run() ignores a late Ctrl-C; pytest wants it
+    assert exit_.value.code == (("os._exit", 1) if how == "os._exit" else 1)

@@ -102,24 +102,6 @@ def test_single_process_helpers() -> None:
     distributed.shutdown()  # no group joined: nothing to leave
 
 
-@pytest.mark.parametrize(
-    ("together", "calls"), [(True, ["barrier", "destroy"]), (False, ["destroy"])]
-)
-def test_a_run_that_ended_leaves_the_group_together(
-    together: bool, calls: list[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # As in a process of two under torchrun: what shutdown asks of torch.distributed, in order.
-    seen: list[str] = []
-    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
-    monkeypatch.setattr(torch.distributed, "get_world_size", lambda group=None: 2)
-    monkeypatch.setattr(torch.distributed, "barrier", lambda *a, **k: seen.append("barrier"))
-    monkeypatch.setattr(
-        torch.distributed, "destroy_process_group", lambda *a, **k: seen.append("destroy")
-    )
-    distributed.shutdown(together=together)
-    assert seen == calls
-
-
 @pytest.mark.real_data
 def test_two_ranks_train_identically_and_evaluate_like_one(
     real_data_root: Path, tmp_path: Path

@@ -365,10 +365,20 @@ def run() -> NoReturn:
     """The ``fashionmlp`` program: :func:`main`, then exit with its status.
 
     Once the command is over, a late Ctrl-C is ignored, so that it cannot turn the status
-    just decided into a traceback while the interpreter shuts down.
+    just decided into a traceback while the interpreter shuts down. Under ``torchrun`` the
+    process exits at once (``os._exit``), skipping the interpreter's shutdown.
     """
     status = main()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Under torchrun, leave without the interpreter's shutdown: gloo's threads live to
+        # the end of the process, and one still releasing the last collective's tensors
+        # when Python finalizes needs the GIL, which then aborts the process (exit -6,
+        # "terminate called without an active exception") after a complete run. Every
+        # file of the run is closed by now; only the standard streams need flushing.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
     sys.exit(status)
 
 
@@ -396,18 +406,15 @@ def _train(args: argparse.Namespace) -> int:
 
     # Under torchrun every process runs this; rank 0 alone prints and writes files.
     device = distributed.init_from_environment(resolve_device(args.device))
-    ended = False  # without an exception: every process reaches the shutdown's barrier
     try:
         main = distributed.is_main_process()
         config = None if args.resume is not None else _new_run_config(args)
         _stop_if_interrupted()
         with _claim_run_folder(args, main) as folder:
             _stop_if_interrupted()
-            status = _train_in(folder, config or folder.read_config(), device, args, main=main)
-        ended = True
-        return status
+            return _train_in(folder, config or folder.read_config(), device, args, main=main)
     finally:
-        distributed.shutdown(together=ended)
+        distributed.shutdown()
 
 
 def _new_run_config(args: argparse.Namespace) -> RunConfig:

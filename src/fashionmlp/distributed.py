@@ -129,17 +129,7 @@ def broadcast_from_main(value: T) -> T:
     return cast(T, box[0])
 
 
-def shutdown(*, together: bool = True) -> None:
-    """Leave the default process group, if one was joined.
-
-    With ``together`` (the default, for a run that ended normally) every process first
-    waits at a barrier for the others, so that none tears its connections down while
-    another is still writing its files: a gloo process that left first could abort at exit
-    ("terminate called without an active exception", exit status -6) after a complete run.
-    Pass ``together=False`` after a failure, when the others may never reach the barrier.
-    """
-    if not (dist.is_available() and dist.is_initialized()):
-        return
-    if together and dist.get_world_size() > 1:
-        dist.barrier()
-    dist.destroy_process_group()
+def shutdown() -> None:
+    """Leave the default process group, if one was joined."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
