@@ -5,15 +5,14 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], object], *, replace: bool) -> None:
-    """Write ``path`` through a temporary file in its folder, then move it into place.
+def atomic_write(path: Path, data: bytes | memoryview, *, replace: bool) -> None:
+    """Write ``data`` to ``path`` through a temporary file in its folder, then move it into
+    place.
 
-    ``write`` fills the open temporary file. A crash or exception at any point leaves
+    A crash or exception at any point leaves
     ``path`` as it was and no temporary file behind. With ``replace`` an existing
     ``path`` is replaced (atomically, by rename); without it an existing ``path`` is
     kept and the new content dropped. The file gets the usual permissions (0666 less the
@@ -25,7 +24,7 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], object], *, replace: b
     handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
     try:
         with handle:
-            write(handle)
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         umask = os.umask(0)

@@ -140,7 +140,7 @@ def save_checkpoint(
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     try:
-        atomic_write(path, lambda handle: handle.write(buffer.getbuffer()), replace=True)
+        atomic_write(path, buffer.getbuffer(), replace=True)
     except OSError as exc:
         raise CheckpointError(
             f"cannot write checkpoint {path}: {os_error_fix(exc)} (any earlier checkpoint "
@@ -347,10 +347,8 @@ def write_pretrained(
     )
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write(folder / WEIGHTS_FILE, lambda handle: handle.write(weights), replace=True)
-        atomic_write(
-            folder / CONFIG_FILE, lambda handle: handle.write(document.encode()), replace=True
-        )
+        atomic_write(folder / WEIGHTS_FILE, weights, replace=True)
+        atomic_write(folder / CONFIG_FILE, document.encode(), replace=True)
     except OSError as exc:
         raise CheckpointError(f"cannot write the model to {folder}: {os_error_fix(exc)}") from exc
     return folder

@@ -289,7 +289,7 @@ def _install(raw: Path, spec: _RawFile, data: bytes, *, origin: Path | str) -> N
     target = raw / spec.name
     try:
         raw.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, lambda handle: handle.write(data), replace=False)
+        atomic_write(target, data, replace=False)
     except OSError as exc:
         raise DatasetError(f"cannot write {target}: {os_error_fix(exc, _DATA_ROOT)}") from exc
 

@@ -71,7 +71,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike[str], *, overwrite: bo
     assert program is not None  # dynamo=True always returns the program
     data = program.model_proto.SerializeToString()
     try:
-        atomic_write(path, lambda handle: handle.write(data), replace=True)
+        atomic_write(path, data, replace=True)
     except OSError as exc:
         raise CheckpointError(f"cannot write {path}: {os_error_fix(exc)}") from exc
     return path

@@ -305,7 +305,7 @@ class RunFolder:
 
     def _write(self, name: str, text: str) -> None:
         try:
-            atomic_write(self.path / name, lambda handle: handle.write(text.encode()), replace=True)
+            atomic_write(self.path / name, text.encode(), replace=True)
         except OSError as exc:
             raise RunFolderError(
                 f"cannot write {self.path / name}: {os_error_fix(exc, '--out')}"
