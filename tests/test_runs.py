@@ -148,6 +148,26 @@ def test_a_claimed_folder_is_refused_to_anyone_else_until_released(tmp_path: Pat
         pass
 
 
+def test_a_checkpoint_being_written_does_not_make_the_folder_foreign(tmp_path: Path) -> None:
+    # What another trainer sees while the owner saves: atomic_write's temporary file beside
+    # the run's own files. The owner must be named, not the folder called someone else's.
+    path = tmp_path / "run"
+    with RunFolder.new(path) as folder:
+        folder.write_config(SETTINGS, {})
+        save_checkpoint(folder.checkpoint, FashionMLP())
+        (path / ".checkpoint.pt.k3x9_q2a").write_bytes(b"half a checkpoint")
+        with pytest.raises(RunFolderError, match=f"in use by a run of process {os.getpid()}"):
+            RunFolder.new(path)
+    # The same file left by a trainer killed mid-write (kill -9) goes with the run it was.
+    with pytest.raises(InvalidArgumentError, match="already holds an interrupted run"):
+        RunFolder.new(path)
+    with RunFolder.new(path, overwrite=True) as again:
+        assert os.listdir(again.path) == [".lock"]
+    (path / ".notes.txt.k3x9_q2a").write_text("not a run's file")
+    with pytest.raises(InvalidArgumentError, match="not a fashionmlp run folder"):
+        RunFolder.new(path, overwrite=True)
+
+
 def test_a_new_run_that_fails_before_its_first_checkpoint_leaves_nothing(tmp_path: Path) -> None:
     path = tmp_path / "run"
     with pytest.raises(RuntimeError), RunFolder.new(path) as folder:

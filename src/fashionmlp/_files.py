@@ -8,6 +8,15 @@ import tempfile
 from pathlib import Path
 
 
+def temporary_prefix(name: str) -> str:
+    """How the name of :func:`atomic_write`'s temporary file for ``name`` begins.
+
+    Seen in a folder, such a file is a write of ``name`` in progress in another process,
+    or one that a process killed mid-write (``kill -9``) left behind.
+    """
+    return f".{name}."
+
+
 def atomic_write(path: Path, data: bytes | memoryview, *, replace: bool) -> None:
     """Write ``data`` to ``path`` through a temporary file in its folder, then move it into
     place.
@@ -21,7 +30,7 @@ def atomic_write(path: Path, data: bytes | memoryview, *, replace: bool) -> None
     Raises:
         OSError: The folder is missing or not writable, or the disk is full.
     """
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=temporary_prefix(path.name), delete=False)
     try:
         with handle:
             handle.write(data)

@@ -13,8 +13,9 @@ the run's records beside it::
     tensorboard/       TensorBoard event files (fashionmlp train --tensorboard)
 
 A new run goes into a folder that does not exist or is empty; an earlier run's folder is
-reused only when asked to overwrite it, and then only its own files are removed. A folder
-holding anything else is never written into.
+reused only when asked to overwrite it, and then only its own files are removed (with the
+temporary file of one being saved, such as ``.checkpoint.pt.<random>``, which a process
+killed mid-save leaves behind). A folder holding anything else is never written into.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import IO, Any
 import torch
 
 from . import __version__, distributed
-from ._files import atomic_write, os_error_fix
+from ._files import atomic_write, os_error_fix, temporary_prefix
 from .checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from .errors import CheckpointError, InvalidArgumentError, MissingExtraError, RunFolderError
 from .fitting import FitResult
@@ -231,7 +232,7 @@ class RunFolder:
 
     def _refuse_foreign_files(self) -> None:
         contents = self._run_files()
-        if contents and (not contents <= set(RUN_FILES) or RUN not in contents):
+        if contents and (not all(map(_is_run_file, contents)) or RUN not in contents):
             raise InvalidArgumentError(
                 f"--out {self.path} is not empty and is not a fashionmlp run folder; "
                 "choose a new or empty folder"
@@ -365,6 +366,15 @@ class RunFolder:
                 result.final.predictions,
             )
         return sorted(self.path.glob("*.png"))
+
+
+def _is_run_file(name: str) -> bool:
+    """Whether a file of this name belongs in a run folder.
+
+    Besides the run's files, the temporary file of one being written: another process is
+    saving its checkpoint this moment, or one killed mid-write left it behind.
+    """
+    return name in RUN_FILES or any(name.startswith(temporary_prefix(own)) for own in RUN_FILES)
 
 
 def _remove(path: Path) -> None:
