@@ -139,6 +139,24 @@ def test_resuming_an_optimizer_needs_its_state(tmp_path: Path) -> None:
         load_checkpoint(path, model, torch.optim.SGD(model.parameters(), lr=0.1))
 
 
+def test_another_kind_of_optimizers_state_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    model = FashionMLP(hidden_features=8)
+    sgd = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    path = save_checkpoint(tmp_path / "c.pt", model, sgd)
+    adamw = torch.optim.AdamW(model.parameters(), lr=0.003)
+    # Loaded as torch would load it, AdamW's first step would fail with KeyError: 'betas'.
+    with pytest.raises(CheckpointError, match=r"another kind of optimizer's \(it has no betas, eps"):
+        load_checkpoint(path, model, adamw)
+    assert adamw.param_groups[0]["lr"] == 0.003 and "betas" in adamw.param_groups[0]
+    model(torch.rand(2, 784)).sum().backward()
+    adamw.step()  # still whole
+    payload = torch.load(path, weights_only=True)
+    payload["optimizer"]["param_groups"][0].pop("params")
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=r"optimizer state does not fit .*KeyError"):
+        load_checkpoint(path, model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+
+
 # --- pretrained folders: save_pretrained / from_pretrained -------------------------------
 
 

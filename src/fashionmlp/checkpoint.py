@@ -196,15 +196,43 @@ def load_checkpoint(
     if optimizer is not None:
         if checkpoint.optimizer_state is None:
             raise CheckpointError(f"{path} holds no optimizer state to resume from")
-        try:
-            optimizer.load_state_dict(checkpoint.optimizer_state)
-        except (ValueError, KeyError) as exc:
-            raise CheckpointError(f"{path}: optimizer state does not fit: {exc}") from exc
+        _load_optimizer_state(optimizer, checkpoint.optimizer_state, path)
     if scheduler is not None:
         if checkpoint.scheduler_state is None:
             raise CheckpointError(f"{path} holds no scheduler state to resume from")
         scheduler.load_state_dict(checkpoint.scheduler_state)
     return checkpoint
+
+
+def _load_optimizer_state(
+    optimizer: torch.optim.Optimizer, state: dict[str, Any], path: Path
+) -> None:
+    """Load ``state`` into ``optimizer``, refusing the state of another kind of optimizer.
+
+    torch fills in settings newer than a checkpoint (an older torch's Adam lacked some); a
+    setting it cannot fill means the state is another optimizer's (SGD's has no ``betas``),
+    which torch itself would only notice at the first step, as a ``KeyError``. A refused
+    state leaves ``optimizer`` as it was.
+    """
+    wanted = [set(group) for group in optimizer.param_groups]
+    before = optimizer.state_dict()
+    try:
+        optimizer.load_state_dict(state)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        # Damage shows as whichever error the first bad value causes; torch builds the
+        # new state before it replaces the old, so a failed load changes nothing.
+        raise CheckpointError(
+            f"{path}: its optimizer state does not fit this optimizer "
+            f"({type(exc).__name__}: {exc}); resume with the optimizer it was saved with"
+        ) from exc
+    missing = set().union(*(want - set(got) for want, got in zip(wanted, optimizer.param_groups)))
+    if missing:
+        optimizer.load_state_dict(before)
+        raise CheckpointError(
+            f"{path}: its optimizer state is another kind of optimizer's (it has no "
+            f"{', '.join(sorted(missing))} for {type(optimizer).__name__}); resume with the "
+            "optimizer it was saved with"
+        )
 
 
 def load_state(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
