@@ -510,6 +510,8 @@ def _train_in(
         with stop.installed(), contextlib.ExitStack() as closing:
             for logger in loggers:
                 closing.callback(logger.close)
+            if progress is not None:  # a stopped run's bar ends before the message below
+                closing.callback(progress.close)
             stop.received = stop.received or _received  # one that came just before
             result = fit(
                 recipe,
@@ -526,8 +528,6 @@ def _train_in(
                 check_finite=not args.no_finite_check,
             )
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, nothing more saved
-        if progress is not None:
-            progress.close()
         if not folder.checkpoint.exists():
             raise  # nothing to resume: the failed start is undone, "interrupted" is all
         if main:
@@ -537,13 +537,12 @@ def _train_in(
             )
         return 128 + signal.SIGINT
     if result.stopped_at is not None:
-        if progress is not None:
-            progress.close()
         if main:
             epoch, batches = result.stopped_at
             _fail(
-                f"interrupted during epoch {epoch} after {_plural(batches, 'batch', 'batches')}; the run "
-                f"is saved in {folder.checkpoint}; {resume_hint}"
+                f"interrupted during epoch {epoch} after "
+                f"{_plural(batches, 'batch', 'batches')}; the run is saved in "
+                f"{folder.checkpoint}; {resume_hint}"
             )
         return 128 + (stop.received or signal.SIGINT)
     if not main:
