@@ -87,6 +87,16 @@ def test_each_epoch_is_one_row_written_as_it_comes(tmp_path: Path) -> None:
     }
 
 
+def test_an_empty_file_is_taken_as_new_and_gets_the_header(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.csv"
+    path.touch()  # made beforehand, by a user or a tool
+    logger = CSVLogger(path)
+    logger.on_epoch_end(report(1))
+    logger.close()
+    assert path.read_text().splitlines()[0] == ",".join(EPOCH_COLUMNS)
+    assert [row["epoch"] for row in rows(path)] == ["1"]
+
+
 def test_a_resumed_run_continues_the_file_without_repeats(tmp_path: Path) -> None:
     path = tmp_path / "metrics.csv"
     first = CSVLogger(path)

@@ -60,19 +60,18 @@ class _CSVFile:
     def __init__(self, path: Path, columns: tuple[str, ...]) -> None:
         self.path = path
         self.columns = columns
-        self.keys: set[str] = set()
+        rows: list[list[str]] = []
         if path.exists():
             with open(path, newline="") as handle:
                 rows = list(csv.reader(handle))
-            if rows and tuple(rows[0]) != columns:
-                raise InvalidArgumentError(
-                    f"{path} is not a fashionmlp log with the columns {', '.join(columns)}; "
-                    "choose another file"
-                )
-            self.keys = {row[0] for row in rows[1:] if row}
-        new = not path.exists() or path.stat().st_size == 0
+        if rows and tuple(rows[0]) != columns:
+            raise InvalidArgumentError(
+                f"{path} is not a fashionmlp log with the columns {', '.join(columns)}; "
+                "choose another file"
+            )
+        self.keys = {row[0] for row in rows[1:] if row}
         self._handle: IO[str] | None = open(path, "a", newline="")  # noqa: SIM115  # kept open
-        if new:  # the file is there, with its header, from the start
+        if not rows:  # new or empty: the file is there, with its header, from the start
             csv.writer(self._handle).writerow(columns)
             self._handle.flush()
 
