@@ -62,7 +62,6 @@ class Recipe:
     epochs: int
     #: Samples per training batch.
     batch_size: int
-    #: ``"sgd"`` or ``"adamw"``.
     #: ``"sgd"``, ``"adamw"``, or ``"muon"``: Muon for the hidden weight matrices and AdamW
     #: for the rest (see :class:`fashionmlp.optim.Muon`).
     optimizer: Literal["sgd", "adamw", "muon"] = "sgd"

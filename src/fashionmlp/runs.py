@@ -69,7 +69,8 @@ CONFIG = CONFIG_FILE
 RUN = "run.json"
 #: Per-epoch figures and the final result.
 METRICS = "metrics.json"
-#: One row per finished epoch, appended as the run goes (see :class:`~fashionmlp.loggers.CSVLogger`).
+#: One row per finished epoch, appended as the run goes
+#: (see :class:`~fashionmlp.loggers.CSVLogger`).
 METRICS_CSV = "metrics.csv"
 #: The folder of TensorBoard event files.
 TENSORBOARD = "tensorboard"
