@@ -10,6 +10,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from torch import nn
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
 import seed_code
@@ -31,6 +32,13 @@ from strategies import loader_sizes
 
 def sgd(model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.SGD(model.parameters(), lr=0.01)
+
+
+def decaying_sgd() -> tuple[FashionMLP, torch.optim.Optimizer, LRScheduler]:
+    """A small model, and SGD at 0.01 / (1 + step): every step has its own rate."""
+    model = FashionMLP(hidden_features=8)
+    optimizer = sgd(model)
+    return model, optimizer, LambdaLR(optimizer, lambda step: 1 / (1 + step))
 
 
 @settings(max_examples=25, deadline=None)
@@ -204,9 +212,7 @@ def test_train_epoch_with_print_loss_is_the_seeds_own_training_function(
 
 
 def test_the_scheduler_steps_after_every_optimizer_step() -> None:
-    model = FashionMLP(hidden_features=8)
-    optimizer = sgd(model)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 / (1 + step))
+    model, optimizer, scheduler = decaying_sgd()
     rates: list[float] = []
     train_epoch(
         synthetic_loader(40, 8),
@@ -304,9 +310,7 @@ def test_a_label_outside_the_classes_is_our_error() -> None:
 
 
 def test_events_carry_the_global_step_and_the_learning_rate_used() -> None:
-    model = FashionMLP(hidden_features=8)
-    optimizer = sgd(model)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 / (1 + step))
+    model, optimizer, scheduler = decaying_sgd()
     seen: list[tuple[int, float | None]] = []
     for epoch in (1, 2):  # 5 batches each
         train_epoch(
