@@ -1,7 +1,7 @@
 # The two commands of the README:
 #   make train   set up everything, then train and evaluate on the real dataset
-#   make test    set up everything, then run the type check, the test suite (which builds
-#                the docs) and the docs' doctests
+#   make test    set up everything, then run the type check, the layers contract, the test
+#                suite (which builds the docs) and the docs' doctests
 # Both create the virtual environment and fetch the dataset themselves.
 
 PYTHON ?= python3
@@ -20,6 +20,7 @@ train: install data
 # builder then runs the examples of the guides.
 test: install-dev data
 	$(BIN)/mypy --strict src
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 	$(BIN)/sphinx-build -q -W --keep-going -b doctest docs docs/_build/doctest
 

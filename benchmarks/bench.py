@@ -53,11 +53,11 @@ from fashionmlp import (
     fit,
     get_recipe,
     make_loaders,
-    prepare_dataset,
     train_epoch,
 )
+from fashionmlp.data import prepare_dataset
 from fashionmlp.devices import resolve_device
-from fashionmlp.recipes import resolve_autocast
+from fashionmlp.parts import resolve_autocast
 
 BATCH_SIZE = 64
 LR = 0.01

@@ -28,8 +28,8 @@ from typing import Any
 
 import torch
 
-from fashionmlp import Recipe, fit, get_recipe, prepare_dataset
-from fashionmlp.data import default_data_root
+from fashionmlp import Recipe, fit, get_recipe
+from fashionmlp.data import default_data_root, prepare_dataset
 
 VALIDATION = 5000
 

@@ -47,7 +47,10 @@ intersphinx_disabled_reftypes = ["*"]
 nitpicky = True
 nitpick_ignore_regex = [
     (r"py:.*", r"(torch|torchvision|os|collections|pathlib|PIL|numpy|typing)\..*"),
-    (r"py:class", r"Path|PILImage|nn\.Module|nn\.Parameter|TextIO|Final|FrameType|fashionmlp\.distributed\.T"),
+    (r"py:class", r"Path|PILImage|nn\.Module|nn\.Parameter|TextIO|Final|FrameType|Module"),
+    # Type variables of generic functions: nothing to link to.
+    (r"py:class", r"fashionmlp\.[\w.]*\.(T|_Function|_Record)"),
+    (r"py:class", r"contextlib\..*|StopAt"),
 ]
 
 # The docstrings' examples run as doctests (make test runs the doctest builder).

@@ -14,8 +14,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import fashionmlp
-from fashionmlp import DatasetNotFoundError, default_data_root, prepare_dataset
-from fashionmlp.data import raw_folder
+from fashionmlp import DatasetNotFoundError, default_data_root
+from fashionmlp.data import prepare_dataset, raw_folder
 
 
 @pytest.fixture(scope="session")
@@ -163,3 +163,19 @@ def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
         yield disk
     finally:
         subprocess.run(["umount", "-l", str(disk.path)], check=False, capture_output=True)
+
+
+class BatchCounter:
+    """A callback with state: the batches it has seen, across resumes."""
+
+    def __init__(self) -> None:
+        self.batches = 0
+
+    def on_batch_end(self, event: object) -> None:
+        self.batches += 1
+
+    def state_dict(self) -> dict[str, int]:
+        return {"batches": self.batches}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.batches = state["batches"]

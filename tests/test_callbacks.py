@@ -19,7 +19,6 @@ from fashionmlp import (
     StopOnSignal,
     StopTraining,
 )
-from fashionmlp.callbacks import as_hook
 
 
 def event(
@@ -88,14 +87,21 @@ def test_loss_history_collects_pairs_across_epochs() -> None:
     assert history.losses == [0.0, 2.0, 4.0, 11.0, 99.0]
 
 
-def test_hooks_accept_protocol_objects_and_plain_functions() -> None:
-    seen: list[int] = []
-    assert isinstance(PrintLoss(), Callback)
-    hook = as_hook(lambda e: seen.append(e.batch))
-    hook(event(7))
-    assert seen == [7]
-    with pytest.raises(InvalidArgumentError, match="on_batch_end"):
-        as_hook(42)  # type: ignore[arg-type]
+def test_the_shipped_callbacks_are_callbacks() -> None:
+    assert all(
+        isinstance(callback, Callback) for callback in (PrintLoss(), LossHistory(), StopOnSignal())
+    )
+
+
+def test_loss_history_resumes_its_pairs_from_its_state() -> None:
+    history = LossHistory(every=2)
+    for batch in range(5):
+        history(event(batch, loss=float(batch), num_batches=5))
+    resumed = LossHistory()
+    resumed.load_state_dict(history.state_dict())
+    resumed(event(0, loss=7.0, epoch=2, num_batches=5))  # step 5: not kept (every 2)
+    resumed(event(1, loss=8.0, epoch=2, num_batches=5))  # step 6
+    assert resumed.pairs == [(0, 0.0), (2, 2.0), (4, 4.0), (6, 8.0)]
 
 
 def test_progress_bar_shows_each_epoch_with_its_loss_and_closes_it() -> None:

@@ -145,7 +145,9 @@ def test_another_kind_of_optimizers_state_is_refused_and_changes_nothing(tmp_pat
     path = save_checkpoint(tmp_path / "c.pt", model, sgd)
     adamw = torch.optim.AdamW(model.parameters(), lr=0.003)
     # Loaded as torch would load it, AdamW's first step would fail with KeyError: 'betas'.
-    with pytest.raises(CheckpointError, match=r"another kind of optimizer's \(it has no betas, eps"):
+    with pytest.raises(
+        CheckpointError, match=r"another kind of optimizer's \(it has no betas, eps"
+    ):
         load_checkpoint(path, model, adamw)
     assert adamw.param_groups[0]["lr"] == 0.003 and "betas" in adamw.param_groups[0]
     model(torch.rand(2, 784)).sum().backward()

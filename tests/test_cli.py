@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import argparse
 import csv
+import dataclasses
 import errno
 import json
 import os
@@ -17,10 +19,20 @@ import pytest
 import torch
 from PIL import Image
 
+import fashionmlp.cli.options as options_module
 import fashionmlp.data as data_module
 from conftest import SmallDisk, interruptible_run_options
-from fashionmlp import CLASSES, FashionMLP, get_recipe, load_checkpoint
-from fashionmlp.cli import _optimizer_summary, main, run
+from fashionmlp import (
+    CLASSES,
+    FashionMLP,
+    FashionMLPConfig,
+    Recipe,
+    get_recipe,
+    load_checkpoint,
+    settings,
+)
+from fashionmlp.cli import build_parser, main, run
+from fashionmlp.cli.train import optimizer_summary
 from fashionmlp.data import load_split
 
 PNGS = {"loss.png", "accuracy.png", "confusion_matrix.png", "misclassified.png"}
@@ -815,11 +827,29 @@ def test_help_version_and_usage_mistakes_do_not_import_torch() -> None:
     assert result.stdout.strip() == "False"
 
 
-def test_the_parsers_recipe_names_are_the_shipped_recipes() -> None:
-    from fashionmlp.cli import RECIPE_NAMES
-    from fashionmlp.recipes import RECIPES
+def test_every_recipe_field_has_its_flag_and_a_new_field_gets_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def flags() -> set[str]:
+        [train] = [
+            action.choices["train"]
+            for action in build_parser()._actions
+            if isinstance(action, argparse._SubParsersAction)
+        ]
+        return {option for action in train._actions for option in action.option_strings}
 
-    assert sorted(RECIPE_NAMES) == sorted(RECIPES)
+    fields = [*settings.fields(Recipe), *settings.fields(FashionMLPConfig)]
+    assert {"--" + name.replace("_", "-") for name in fields if name != "model"} <= flags()
+
+    @dataclasses.dataclass(frozen=True)
+    class Wider(Recipe):
+        #: A setting added later.
+        cutout: int = settings.ranged(0, low=0)
+
+    monkeypatch.setattr(options_module, "Recipe", Wider)
+    assert "--cutout" in flags()
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--cutout", "-1"])
 
 
 @pytest.mark.real_data
@@ -848,9 +878,9 @@ def test_tensorboard_event_files_load_with_loss_and_accuracy(
 
 
 def test_the_run_header_names_each_learning_rate_of_the_optimizer() -> None:
-    assert _optimizer_summary(get_recipe("seed")) == "sgd lr 0.01"
+    assert optimizer_summary(get_recipe("seed")) == "sgd lr 0.01"
     fast = get_recipe("fast")
-    assert _optimizer_summary(fast) == (
+    assert optimizer_summary(fast) == (
         f"muon lr {fast.muon_lr} (hidden weights), adamw lr {fast.lr} (the rest)"
     )
 
@@ -874,3 +904,25 @@ def test_under_torchrun_the_program_skips_the_interpreters_shutdown(
     finally:
         signal.signal(signal.SIGINT, handler)  # run() ignores a late Ctrl-C; pytest wants it
     assert exit_.value.code == (("os._exit", 1) if how == "os._exit" else 1)
+
+
+@pytest.mark.real_data
+def test_train_takes_a_recipe_file_and_refuses_a_wrong_field_naming_it(
+    real_data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = get_recipe("fast").replace(name="mine", epochs=1, batch_size=512)
+    path = recipe.save(tmp_path / "mine.toml")
+    common = ["--limit", "640", "--seed", "0", "--device", "cpu", "--no-plots"]
+    common += ["--data-root", str(real_data_root)]
+    assert main(["train", "--recipe", str(path), *common, "--out", str(tmp_path / "r")]) == 0
+    saved = json.loads((tmp_path / "r" / "run.json").read_text())["recipe"]
+    assert Recipe.from_dict(saved) == recipe
+    capsys.readouterr()
+    for line, field in (("colour = 'red'", "'colour'"), ("epochs = 'one'", "epochs")):
+        text = [row for row in path.read_text().splitlines() if not row.startswith("epochs")]
+        bad = tmp_path / "bad.toml"
+        bad.write_text("\n".join([line, *text]) + ("\nepochs = 1\n" if "colour" in line else "\n"))
+        assert main(["train", "--recipe", str(bad), *common, "--out", str(tmp_path / "b")]) == 2
+        err = capsys.readouterr().err
+        assert field in err and str(bad) in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "b").exists()

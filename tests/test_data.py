@@ -10,8 +10,8 @@ import torch
 
 import fashionmlp.data as data_module
 from conftest import missing_dataset
-from fashionmlp import DatasetError, DatasetNotFoundError, prepare_dataset
-from fashionmlp.data import SYSTEM_DATA_DIRS, load_split, raw_folder, read_idx
+from fashionmlp import DatasetError, DatasetNotFoundError
+from fashionmlp.data import SYSTEM_DATA_DIRS, load_split, prepare_dataset, raw_folder, read_idx
 from idx_files import idx_bytes, write_idx
 
 NAMES = (

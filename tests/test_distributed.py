@@ -16,12 +16,11 @@ from torch import nn
 from conftest import interruptible_run_options
 from fashionmlp import (
     FashionMLP,
-    FashionMNISTTensors,
-    TensorLoader,
     distributed,
     evaluate,
     make_loaders,
 )
+from fashionmlp.tensor_loader import FashionMNISTTensors, TensorLoader
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 TORCHRUN_SIGTERM_STATUS = 1

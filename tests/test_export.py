@@ -10,7 +10,7 @@ from fashionmlp import FashionMLP, InvalidArgumentError, MissingExtraError
 from fashionmlp.cli import main
 from fashionmlp.data import load_split
 from fashionmlp.export import export_onnx
-from fashionmlp.loaders import pixels_to_float
+from fashionmlp.tensor_loader import pixels_to_float
 
 
 @pytest.mark.real_data

@@ -10,21 +10,27 @@ from typing import Any
 
 import pytest
 import torch
+from torch import nn
 
-import fashionmlp.loaders as loaders_module
+import fashionmlp.data as data_module
+from conftest import BatchCounter
 from fashionmlp import (
     BatchEvent,
     CheckpointError,
     EpochReport,
     FitResult,
+    InvalidArgumentError,
+    Parts,
     Recipe,
     StopOnSignal,
     StopTraining,
     evaluate,
     fit,
     get_recipe,
+    load_dataset,
     make_loaders,
 )
+from fashionmlp.model_config import FASHION_MNIST_NORMALIZATION, NO_NORMALIZATION
 from fashionmlp.train import FINITE_CHECK_EVERY
 
 SMALL: dict[str, Any] = {"device": "cpu", "limit": 3000}
@@ -73,9 +79,10 @@ def stop_in_epoch_2(at_batch: int, pause: float = 0.0) -> Callable[[BatchEvent],
 def test_resuming_after_an_epoch_gives_the_uninterrupted_weights(
     real_data_root: Path, tmp_path: Path, name: str, unbroken: dict[str, FitResult]
 ) -> None:
-    def stop_after_first(report: EpochReport) -> None:
-        if report.epoch == 1:
-            raise StopTraining
+    class StopAfterFirst:
+        def on_epoch_end(self, report: EpochReport) -> None:
+            if report.epoch == 1:
+                raise StopTraining
 
     path = tmp_path / "part.pt"
     part = fit(
@@ -83,7 +90,7 @@ def test_resuming_after_an_epoch_gives_the_uninterrupted_weights(
         real_data_root,
         seed=4,
         checkpoint_path=path,
-        epoch_callbacks=[stop_after_first],
+        callbacks=[StopAfterFirst()],
         **SMALL,
     )
     assert not part.finished and len(part.history) == 1
@@ -172,13 +179,13 @@ def test_the_same_seed_gives_the_same_model_and_another_seed_does_not(real_data_
 def test_tuning_on_the_validation_split_never_reads_the_test_set(
     real_data_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_load_split = loaders_module.load_split
+    real_load_split = data_module.load_split
 
     def training_split_only(root: object, split: str, **kwargs: object) -> object:
         assert split == "train", "the test set was read while tuning"
         return real_load_split(root, split, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(loaders_module, "load_split", training_split_only)
+    monkeypatch.setattr(data_module, "load_split", training_split_only)
     result = fit(
         get_recipe("fast").replace(epochs=1), real_data_root, device="cpu", validation_size=5000
     )
@@ -257,7 +264,7 @@ def test_a_resume_refuses_a_checkpoint_of_another_shape(
 ) -> None:
     path = tmp_path / "run.pt"
     fit(two_epochs("seed").replace(epochs=1), real_data_root, seed=1, checkpoint_path=path, **SMALL)
-    wider = two_epochs("seed").replace(hidden_features=256)
+    wider = two_epochs("seed").replace(model={"hidden_features": 256})
     with pytest.raises(CheckpointError, match="does not fit this model"):
         fit(wider, real_data_root, seed=1, resume_from=path, **SMALL)
 
@@ -266,14 +273,14 @@ def test_a_resume_refuses_a_checkpoint_of_another_shape(
 def test_a_variant_trains_and_the_model_carries_the_recipes_normalization(
     real_data_root: Path,
 ) -> None:
-    recipe = get_recipe("fast").replace(epochs=1, hidden_features=64, hidden_layers=3, dropout=0.2)
+    variant = {"hidden_features": 64, "hidden_layers": 3, "dropout": 0.2}
+    recipe = get_recipe("fast").replace(epochs=1, model=variant)
     result = fit(recipe, real_data_root, seed=0, **SMALL)
     config = result.model.config
     assert (config.hidden_features, config.hidden_layers, config.dropout) == (64, 3, 0.2)
-    assert config.normalize is not None and result.config.recipe == recipe
-    assert (
-        fit(recipe.replace(normalize=False), real_data_root, **SMALL).model.config.normalize is None
-    )
+    assert config.normalize == FASHION_MNIST_NORMALIZATION and config == recipe.model
+    plain = recipe.replace(model={"normalize": NO_NORMALIZATION})
+    assert fit(plain, real_data_root, **SMALL).model.config.normalize == NO_NORMALIZATION
 
 
 def test_fit_and_make_loaders_default_like_the_command_line() -> None:
@@ -307,3 +314,129 @@ def test_a_resumed_runs_events_and_reports_continue_the_global_step(
     assert steps == list(range(2 * per_epoch))  # each step once, in order, across the resume
     assert [r.step for r in resumed.history] == [per_epoch, 2 * per_epoch]
     assert [r.step for r in unbroken["seed"].history] == [per_epoch, 2 * per_epoch]
+
+
+# --- build once, run many: data passed in, models of one's own, the hook protocol ----------
+
+
+@pytest.mark.real_data
+def test_five_runs_with_the_data_passed_in_read_the_files_once(
+    real_data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[str] = []
+    real_read = data_module._read_bytes
+
+    def counting(path: Path) -> bytes:
+        reads.append(path.name)
+        return real_read(path)
+
+    monkeypatch.setattr(data_module, "_read_bytes", counting)
+    data = load_dataset(real_data_root)
+    recipe = get_recipe("seed").replace(epochs=1, backend="tensor")
+    results = [fit(recipe, data=data, seed=seed, device="cpu", limit=640) for seed in range(5)]
+    assert sorted(reads) == sorted(
+        [
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        ]
+    )
+    assert (
+        len({float(r.model.fc1.weight.detach().sum()) for r in results}) == 5
+    )  # five runs, five seeds
+
+
+class SmallCNN(nn.Module):
+    """A model of the user's own: two convolutions, then two linear layers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 8, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 8, 3), nn.ReLU()
+        )
+        self.hidden = nn.Linear(8 * 11 * 11, 32)
+        self.out = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.hidden(self.features(x).flatten(1))))
+
+
+@pytest.mark.real_data
+def test_a_cnn_of_ones_own_trains_under_the_fast_recipe_and_resumes_exactly(
+    real_data_root: Path, tmp_path: Path
+) -> None:
+    data = load_dataset(real_data_root)
+    recipe = two_epochs("fast").replace(batch_size=256)  # 12 steps an epoch
+
+    def cnn() -> SmallCNN:
+        torch.manual_seed(7)
+        return SmallCNN()
+
+    unbroken = fit(recipe, data=data, model=cnn(), seed=4, **SMALL)
+    assert unbroken.finished and unbroken.final.accuracy > 0.5
+    path = tmp_path / "cnn.pt"
+    part = fit(
+        recipe,
+        data=data,
+        model=cnn(),
+        seed=4,
+        checkpoint_path=path,
+        callbacks=[stop_in_epoch_2(5)],
+        **SMALL,
+    )
+    assert part.stopped_at == (2, 6)
+    resumed = fit(recipe, data=data, model=SmallCNN(), seed=4, resume_from=path, **SMALL)
+    assert_same_run(resumed, unbroken)
+
+
+@pytest.mark.real_data
+def test_a_model_in_float64_gets_its_input_in_float64(real_data_root: Path) -> None:
+    seen: list[torch.dtype] = []
+    model = SmallCNN().double()
+    model.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0].dtype))
+    recipe = get_recipe("seed").replace(epochs=1, backend="tensor")
+    result = fit(recipe, real_data_root, model=model, device="cpu", limit=256)
+    assert result.finished and set(seen) == {torch.float64}
+
+
+class OutsideLogger:
+    """A logger written outside the package: it needs no change anywhere in it."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, object]] = []
+
+    def on_fit_start(self, run: Any) -> None:
+        self.seen.append(("start", run.config.recipe.name))
+
+    def on_epoch_end(self, report: EpochReport) -> None:
+        self.seen.append(("epoch", report.epoch))
+
+    def on_fit_end(self, result: FitResult) -> None:
+        self.seen.append(("end", result.finished))
+
+
+@pytest.mark.real_data
+def test_a_callbacks_state_resumes_and_an_outside_logger_sees_the_whole_run(
+    real_data_root: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "part.pt"
+    counter, logger = BatchCounter(), OutsideLogger()
+    options: dict[str, Any] = {"seed": 4, "checkpoint_path": path, **SMALL}
+    fit(two_epochs("seed"), real_data_root, callbacks=[counter, stop_in_epoch_2(9)], **options)
+    assert counter.batches == 47 + 10  # epoch 1, and batches 0..9 of epoch 2
+    counter_again = BatchCounter()  # a new object, as in a new process
+    fit(
+        two_epochs("seed"),
+        real_data_root,
+        resume_from=path,
+        callbacks=[counter_again, logger],
+        **options,
+    )
+    assert counter_again.batches == 2 * 47
+    assert logger.seen == [("start", "seed"), ("epoch", 2), ("end", True)]
+
+
+def test_fit_of_built_parts_refuses_the_options_of_building() -> None:
+    with pytest.raises(InvalidArgumentError, match="leave out seed, device"):
+        fit(object.__new__(Parts), seed=3, device="cpu")

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from torch import nn
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
@@ -19,15 +18,19 @@ from fashionmlp import (
     Augment,
     DatasetError,
     FashionMLP,
-    FashionMNISTTensors,
     InvalidArgumentError,
-    TensorLoader,
     evaluate,
     make_loaders,
     train_epoch,
 )
 from fashionmlp.data import load_split
-from fashionmlp.loaders import FASHION_MNIST_MEAN, FASHION_MNIST_STD, validation_split
+from fashionmlp.loaders import validation_split
+from fashionmlp.model_config import (
+    FASHION_MNIST_MEAN,
+    FASHION_MNIST_NORMALIZATION,
+    FASHION_MNIST_STD,
+)
+from fashionmlp.tensor_loader import FashionMNISTTensors, TensorLoader
 from strategies import batch_sizes
 
 
@@ -328,9 +331,13 @@ def test_augmentation_applies_to_training_batches_only(real_data_root: Path) -> 
 
 @pytest.mark.real_data
 def test_normalize_matches_torchvision_normalize(real_data_root: Path) -> None:
-    _, seed_test = make_loaders(real_data_root, 500, normalize=True)
+    _, seed_test = make_loaders(real_data_root, 500, normalize=FASHION_MNIST_NORMALIZATION)
     _, fast_test = make_loaders(
-        real_data_root, 500, backend="tensor", normalize=True, test_batch_size=500
+        real_data_root,
+        500,
+        backend="tensor",
+        normalize=FASHION_MNIST_NORMALIZATION,
+        test_batch_size=500,
     )
     (xa, _), (xb, _) = next(iter(seed_test)), next(iter(fast_test))
     assert torch.equal(xa, xb)

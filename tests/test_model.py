@@ -119,8 +119,10 @@ def test_the_config_records_the_constructor_arguments() -> None:
     assert FashionMLPConfig.from_dict(config.to_dict()) == config
     rebuilt = FashionMLP.from_config(config)
     assert rebuilt.config == config and rebuilt.state_dict().keys() == model.state_dict().keys()
-    with pytest.raises(InvalidArgumentError, match="unknown FashionMLP settings: colour"):
-        FashionMLPConfig.from_dict({"colour": "red"})
+    with pytest.raises(InvalidArgumentError, match="unknown setting 'colour'"):
+        FashionMLPConfig.from_dict({**config.to_dict(), "colour": "red"})
+    with pytest.raises(InvalidArgumentError, match="missing setting 'normalize'"):
+        FashionMLPConfig.from_dict({"hidden_features": 8, "hidden_layers": 1, "dropout": 0.0})
     with pytest.raises(InvalidArgumentError, match="std above 0"):
         FashionMLP(normalize=(0.5, 0.0))
 

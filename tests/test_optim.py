@@ -4,8 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from fashionmlp import (
     FashionMLP,
@@ -15,7 +14,7 @@ from fashionmlp import (
     save_checkpoint,
 )
 from fashionmlp.optim import Muon, muon_param_groups, newton_schulz
-from fashionmlp.recipes import make_optimizer, make_scheduler
+from fashionmlp.parts import make_optimizer, make_scheduler
 
 
 @settings(max_examples=20, deadline=None)

@@ -1,24 +1,31 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
-from fashionmlp import RECIPES, FashionMLP, InvalidArgumentError, Recipe, get_recipe
-from fashionmlp.recipes import make_optimizer, make_scheduler, resolve_autocast
+from fashionmlp import (
+    RECIPES,
+    FashionMLP,
+    FashionMLPConfig,
+    InvalidArgumentError,
+    Recipe,
+    get_recipe,
+)
+from fashionmlp.model_config import FASHION_MNIST_NORMALIZATION, NO_NORMALIZATION
+from fashionmlp.recipes import recipe_from
 
 
 def test_the_seed_recipe_is_the_seed() -> None:
     seed = get_recipe("seed")
     assert (seed.optimizer, seed.lr, seed.momentum, seed.weight_decay) == ("sgd", 0.01, 0.0, 0.0)
     assert (seed.batch_size, seed.backend, seed.schedule) == (64, "torchvision", "constant")
-    assert seed.augment is None and not seed.normalize and seed.autocast == "off"
-    assert seed.label_smoothing == 0.0 and seed.log_every == 100
-    optimizer = make_optimizer(seed, FashionMLP())
-    assert type(optimizer) is torch.optim.SGD and make_scheduler(seed, optimizer, 938) is None
+    assert not (seed.hflip or seed.translate) and seed.autocast == "off"
+    assert seed.model == FashionMLPConfig() and seed.model.normalize == NO_NORMALIZATION
+    assert seed.label_smoothing == 0.0 and seed.print_every == 100
 
 
 def test_shipped_recipes_train_the_default_model_on_the_tensor_backend() -> None:
@@ -28,10 +35,10 @@ def test_shipped_recipes_train_the_default_model_on_the_tensor_backend() -> None
         assert recipe.backend == "tensor" and recipe.name == name
         assert Recipe.from_dict(recipe.to_dict()) == recipe
         # The seed's model, unchanged: 669,706 parameters, no dropout; it normalizes itself.
-        model = FashionMLP.from_config(recipe.model_config)
+        model = FashionMLP.from_config(recipe.model)
         assert sum(p.numel() for p in model.parameters()) == 669_706
-        assert recipe.model_config == FashionMLP(normalize=recipe.model_config.normalize).config
-        assert recipe.dropout == 0.0 and recipe.optimizer == "muon"
+        assert recipe.model == FashionMLP(normalize=FASHION_MNIST_NORMALIZATION).config
+        assert recipe.model.dropout == 0.0 and recipe.optimizer == "muon"
     assert get_recipe("fast").epochs <= 12  # passes over the training set
 
 
@@ -67,42 +74,52 @@ def test_unknown_names_and_bad_settings_are_refused() -> None:
             get_recipe("fast").replace(**change)
     with pytest.raises(InvalidArgumentError, match="tensor"):
         get_recipe("seed").replace(hflip=True)
-    with pytest.raises(InvalidArgumentError, match="unknown recipe settings: colour"):
+    with pytest.raises(InvalidArgumentError, match="unknown setting 'colour'"):
         Recipe.from_dict({**get_recipe("seed").to_dict(), "colour": "red"})
+    with pytest.raises(InvalidArgumentError, match="model config: dropout must be in"):
+        get_recipe("fast").replace(model={"dropout": 1.0})
 
 
-ADAMW = get_recipe("fast").replace(optimizer="adamw")  # one parameter group
+def test_a_saved_recipe_reads_back_equal_in_toml_and_json(tmp_path: Path) -> None:
+    recipe = get_recipe("long").replace(name="mine", epochs=3, model={"dropout": 0.25})
+    for name in ("mine.toml", "mine.json"):
+        path = recipe.save(tmp_path / name)
+        assert Recipe.load(path) == recipe and recipe_from(str(path)) == recipe
+    toml = (tmp_path / "mine.toml").read_text()
+    assert 'name = "mine"' in toml and "[model]" in toml and "dropout = 0.25" in toml
+    assert json.loads((tmp_path / "mine.json").read_text())["model"]["dropout"] == 0.25
 
 
-def test_one_cycle_schedule_spans_every_step() -> None:
-    recipe = ADAMW.replace(epochs=2)
-    optimizer = make_optimizer(recipe, FashionMLP(hidden_features=8))
-    scheduler = make_scheduler(recipe, optimizer, steps_per_epoch=5)
-    assert scheduler is not None
-    rates = []
-    for _ in range(10):  # the rate each of the 10 steps trains with
-        rates.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    assert max(rates) == pytest.approx(recipe.lr, rel=0.05) and rates[-1] < recipe.lr / 1000
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("colour = 'red'", "unknown setting 'colour'"),
+        ("epochs = 'many'", "epochs must be a whole number, got 'many'"),
+        ("epochs = 8.5", "epochs must be a whole number, got 8.5"),
+        ("[model]\nwidth = 3", "unknown setting 'width'"),
+        ("epochs = 0", "epochs must be at least 1, got 0"),
+        ("epochs = [", "not valid TOML"),
+    ],
+)
+def test_a_recipe_file_with_a_wrong_field_is_refused_naming_it(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    text = get_recipe("fast").save(tmp_path / "good.toml").read_text()
+    key = content.split(" ")[0]
+    kept = [line for line in text.splitlines() if not line.startswith(f"{key} =")]
+    if content.startswith("[model]"):
+        kept = [line.replace("[model]", content) for line in kept]
+    else:
+        kept.insert(0, content)
+    (tmp_path / "bad.toml").write_text("\n".join(kept) + "\n")
+    with pytest.raises(InvalidArgumentError, match=message) as info:
+        Recipe.load(tmp_path / "bad.toml")
+    assert str(tmp_path / "bad.toml") in str(info.value)
 
 
-@pytest.mark.parametrize("steps", [1, 3, 4, 5, 8])
-def test_very_short_schedules_still_work(steps: int) -> None:
-    recipe = ADAMW.replace(epochs=1)
-    optimizer = make_optimizer(recipe, FashionMLP(hidden_features=8))
-    scheduler = make_scheduler(recipe, optimizer, steps_per_epoch=steps)
-    assert (scheduler is None) == (steps < 4)
-    for _ in range(steps if scheduler else 0):
-        optimizer.step()
-        scheduler.step()  # type: ignore[union-attr]
-        assert 0 < optimizer.param_groups[0]["lr"] <= recipe.lr
-
-
-def test_autocast_resolution() -> None:
-    cpu = torch.device("cpu")
-    assert resolve_autocast(get_recipe("seed"), cpu) is None
-    assert resolve_autocast(get_recipe("fast").replace(autocast="bf16"), cpu) is torch.bfloat16
-    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    expected = torch.bfloat16 if native else None
-    assert resolve_autocast(get_recipe("fast"), cpu) is expected
+def test_a_recipe_file_must_name_every_setting(tmp_path: Path) -> None:
+    (tmp_path / "short.toml").write_text('name = "short"\nepochs = 3\n')
+    with pytest.raises(InvalidArgumentError, match="missing settings 'batch_size', 'optimizer'"):
+        Recipe.load(tmp_path / "short.toml")
+    with pytest.raises(InvalidArgumentError, match="no such file"):
+        Recipe.load(tmp_path / "absent.toml")

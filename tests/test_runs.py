@@ -22,6 +22,7 @@ from fashionmlp import (
     get_recipe,
     save_checkpoint,
 )
+from fashionmlp.errors import RunExistsError
 from fashionmlp.runs import RUN, RUN_FILES, RunFolder, environment, metrics
 
 SETTINGS = RunConfig(get_recipe("fast").replace(epochs=2), seed=3, limit=50)
@@ -48,7 +49,7 @@ def fit_result(accuracies: tuple[float, ...] = (0.85, 0.91)) -> FitResult:
                 lr=1e-3,
             )
         )
-    return FitResult(FashionMLP(), tuple(history), True, SETTINGS, "float32")
+    return FitResult(FashionMLP(), tuple(history), True, "float32")
 
 
 def test_a_new_folder_is_named_by_time_under_runs(
@@ -80,8 +81,12 @@ def test_an_earlier_run_is_replaced_only_with_overwrite_and_only_its_files(tmp_p
     with RunFolder.new(tmp_path / "run") as folder:
         folder.write_config(SETTINGS, {"device": "cpu"})
         folder.write_results(fit_result())
-    with pytest.raises(InvalidArgumentError, match="already holds a finished run.*--overwrite"):
+    with pytest.raises(
+        RunExistsError, match="already holds a finished run.*overwrite=True"
+    ) as info:
         RunFolder.new(folder.path)
+    assert info.value.finished and info.value.path == folder.path
+    assert "--" not in str(info.value)  # the library names no command-line flag
     with RunFolder.new(folder.path, overwrite=True) as again:
         assert os.listdir(again.path) == [".lock"]
 

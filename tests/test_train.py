@@ -128,11 +128,19 @@ def test_model_is_left_training_and_the_event_carries_the_epoch() -> None:
     assert model.training and stats.epoch == 2 and epochs == [2, 2]
 
 
-def test_loaders_without_length_or_batches_are_refused() -> None:
+def test_loaders_without_length_train_and_empty_ones_are_refused() -> None:
     model = FashionMLP(hidden_features=8)
-    batches: Any = iter([(torch.rand(2, 784), torch.tensor([0, 1]))])
-    with pytest.raises(InvalidArgumentError, match="len"):
-        train_epoch(batches, model, nn.CrossEntropyLoss(), sgd(model))
+    batches: Any = iter([(torch.rand(2, 784), torch.tensor([0, 1]))] * 3)
+    events: list[BatchEvent] = []
+    stats = train_epoch(
+        batches, model, nn.CrossEntropyLoss(), sgd(model), callbacks=[events.append]
+    )
+    assert (stats.batches, stats.samples) == (3, 6)
+    assert [(e.num_batches, e.dataset_size, e.samples_seen) for e in events] == [
+        (None, None, 2),
+        (None, None, 4),
+        (None, None, 6),
+    ]
     empty = DataLoader(Subset(synthetic_loader(4, 2).dataset, []), batch_size=2)
     with pytest.raises(InvalidArgumentError, match="no batches"):
         train_epoch(empty, model, nn.CrossEntropyLoss(), sgd(model))

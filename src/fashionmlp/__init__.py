@@ -13,182 +13,127 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import functools
 import importlib
-import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+# The public API, listed once: type checkers read these imports ("X as X" re-exports X),
+# and at run time the lazy imports and __all__ are derived from them (_public below).
 if TYPE_CHECKING:
+    from .augment import (
+        Augment as Augment,
+    )
     from .callbacks import (
-        BatchEvent,
-        Callback,
-        LossHistory,
-        PrintLoss,
-        ProgressBar,
-        StopOnSignal,
-        StopTraining,
+        Callback as Callback,
+        LossHistory as LossHistory,
+        PrintLoss as PrintLoss,
+        ProgressBar as ProgressBar,
+        StopOnSignal as StopOnSignal,
     )
-    from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-    from .data import default_data_root, prepare_dataset
+    from .checkpoint import (
+        load_checkpoint as load_checkpoint,
+        save_checkpoint as save_checkpoint,
+    )
+    from .data import (
+        Split as Split,
+        Splits as Splits,
+        default_data_root as default_data_root,
+        load_dataset as load_dataset,
+    )
     from .errors import (
-        CheckpointError,
-        DatasetError,
-        DatasetNotFoundError,
-        DeviceError,
-        FashionMLPError,
-        ImageError,
-        InputShapeError,
-        InvalidArgumentError,
-        MissingExtraError,
-        NonFiniteLossError,
-        RunFolderError,
+        CheckpointError as CheckpointError,
+        DatasetError as DatasetError,
+        DatasetNotFoundError as DatasetNotFoundError,
+        DeviceError as DeviceError,
+        FashionMLPError as FashionMLPError,
+        ImageError as ImageError,
+        InputShapeError as InputShapeError,
+        InvalidArgumentError as InvalidArgumentError,
+        MissingExtraError as MissingExtraError,
+        NonFiniteLossError as NonFiniteLossError,
+        RunFolderError as RunFolderError,
     )
-    from .evaluation import EvalResult, evaluate
-    from .fitting import FitResult, fit
-    from .loaders import Augment, FashionMNISTTensors, Loaders, TensorLoader, make_loaders
-    from .model import CLASSES, FashionMLP, FashionMLPConfig
-    from .prediction import Prediction, image_to_tensor, load_image, predict, predict_probabilities
-    from .recipes import RECIPES, Recipe, get_recipe
-    from .state import EpochReport, RunConfig
-    from .train import EpochStats, train_epoch
+    from .evaluation import (
+        evaluate as evaluate,
+    )
+    from .fitting import (
+        fit as fit,
+    )
+    from .hooks import (
+        StopTraining as StopTraining,
+    )
+    from .loaders import (
+        Loaders as Loaders,
+        make_loaders as make_loaders,
+    )
+    from .model import (
+        CLASSES as CLASSES,
+        FashionMLP as FashionMLP,
+    )
+    from .model_config import (
+        FashionMLPConfig as FashionMLPConfig,
+    )
+    from .parts import (
+        Parts as Parts,
+        build as build,
+    )
+    from .prediction import (
+        Prediction as Prediction,
+        image_to_tensor as image_to_tensor,
+        load_image as load_image,
+        predict as predict,
+        predict_probabilities as predict_probabilities,
+    )
+    from .recipes import (
+        RECIPES as RECIPES,
+        Recipe as Recipe,
+        RunConfig as RunConfig,
+        get_recipe as get_recipe,
+    )
+    from .records import (
+        BatchEvent as BatchEvent,
+        EpochReport as EpochReport,
+        EpochStats as EpochStats,
+        EvalResult as EvalResult,
+        FitResult as FitResult,
+    )
+    from .train import (
+        train_epoch as train_epoch,
+    )
 
-#: Where each public name is defined: imported from there on first use.
-_PUBLIC = {
-    "BatchEvent": "callbacks",
-    "Callback": "callbacks",
-    "LossHistory": "callbacks",
-    "PrintLoss": "callbacks",
-    "ProgressBar": "callbacks",
-    "StopOnSignal": "callbacks",
-    "StopTraining": "callbacks",
-    "Checkpoint": "checkpoint",
-    "load_checkpoint": "checkpoint",
-    "save_checkpoint": "checkpoint",
-    "default_data_root": "data",
-    "prepare_dataset": "data",
-    "CheckpointError": "errors",
-    "DatasetError": "errors",
-    "DatasetNotFoundError": "errors",
-    "DeviceError": "errors",
-    "FashionMLPError": "errors",
-    "ImageError": "errors",
-    "InputShapeError": "errors",
-    "InvalidArgumentError": "errors",
-    "MissingExtraError": "errors",
-    "NonFiniteLossError": "errors",
-    "RunFolderError": "errors",
-    "EvalResult": "evaluation",
-    "evaluate": "evaluation",
-    "FitResult": "fitting",
-    "fit": "fitting",
-    "Augment": "loaders",
-    "FashionMNISTTensors": "loaders",
-    "Loaders": "loaders",
-    "TensorLoader": "loaders",
-    "make_loaders": "loaders",
-    "CLASSES": "model",
-    "FashionMLP": "model",
-    "FashionMLPConfig": "model",
-    "Prediction": "prediction",
-    "image_to_tensor": "prediction",
-    "load_image": "prediction",
-    "predict": "prediction",
-    "predict_probabilities": "prediction",
-    "RECIPES": "recipes",
-    "Recipe": "recipes",
-    "get_recipe": "recipes",
-    "EpochReport": "state",
-    "RunConfig": "state",
-    "EpochStats": "train",
-    "train_epoch": "train",
-}
 
-__all__ = [
-    "CLASSES",
-    "RECIPES",
-    "Augment",
-    "BatchEvent",
-    "Callback",
-    "Checkpoint",
-    "CheckpointError",
-    "DatasetError",
-    "DatasetNotFoundError",
-    "DeviceError",
-    "EpochReport",
-    "EpochStats",
-    "EvalResult",
-    "FashionMLP",
-    "FashionMLPConfig",
-    "FashionMLPError",
-    "FashionMNISTTensors",
-    "FitResult",
-    "ImageError",
-    "InputShapeError",
-    "InvalidArgumentError",
-    "Loaders",
-    "LossHistory",
-    "MissingExtraError",
-    "NonFiniteLossError",
-    "Prediction",
-    "PrintLoss",
-    "ProgressBar",
-    "Recipe",
-    "RunConfig",
-    "RunFolderError",
-    "StopOnSignal",
-    "StopTraining",
-    "TensorLoader",
-    "__version__",
-    "default_data_root",
-    "evaluate",
-    "fit",
-    "get_recipe",
-    "image_to_tensor",
-    "load_checkpoint",
-    "load_image",
-    "make_loaders",
-    "predict",
-    "predict_probabilities",
-    "prepare_dataset",
-    "save_checkpoint",
-    "train_epoch",
-]
+@functools.cache
+def _public() -> dict[str, str]:
+    """Each public name and the module it lives in, read from the imports above."""
+    import ast  # only when a public name is first used: not for the command line's start-up
 
-#: Names that were importable from ``fashionmlp`` before 0.2 and now live only in the
-#: submodule named; the old spelling still works, with a DeprecationWarning, until 0.3.
-_MOVED = {
-    "NUM_CLASSES": "fashionmlp.model",
-    "FASHION_MNIST_MEAN": "fashionmlp.loaders",
-    "FASHION_MNIST_STD": "fashionmlp.loaders",
-    "Backend": "fashionmlp.loaders",
-    "Loader": "fashionmlp.loaders",
-    "validation_split": "fashionmlp.loaders",
-    "CallbackLike": "fashionmlp.callbacks",
-    "ImageLike": "fashionmlp.prediction",
-    "load_split": "fashionmlp.data",
-    "read_idx": "fashionmlp.data",
-    "model_device": "fashionmlp.devices",
-    "resolve_device": "fashionmlp.devices",
-    "make_optimizer": "fashionmlp.recipes",
-    "make_scheduler": "fashionmlp.recipes",
-    "resolve_autocast": "fashionmlp.recipes",
-}
+    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    [block] = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.If)
+        and isinstance(node.test, ast.Name)
+        and node.test.id == "TYPE_CHECKING"
+    ]
+    return {
+        alias.name: str(statement.module)
+        for statement in block.body
+        if isinstance(statement, ast.ImportFrom)
+        for alias in statement.names
+    }
 
 
 def __getattr__(name: str) -> Any:
-    if name in _PUBLIC:
-        value = getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
-        globals()[name] = value  # later lookups find it without coming here
-        return value
-    if name in _MOVED:
-        warnings.warn(
-            f"fashionmlp.{name} is deprecated and will be removed in 0.3; "
-            f"import it from {_MOVED[name]} instead",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module 'fashionmlp' has no attribute {name!r}")
+    if name == "__all__":
+        return sorted(_public()) + ["__version__"]
+    module = _public().get(name)
+    if module is None:
+        raise AttributeError(f"module 'fashionmlp' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups find it without coming here
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    return sorted({*globals(), *_public()})

@@ -1,10 +1,11 @@
-"""Writing files so that a reader never sees half of one; saying why a write failed."""
+"""Reading only regular files, writing files so that a reader never sees half of one, and
+saying why either failed."""
 
 from __future__ import annotations
 
 import errno
 import os
-import tempfile
+import stat
 from pathlib import Path
 
 
@@ -28,6 +29,8 @@ def atomic_write(path: Path, data: bytes | memoryview, *, replace: bool) -> None
     Raises:
         OSError: The folder is missing or not writable, or the disk is full.
     """
+    import tempfile  # here: the command line's start-up does without it
+
     handle = tempfile.NamedTemporaryFile(
         dir=path.parent, prefix=temporary_prefix(path.name), delete=False
     )
@@ -67,3 +70,52 @@ def os_error_fix(exc: OSError, place: str = "folder") -> str:
     or choose another {place}"``."""
     reason, fix = _REASONS.get(exc.errno or 0, (exc.strerror or str(exc), "choose another {place}"))
     return f"{reason}: {fix.format(place=place)}"
+
+
+def read_regular_file(
+    path: Path, *, limit: int, error: type[Exception], what: str = "file"
+) -> bytes:
+    """The bytes of the regular file ``path``, at most ``limit`` of them.
+
+    Anything else is refused before a byte is read: a FIFO or a terminal (reading one
+    could wait forever), a device (``/dev/zero`` never ends), a folder. The file is opened
+    without blocking and checked on the open handle, so it cannot be swapped in between.
+
+    Raises:
+        error: ``path`` is missing, not a regular file, larger than ``limit`` or
+            unreadable; the message names it and says which.
+    """
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise error(f"{path}: no such {what}") from None
+    except IsADirectoryError:
+        raise error(f"{path} is a folder; give a {what}") from None
+    except OSError as exc:
+        raise error(f"{path} cannot be read ({exc.strerror or exc})") from None
+    with open(descriptor, "rb") as handle:
+        info = os.fstat(descriptor)
+        if stat.S_ISDIR(info.st_mode):
+            raise error(f"{path} is a folder; give a {what}")
+        if not stat.S_ISREG(info.st_mode):
+            raise error(f"{path} is not a regular {what} ({_kind(info.st_mode)}); give a {what}")
+        try:
+            data = handle.read(limit + 1)
+        except OSError as exc:
+            raise error(f"{path} cannot be read ({exc.strerror or exc})") from None
+        if len(data) > limit:
+            raise error(f"{path} is over {limit:,} bytes, too large for a {what} of ours")
+        return data
+
+
+def _kind(mode: int) -> str:
+    """What a file that is not a regular one is, in words."""
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"

@@ -1,11 +1,10 @@
-"""What training tells its callbacks, and the callbacks that ship with the library.
+"""The callbacks that ship with the library, and :class:`Callback`, a base class for yours.
 
-After every batch, :func:`~fashionmlp.train_epoch` builds one :class:`BatchEvent` and
-hands it to each callback in the order they were given. A callback is either an object
-with an ``on_batch_end(event)`` method (the :class:`Callback` protocol) or a plain
-function taking the event. The event is frozen; new fields may be added in later
-versions, so read the ones you need by name. A callback stops training by raising
-:class:`StopTraining`.
+A callback is any object with some of the hooks of :mod:`fashionmlp.hooks`
+(``on_fit_start``, ``on_batch_end``, ``on_epoch_end``, ``on_fit_end``, ``on_exception``,
+``state_dict``/``load_state_dict``), or a plain function taking each
+:class:`~fashionmlp.BatchEvent`. Inheriting from :class:`Callback` is optional: it only
+gives every hook's signature, as a no-op to override.
 """
 
 from __future__ import annotations
@@ -13,143 +12,72 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from functools import cached_property
+from collections.abc import Iterator
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO, Union, runtime_checkable
+from typing import TYPE_CHECKING, Any, TextIO
 
 import torch
 
 from . import distributed
 from .errors import InvalidArgumentError
+from .hooks import StopTraining, default_hook
+from .records import BatchEvent, EpochReport, FitResult
 
 if TYPE_CHECKING:
-    from .state import EpochReport
+    from .state import TrainState
 
 __all__ = [
-    "BatchEvent",
     "Callback",
-    "CallbackLike",
-    "EpochCallback",
     "LossHistory",
     "PrintLoss",
     "ProgressBar",
     "StopOnSignal",
-    "StopTraining",
 ]
 
-#: Where a :class:`StopTraining` takes effect.
-StopAt = Literal["batch", "epoch"]
 
-
-@dataclass(frozen=True)
-class BatchEvent:
-    """One finished training batch, as seen by callbacks.
-
-    Reading :attr:`loss` copies one number from the device (a sync on a GPU);
-    callbacks that only need it every n batches should read it only then.
-    """
-
-    #: The epoch number passed to ``train_epoch`` (``None`` if none was passed).
-    epoch: int | None
-    #: Index of this batch in the epoch, from 0.
-    batch: int
-    #: Batches in the epoch (``len(dataloader)``).
-    num_batches: int
-    #: Samples in this batch (``len(x)``).
-    batch_size: int
-    #: Samples trained on so far in this epoch, this batch included.
-    samples_seen: int
-    #: Samples in the dataset (``len(dataloader.dataset)``).
-    dataset_size: int
-    #: The batch's loss, detached, on the training device.
-    loss_tensor: torch.Tensor
-    #: The run's global step, the optimizer steps before this one, counting across epochs
-    #: and resumes (``train_epoch(first_step=...)``; by default ``(epoch - 1) * num_batches
-    #: + batch`` when an epoch is given, else ``batch``).
-    step: int = 0
-    #: The learning rate this batch's step used (the optimizer's first parameter group).
-    lr: float | None = None
-
-    @cached_property
-    def loss(self) -> float:
-        """The batch's loss as a Python float (read from the device on first access)."""
-        return float(self.loss_tensor.item())
-
-    @property
-    def current(self) -> int:
-        """The seed's ``current``: ``batch * len(x)``, the samples before this batch."""
-        return self.batch * self.batch_size
-
-
-@runtime_checkable
-class Callback(Protocol):
-    """Anything with an ``on_batch_end`` method is a callback."""
-
-    def on_batch_end(self, event: BatchEvent) -> None:
-        """Called after each batch's optimizer step."""
-
-
-@runtime_checkable
-class EpochCallback(Protocol):
-    """A callback that also wants each finished epoch: :func:`~fashionmlp.fit` calls its
-    ``on_epoch_end`` with the :class:`~fashionmlp.EpochReport` (the loggers are such)."""
-
-    def on_epoch_end(self, report: EpochReport) -> None:
-        """Called after each epoch's evaluation, before its checkpoint is written."""
-
-
-#: What ``train_epoch(callbacks=...)`` accepts: a :class:`Callback` or a plain function.
-CallbackLike = Union[Callback, Callable[[BatchEvent], object]]
-
-
-class StopTraining(Exception):
-    """Raise from a callback to stop training cleanly, at a point it can be resumed from.
-
-    Args:
-        reason: Said in the exception's message.
-        at: ``"batch"`` (the default) stops right after the current batch's optimizer step:
-            :func:`~fashionmlp.train_epoch` returns early with ``stop="batch"`` in its
-            :class:`~fashionmlp.EpochStats`, and :func:`~fashionmlp.fit` saves that very
-            point, so resuming finishes the epoch from the next batch. ``"epoch"`` lets the
-            epoch run to its end (in :func:`~fashionmlp.fit`: its evaluation and checkpoint
-            too), then stops. Raised from an epoch callback of :func:`~fashionmlp.fit`, both
-            mean "after this epoch", which is where the run already is.
-
-    The callbacks after the one that raised still see the batch; the stop takes effect
-    once all of them have run.
+class Callback:
+    """A base class with every hook of :mod:`fashionmlp.hooks` as a no-op: override those
+    you need. The hooks left as they are cost nothing (they are not called).
 
     Example:
-        >>> def stop_when_low(event):
-        ...     if event.batch % 100 == 0 and event.loss < 0.3:
-        ...         raise StopTraining("loss below 0.3", at="epoch")
+        >>> class CountEpochs(Callback):
+        ...     def __init__(self):
+        ...         self.epochs = 0
+        ...     def on_epoch_end(self, report):
+        ...         self.epochs += 1
+        ...     def state_dict(self):
+        ...         return {"epochs": self.epochs}
+        ...     def load_state_dict(self, state):
+        ...         self.epochs = state["epochs"]
     """
 
-    def __init__(self, reason: str = "", *, at: StopAt = "batch") -> None:
-        if at not in ("batch", "epoch"):
-            raise InvalidArgumentError(f"StopTraining at must be 'batch' or 'epoch', got {at!r}")
-        super().__init__(reason or f"training stopped (at the end of this {at})")
-        self.at: StopAt = at
+    @default_hook
+    def on_fit_start(self, run: TrainState) -> None:
+        """:func:`~fashionmlp.fit` is about to train ``run`` (its settings: ``run.config``)."""
+
+    @default_hook
+    def on_batch_end(self, event: BatchEvent) -> None:
+        """A batch was trained."""
+
+    @default_hook
+    def on_epoch_end(self, report: EpochReport) -> None:
+        """An epoch was trained and evaluated (before its checkpoint is written)."""
+
+    @default_hook
+    def on_fit_end(self, result: FitResult) -> None:
+        """:func:`~fashionmlp.fit` returns ``result``."""
+
+    @default_hook
+    def on_exception(self, error: BaseException) -> None:
+        """:func:`~fashionmlp.fit` is leaving with ``error``."""
 
 
-def as_hook(callback: CallbackLike) -> Callable[[BatchEvent], object]:
-    """The function to call for ``callback``; a clear error if it is neither kind."""
-    if isinstance(callback, Callback):
-        return callback.on_batch_end
-    if callable(callback):
-        return callback
-    raise InvalidArgumentError(
-        f"callback {callback!r} is neither callable nor has an on_batch_end(event) method"
-    )
-
-
-class PrintLoss:
+class PrintLoss(Callback):
     """Print the seed's progress line every ``every`` batches.
 
     The line is exactly the seed's ``Loss: {loss:.4f} [{current}/{size}]`` with
-    ``current = batch * len(x)`` and ``size = len(dataloader.dataset)``. Only the batches
-    it prints read the loss from the device.
+    ``current = batch * len(x)`` and ``size = len(dataloader.dataset)`` (``?`` for a loader
+    whose dataset has no length). Only the batches it prints read the loss from the device.
 
     Example:
         >>> import torch
@@ -170,20 +98,20 @@ class PrintLoss:
     def on_batch_end(self, event: BatchEvent) -> None:
         """Print the line on batches ``0, every, 2 * every, ...``."""
         if event.batch % self.every == 0:
-            print(
-                f"Loss: {event.loss:.4f} [{event.current}/{event.dataset_size}]",
-                file=self.file or sys.stdout,
-            )
+            size = "?" if event.dataset_size is None else event.dataset_size
+            print(f"Loss: {event.loss:.4f} [{event.current}/{size}]", file=self.file or sys.stdout)
 
     __call__ = on_batch_end
 
 
-class LossHistory:
+class LossHistory(Callback):
     """Collect ``(step, loss)`` pairs, one every ``every`` steps, across epochs.
 
     ``step`` is the event's global step (:attr:`BatchEvent.step`), so a history kept across
-    a resumed run lines up with the unbroken run's. Losses are kept as device tensors and
-    read together when first asked for, so collecting them costs no per-batch sync.
+    a resumed run lines up with the unbroken run's; given to :func:`~fashionmlp.fit`, its
+    pairs are saved in the run's checkpoints, and a resumed run's history starts with the
+    earlier part's. Losses are kept as device tensors and read together when first asked
+    for, so collecting them costs no per-batch sync.
 
     Example:
         >>> history = LossHistory()
@@ -229,8 +157,19 @@ class LossHistory:
     def __len__(self) -> int:
         return len(self._steps)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The pairs so far, for a checkpoint (one device read for the new losses)."""
+        return {"every": self.every, "steps": self.steps, "losses": self.losses}
 
-class ProgressBar:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from the pairs :meth:`state_dict` saved."""
+        self.every = int(state["every"])
+        self._steps = [int(step) for step in state["steps"]]
+        self._losses = [float(loss) for loss in state["losses"]]
+        self._pending.clear()
+
+
+class ProgressBar(Callback):
     """A tqdm progress bar over each epoch's batches, with the loss every ``every`` batches.
 
     Needs the ``tqdm`` package (``pip install fashionmlp[progress]``); it is imported when
@@ -268,6 +207,10 @@ class ProgressBar:
 
     __call__ = on_batch_end
 
+    def on_epoch_end(self, report: EpochReport) -> None:
+        """Close the epoch's bar (for loaders without a length, whose last batch is unknown)."""
+        self.close()
+
     def close(self) -> None:
         """Close the bar if one is open (also done after an epoch's last batch)."""
         if self._bar is not None:
@@ -275,7 +218,7 @@ class ProgressBar:
             self._bar = None
 
 
-class StopOnSignal:
+class StopOnSignal(Callback):
     """Turn Ctrl-C (SIGINT) and SIGTERM into a clean stop at the next batch boundary.
 
     Inside ``with stop.installed():`` the signals are only recorded; after the batch that

@@ -1,65 +1,42 @@
-"""Files of weights: training checkpoints, and model folders that travel.
+"""Training checkpoints: weights and the state to resume, in one file.
 
 A *checkpoint* is a plain dict of tensors and JSON-like values written with
 :func:`torch.save` (:func:`save_checkpoint`), so it loads with
 ``torch.load(path, weights_only=True)`` and loading never runs code from the file. It
-carries the model's config (for a :class:`~fashionmlp.FashionMLP`), so the model can be
-rebuilt from it alone.
-
-A *pretrained folder* is Hugging Face's layout: ``config.json`` (the model's constructor
-arguments) and ``model.safetensors`` (the weights), written by
-:meth:`FashionMLP.save_pretrained <fashionmlp.FashionMLP.save_pretrained>` and read by
-:meth:`FashionMLP.from_pretrained <fashionmlp.FashionMLP.from_pretrained>`. safetensors
-files hold tensors only, so they cannot carry code either.
+carries the model's config (for a model with a settings ``config``, such as a
+:class:`~fashionmlp.FashionMLP`), so the model can be rebuilt from it alone (see
+:mod:`fashionmlp.pretrained`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any
 
 import torch
 from torch import nn
 
+from . import settings
 from ._files import atomic_write, os_error_fix
-from .errors import CheckpointError, MissingExtraError
+from .errors import CheckpointError
 
-__all__ = [
-    "CONFIG_FILE",
-    "WEIGHTS_FILE",
-    "Checkpoint",
-    "Pretrained",
-    "load_checkpoint",
-    "load_state",
-    "push_pretrained",
-    "read_pretrained",
-    "save_checkpoint",
-    "write_pretrained",
-]
+__all__ = ["Checkpoint", "describe_file", "load_checkpoint", "load_state", "save_checkpoint"]
 
 _FORMAT = "fashionmlp-checkpoint"
 _VERSION = 1
-#: The model's constructor arguments, in a pretrained folder.
-CONFIG_FILE = "config.json"
-#: The model's weights, in a pretrained folder.
-WEIGHTS_FILE = "model.safetensors"
-#: ``model_type`` in ``config.json``, as Hugging Face configs name their kind of model.
-_MODEL_TYPE = "fashionmlp"
-#: A Hugging Face Hub repository id: ``user/repo``.
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """What :func:`load_checkpoint` read."""
+    """What :func:`~fashionmlp.load_checkpoint` read."""
 
     #: The model's ``state_dict``.
     model_state: dict[str, torch.Tensor]
@@ -93,7 +70,8 @@ def save_checkpoint(
     The file is written under a temporary name in the same folder and renamed over
     ``path`` only once complete, so a crash mid-write leaves any earlier file intact. For a
     :class:`~fashionmlp.FashionMLP` the model's config is kept too, so that
-    :meth:`FashionMLP.from_pretrained <fashionmlp.FashionMLP.from_pretrained>` can rebuild it.
+    :meth:`FashionMLP.from_pretrained <fashionmlp.pretrained.PretrainedMixin.from_pretrained>`
+    can rebuild it.
 
     Args:
         path: The file to write; its folder must exist.
@@ -117,7 +95,7 @@ def save_checkpoint(
         3
     """
     path = Path(path)
-    to_dict = getattr(getattr(model, "config", None), "to_dict", None)  # a FashionMLP's
+    model_config = getattr(model, "config", None)  # a FashionMLP's, or any settings object
     try:
         # Only JSON-like values load under weights_only=True, so check that now,
         # not when someone tries to resume.
@@ -128,7 +106,11 @@ def save_checkpoint(
         "format": _FORMAT,
         "version": _VERSION,
         "model": model.state_dict(),
-        "model_config": to_dict() if callable(to_dict) else None,
+        "model_config": (
+            settings.to_dict(model_config)
+            if dataclasses.is_dataclass(model_config) and not isinstance(model_config, type)
+            else None
+        ),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "epoch": epoch,
@@ -169,7 +151,7 @@ def load_checkpoint(
             not plain weights (refused unloaded), or does not fit ``model``.
     """
     path = Path(path)
-    kind = _looks_like(path)
+    kind = describe_file(path)
     if kind not in (_ZIP, _PICKLE):  # torch.save writes a zip; older versions a pickle
         raise CheckpointError(f"{path} is not a fashionmlp checkpoint or weights file ({kind})")
     try:
@@ -270,8 +252,9 @@ _SIGNATURES = (
 )
 
 
-def _looks_like(path: Path) -> str:
-    """What the file is, judged by its first bytes, in words for an error message.
+def describe_file(path: Path) -> str:
+    """What the file is, judged by its first bytes, in words for an error message (the
+    ``_ZIP``, ``_PICKLE`` and ``_SAFETENSORS`` strings for the kinds the library reads).
 
     Raises:
         CheckpointError: There is no such file, or it cannot be read.
@@ -339,214 +322,3 @@ def _parse(path: Path, payload: object) -> Checkpoint:
     if payload and _is_state_dict(payload):
         return Checkpoint(model_state=payload)  # a bare state_dict
     raise CheckpointError(f"{path} is not a fashionmlp checkpoint or a model state_dict")
-
-
-# --- pretrained folders ------------------------------------------------------------------
-
-
-class Pretrained(NamedTuple):
-    """What :func:`read_pretrained` found: a model's config and weights, and where."""
-
-    #: The model's constructor arguments.
-    config: dict[str, Any]
-    #: Its weights.
-    state: dict[str, torch.Tensor]
-    #: The file the config came from (named in errors about it).
-    config_source: str
-    #: The file the weights came from (named in errors about them).
-    weights_source: str
-
-
-def write_pretrained(
-    folder: str | os.PathLike[str], config: dict[str, Any], state: dict[str, torch.Tensor]
-) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` to ``folder`` (created if needed).
-
-    Raises:
-        CheckpointError: The folder cannot be created or written.
-    """
-    from safetensors.torch import save
-
-    folder = Path(folder)
-    document = json.dumps({"model_type": _MODEL_TYPE, **config}, indent=2) + "\n"
-    weights = save(
-        {name: tensor.detach().cpu().contiguous() for name, tensor in state.items()},
-        metadata={"format": "pt"},
-    )
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write(folder / WEIGHTS_FILE, weights, replace=True)
-        atomic_write(folder / CONFIG_FILE, document.encode(), replace=True)
-    except OSError as exc:
-        raise CheckpointError(f"cannot write the model to {folder}: {os_error_fix(exc)}") from exc
-    return folder
-
-
-def read_pretrained(
-    name_or_path: str | os.PathLike[str],
-    *,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    token: str | None = None,
-    local_files_only: bool = False,
-) -> Pretrained:
-    """Find and read a model's config and weights (see ``FashionMLP.from_pretrained``).
-
-    Raises:
-        CheckpointError: Nothing loadable is there, or the files are broken; the message
-            names the file and the fix.
-    """
-    path = Path(name_or_path)
-    if path.is_dir():
-        if (path / WEIGHTS_FILE).is_file():
-            return _read_folder(path)
-        if (path / "checkpoint.pt").is_file():
-            raise CheckpointError(
-                f"{path} holds an unfinished run (no {WEIGHTS_FILE} yet): finish it with "
-                f"fashionmlp train --resume {path}, or load its last checkpoint on purpose "
-                f"with FashionMLP.from_pretrained('{path / 'checkpoint.pt'}')"
-            )
-        raise CheckpointError(
-            f"{path} holds no {WEIGHTS_FILE}; give a folder written by model.save_pretrained() "
-            "or by fashionmlp train, or a checkpoint file"
-        )
-    if path.is_file():
-        if path.suffix == ".safetensors":
-            return _read_folder(path.parent, weights=path)
-        return _read_checkpoint(path)
-    if _HUB_ID.fullmatch(str(name_or_path)):
-        folder = _download(str(name_or_path), revision, cache_dir, token, local_files_only)
-        return _read_folder(folder)
-    raise CheckpointError(f"{name_or_path}: no such file or folder")
-
-
-def _read_folder(folder: Path, weights: Path | None = None) -> Pretrained:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    weights = weights or folder / WEIGHTS_FILE
-    config_file = folder / CONFIG_FILE
-    try:
-        document = json.loads(config_file.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(
-            f"{config_file} is missing: {weights.name} needs the config.json written beside it "
-            "by save_pretrained()"
-        ) from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise CheckpointError(
-            f"{config_file} is not valid JSON ({exc}); it is damaged: write it again with "
-            "model.save_pretrained()"
-        ) from exc
-    if not isinstance(document, dict) or document.get("model_type") != _MODEL_TYPE:
-        found = document.get("model_type") if isinstance(document, dict) else None
-        raise CheckpointError(
-            f"{config_file} is not a FashionMLP config (model_type {found!r}, expected "
-            f"{_MODEL_TYPE!r}); load that model with the library that made it"
-        )
-    kind = _looks_like(weights)
-    if kind != _SAFETENSORS:
-        raise CheckpointError(
-            f"{weights} is not a readable safetensors file ({kind}); write it again with "
-            "model.save_pretrained()"
-        )
-    try:
-        state = load_file(weights)
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"{weights} is not a readable safetensors file (damaged or truncated: {exc}); "
-            "write it again with model.save_pretrained()"
-        ) from exc
-    config = {key: value for key, value in document.items() if key != "model_type"}
-    return Pretrained(config, state, str(config_file), str(weights))
-
-
-def _read_checkpoint(path: Path) -> Pretrained:
-    checkpoint = load_checkpoint(path)
-    if checkpoint.model_config is None:
-        raise CheckpointError(
-            f"{path} holds weights but not the model's config, so the architecture is "
-            "unknown; build the model yourself and load them with "
-            "load_checkpoint(path, model)"
-        )
-    return Pretrained(checkpoint.model_config, checkpoint.model_state, str(path), str(path))
-
-
-def _hub() -> Any:
-    try:
-        import huggingface_hub
-    except ImportError:
-        raise MissingExtraError(
-            "the Hugging Face Hub needs the hub extra: pip install 'fashionmlp[hub]'"
-        ) from None
-    return huggingface_hub
-
-
-def _download(
-    repo_id: str,
-    revision: str | None,
-    cache_dir: str | os.PathLike[str] | None,
-    token: str | None,
-    local_files_only: bool,
-) -> Path:
-    hub = _hub()
-    try:
-        paths = [
-            hub.hf_hub_download(
-                repo_id,
-                name,
-                revision=revision,
-                cache_dir=cache_dir,
-                token=token,
-                local_files_only=local_files_only,
-            )
-            for name in (CONFIG_FILE, WEIGHTS_FILE)
-        ]
-    except Exception as exc:  # network and Hub errors come in many types; all mean "not there"
-        raise CheckpointError(
-            f"{repo_id}: no such local file or folder, and it could not be had from the "
-            f"Hugging Face Hub ({type(exc).__name__}: {' '.join(str(exc).split())})"
-        ) from exc
-    return Path(paths[1]).parent
-
-
-class _SavesPretrained(Protocol):
-    def save_pretrained(self, folder: str | os.PathLike[str]) -> Path: ...
-
-
-def push_pretrained(
-    model: _SavesPretrained,
-    repo_id: str,
-    *,
-    token: str | None = None,
-    private: bool | None = None,
-    revision: str | None = None,
-    commit_message: str = "Upload FashionMLP",
-) -> str:
-    """Upload ``model.save_pretrained()``'s files to the Hub repository ``repo_id``.
-
-    Returns:
-        The URL of the commit.
-
-    Raises:
-        CheckpointError: The hub extra is missing, or the Hub refused or could not be reached.
-    """
-    hub = _hub()
-    api = hub.HfApi(token=token)
-    try:
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        with tempfile.TemporaryDirectory() as folder:
-            model.save_pretrained(folder)
-            commit = api.upload_folder(
-                repo_id=repo_id,
-                folder_path=folder,
-                revision=revision,
-                commit_message=commit_message,
-            )
-    except Exception as exc:  # network and Hub errors come in many types
-        raise CheckpointError(
-            f"could not push to {repo_id} on the Hugging Face Hub "
-            f"({type(exc).__name__}: {' '.join(str(exc).split())}); check the repository "
-            "id, your token (huggingface-cli login) and the connection"
-        ) from exc
-    return str(getattr(commit, "commit_url", commit))

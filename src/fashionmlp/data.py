@@ -25,17 +25,20 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 import torch
 
 from ._files import atomic_write, os_error_fix
 from .errors import DatasetError, DatasetNotFoundError
-from .model import IMAGE_SIZE, NUM_CLASSES
+from .model_config import IMAGE_SIZE, NUM_CLASSES
 
 __all__ = [
     "SYSTEM_DATA_DIRS",
+    "Split",
+    "Splits",
     "default_data_root",
+    "load_dataset",
     "load_split",
     "prepare_dataset",
     "raw_folder",
@@ -87,7 +90,6 @@ _FILES: Final = {
         ),
     ),
 }
-_ALL_FILES: Final = _FILES["train"] + _FILES["test"]
 #: Where a data root is chosen, for messages that advise choosing another.
 _DATA_ROOT = "data root (root=..., or --data-root on the command line)"
 _HOW_TO_GET = (
@@ -174,14 +176,66 @@ def read_idx(
     return values.long()
 
 
-def prepare_dataset(root: str | os.PathLike[str], *, download: bool = False) -> Path:
-    """Make the four raw files present and valid under ``root``; return their folder.
+class Split(NamedTuple):
+    """One split's images and labels, as read and checked from the files."""
+
+    #: uint8 ``(N, 28, 28)`` images.
+    images: torch.Tensor
+    #: int64 ``(N,)`` labels.
+    labels: torch.Tensor
+
+
+class Splits(NamedTuple):
+    """The dataset, read and checked once: what :func:`~fashionmlp.load_dataset` returns, and what
+    :func:`~fashionmlp.fit` and :func:`~fashionmlp.make_loaders` take as ``data=``."""
+
+    #: The 60,000 training images.
+    train: Split
+    #: The 10,000 test images, or ``None`` when loaded without them (``test=False``).
+    test: Split | None
+
+
+def load_dataset(
+    root: str | os.PathLike[str] | None = None, *, download: bool = False, test: bool = True
+) -> Splits:
+    """Both splits of FashionMNIST, read and checked once, on the CPU.
+
+    Pass the result to :func:`~fashionmlp.fit` or :func:`~fashionmlp.make_loaders` as
+    ``data=``, and many runs in one process read the files once.
+
+    Args:
+        root: The data root (default :func:`default_data_root`); the files are found or
+            fetched by :func:`~fashionmlp.data.prepare_dataset`.
+        download: Allow the download when no local copy exists.
+        test: Also read the test set. ``False`` never opens the test files (a
+            hyperparameter search judges on a validation split, and must not see them).
+
+    Raises:
+        DatasetNotFoundError: A file is in none of the sources.
+        DatasetError: A file is corrupt.
+
+    Example:
+        .. code-block:: python
+
+            data = load_dataset()
+            results = [fit(get_recipe("fast"), data=data, seed=seed) for seed in range(5)]
+    """
+    root = root if root is not None else default_data_root()
+    train = Split(*load_split(root, "train", download=download))
+    return Splits(train, Split(*load_split(root, "test", download=download)) if test else None)
+
+
+def prepare_dataset(
+    root: str | os.PathLike[str], *, download: bool = False, test: bool = True
+) -> Path:
+    """Make the raw files present and valid under ``root``; return their folder.
 
     Sources, in order: files already in ``root/FashionMNIST/raw`` (or their ``.gz``
     there); the Debian package's files in :data:`~fashionmlp.data.SYSTEM_DATA_DIRS`; torchvision's
     mirrors if ``download`` is true. New files are written to a temporary name,
     verified, then renamed, so an interrupted run never leaves a file that looks valid.
-    Files already present are verified and never replaced.
+    Files already present are verified and never replaced. With ``test=False`` only the
+    two training files are looked for.
 
     Raises:
         DatasetNotFoundError: A file is in none of the sources (the message lists where
@@ -189,7 +243,7 @@ def prepare_dataset(root: str | os.PathLike[str], *, download: bool = False) -> 
         DatasetError: A file is present but corrupt, or ``root`` is not writable.
     """
     raw = raw_folder(root)
-    for spec in _ALL_FILES:
+    for spec in _FILES["train"] + (_FILES["test"] if test else ()):
         if (raw / spec.name).exists():
             continue
         source = _find_compressed(raw, spec.name)
@@ -214,9 +268,9 @@ def load_split(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return one split as ``(images uint8 (N, 28, 28), labels int64 (N,))``, fully checked.
 
-    Calls :func:`~fashionmlp.prepare_dataset` first, so the same sources and errors apply.
+    Calls :func:`~fashionmlp.data.prepare_dataset` first, so the same sources and errors apply.
     """
-    raw = prepare_dataset(root, download=download)
+    raw = prepare_dataset(root, download=download, test=split == "test")
     images_spec, labels_spec = _FILES[split]
     images = _load_verified(raw / images_spec.name, images_spec)
     labels = _load_verified(raw / labels_spec.name, labels_spec)

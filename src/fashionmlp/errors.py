@@ -9,18 +9,21 @@ ours derives from it too, so code that already catches the built-in keeps workin
 from __future__ import annotations
 
 __all__ = [
-    "FashionMLPError",
-    "InvalidArgumentError",
-    "InputShapeError",
+    "CheckpointError",
     "DatasetError",
     "DatasetNotFoundError",
-    "CheckpointError",
     "DeviceError",
+    "FashionMLPError",
     "ImageError",
+    "InputShapeError",
+    "InvalidArgumentError",
     "MissingExtraError",
     "NonFiniteLossError",
+    "RunExistsError",
     "RunFolderError",
 ]
+
+from pathlib import Path
 
 
 class FashionMLPError(Exception):
@@ -67,3 +70,22 @@ class MissingExtraError(FashionMLPError, ImportError):
 
 class NonFiniteLossError(FashionMLPError, FloatingPointError):
     """Training produced a NaN or infinite loss (usually: the learning rate is too high)."""
+
+
+class RunExistsError(InvalidArgumentError):
+    """A folder asked for a new run already holds one, finished or interrupted.
+
+    Attributes:
+        path: The folder.
+        finished: Whether the run there finished (else it can be resumed).
+    """
+
+    def __init__(self, path: Path, *, finished: bool) -> None:
+        self.path = path
+        self.finished = finished
+        state = "a finished run" if finished else "an interrupted run"
+        hint = "" if finished else " (or resume it: RunFolder.interrupted(path))"
+        super().__init__(
+            f"{path} already holds {state}; choose another folder, or replace it with "
+            f"RunFolder.new(path, overwrite=True){hint}"
+        )

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -14,61 +12,10 @@ from torch import nn
 from . import distributed
 from .devices import model_device
 from .errors import InvalidArgumentError
-from .train import LossFn, autocast_context, call_loss
+from .records import EvalResult
+from .step import LossFn, autocast_context, call_loss, input_dtype, to_model
 
-__all__ = ["EvalResult", "eval_mode", "evaluate"]
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    """Accuracy, loss and confusion matrix of one pass over a dataset."""
-
-    #: Samples whose arg-max prediction equals the label.
-    correct: int
-    #: Samples evaluated.
-    total: int
-    #: Mean loss per sample, or ``None`` when no ``loss_fn`` was given.
-    loss: float | None
-    #: ``confusion_matrix[true][predicted]`` counts; rows are true classes.
-    confusion_matrix: tuple[tuple[int, ...], ...]
-    #: The predicted label of every sample, int64 ``(total,)`` on the CPU, in loader order,
-    #: when ``evaluate(keep_predictions=True)``; else ``None``. Left out of comparisons and
-    #: of :meth:`to_dict`.
-    predictions: torch.Tensor | None = field(default=None, compare=False, repr=False)
-
-    @property
-    def accuracy(self) -> float:
-        """``correct / total``, in ``[0, 1]``."""
-        return self.correct / self.total
-
-    @property
-    def per_class_accuracy(self) -> tuple[float, ...]:
-        """Accuracy on each true class (``nan`` for a class with no samples)."""
-        return tuple(
-            row[index] / sum(row) if sum(row) else math.nan
-            for index, row in enumerate(self.confusion_matrix)
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of the figures and the derived accuracies (no predictions)."""
-        return {
-            "correct": self.correct,
-            "total": self.total,
-            "loss": self.loss,
-            "confusion_matrix": [list(row) for row in self.confusion_matrix],
-            "accuracy": self.accuracy,
-            "per_class_accuracy": list(self.per_class_accuracy),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EvalResult:
-        """The result :meth:`to_dict` wrote (the accuracies are derived, so not read)."""
-        return cls(
-            correct=data["correct"],
-            total=data["total"],
-            loss=data["loss"],
-            confusion_matrix=tuple(tuple(row) for row in data["confusion_matrix"]),
-        )
+__all__ = ["eval_mode", "evaluate"]
 
 
 @contextlib.contextmanager
@@ -95,7 +42,7 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def evaluate(
-    dataloader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    dataloader: Iterable[Any],
     model: nn.Module,
     loss_fn: LossFn | None = None,
     *,
@@ -112,7 +59,8 @@ def evaluate(
     summed over all processes, so every rank returns the result for the whole dataset.
 
     Args:
-        dataloader: Yields ``(x, y)`` batches.
+        dataloader: Any iterable of ``(x, y)`` batches (``x`` goes to the model in its own
+            floating-point dtype).
         model: Produces logits ``(N, C)``; the confusion matrix is ``C x C``.
         loss_fn: If given, ``loss_fn(logits, y)`` (batch mean) is averaged per sample.
         device: Where batches go; defaults to the device of the model's parameters.
@@ -124,7 +72,8 @@ def evaluate(
             samples ``r, r + W, ...``), as :func:`~fashionmlp.make_loaders` builds them.
 
     Raises:
-        InvalidArgumentError: ``dataloader`` yielded no batch.
+        InvalidArgumentError: ``dataloader`` yielded no batch, or one that is not a pair
+            of tensors.
 
     Example:
         >>> import torch
@@ -136,64 +85,86 @@ def evaluate(
         (100, 10)
     """
     target = torch.device(device) if device is not None else model_device(model)
-    confusion: torch.Tensor | None = None  # flat (C * C,) counts, made at the first batch
-    loss_sum = torch.zeros((), device=target)
-    # Samples with a label outside 0..C-1, and with a NaN or infinite input: counted on the
-    # device and read with the figures, so checking them costs no read of its own.
-    bad_labels = torch.zeros((), dtype=torch.int64, device=target)
-    bad_inputs = torch.zeros((), dtype=torch.int64, device=target)
-    predicted: list[torch.Tensor] = []
+    dtype = input_dtype(model)
+    counts: _Counts | None = None  # made at the first batch, when the classes are known
     with eval_mode(model):
-        for x, y in dataloader:
-            x, y = x.to(target, non_blocking=non_blocking), y.to(target, non_blocking=non_blocking)
+        for batch in dataloader:
+            x, y = to_model(batch, target, dtype, non_blocking=non_blocking)
             with autocast_context(target, autocast):
                 pred = model(x)
-                if loss_fn is not None:
-                    loss_sum += call_loss(loss_fn, pred, y).float() * len(x)
-            classes = pred.shape[1]
-            if confusion is None:
-                confusion = torch.zeros(classes * classes, dtype=torch.int64, device=target)
-            labels = pred.argmax(1)
-            valid = (y >= 0) & (y < classes)
-            bad_labels += (~valid).sum()
-            if x.is_floating_point():
-                bad_inputs += (~torch.isfinite(x.reshape(len(x), -1))).any(1).sum()
-            # index_add_ rather than bincount, which reads its input's maximum from the
-            # device; a bad label counts nowhere rather than outside the matrix.
-            cells = torch.where(valid, y * classes + labels, 0)
-            confusion.index_add_(0, cells, valid.to(torch.int64))
-            if keep_predictions:
-                predicted.append(labels)
-    if confusion is None:
+                loss = call_loss(loss_fn, pred, y).float() if loss_fn is not None else None
+            counts = counts or _Counts(pred.shape[1], target, keep_predictions)
+            counts.add(x, y, pred, loss)
+    if counts is None:
         raise InvalidArgumentError("the dataloader yielded no batches; is the dataset empty?")
-    # Every figure in one tensor: one sum over processes under torchrun, one read.
-    wide = torch.float32 if target.type == "mps" else torch.float64  # MPS has no float64
-    checks = torch.stack([bad_labels, bad_inputs]).to(wide)
-    figures = torch.cat([confusion.to(wide), loss_sum.to(wide).reshape(1), checks])
-    *counts, loss_total, labels_outside, inputs_not_finite = distributed.reduce_sum(
-        figures
-    ).tolist()
-    if labels_outside:
-        raise InvalidArgumentError(
-            f"the loader gave {int(labels_outside)} label(s) outside 0..{classes - 1}; this "
-            f"model has {classes} classes, so each label must be one of them"
+    return counts.result(with_loss=loss_fn is not None)
+
+
+class _Counts:
+    """An evaluation's figures, summed on the device batch by batch and read once at the end.
+
+    Samples with a label outside ``0..C-1`` and samples holding a NaN or infinite value are
+    counted too, so checking for them costs no read of its own.
+    """
+
+    def __init__(self, classes: int, device: torch.device, keep_predictions: bool) -> None:
+        self.classes = classes
+        self.device = device
+        self.confusion = torch.zeros(classes * classes, dtype=torch.int64, device=device)
+        self.loss_sum = torch.zeros((), device=device)
+        self.bad_labels = torch.zeros((), dtype=torch.int64, device=device)
+        self.bad_inputs = torch.zeros((), dtype=torch.int64, device=device)
+        self.predicted: list[torch.Tensor] | None = [] if keep_predictions else None
+
+    def add(
+        self, x: torch.Tensor, y: torch.Tensor, pred: torch.Tensor, loss: torch.Tensor | None
+    ) -> None:
+        classes = self.classes
+        if loss is not None:
+            self.loss_sum += loss * len(x)
+        labels = pred.argmax(1)
+        valid = (y >= 0) & (y < classes)
+        self.bad_labels += (~valid).sum()
+        if x.is_floating_point():
+            self.bad_inputs += (~torch.isfinite(x.reshape(len(x), -1))).any(1).sum()
+        # index_add_ rather than bincount, which reads its input's maximum from the
+        # device; a bad label counts nowhere rather than outside the matrix.
+        cells = torch.where(valid, y * classes + labels, 0)
+        self.confusion.index_add_(0, cells, valid.to(torch.int64))
+        if self.predicted is not None:
+            self.predicted.append(labels)
+
+    def result(self, *, with_loss: bool) -> EvalResult:
+        """The figures, summed over the processes under torchrun: the one read."""
+        classes = self.classes
+        wide = torch.float32 if self.device.type == "mps" else torch.float64  # MPS: no float64
+        checks = torch.stack([self.bad_labels, self.bad_inputs]).to(wide)
+        figures = torch.cat([self.confusion.to(wide), self.loss_sum.to(wide).reshape(1), checks])
+        *counts, loss_total, labels_outside, inputs_not_finite = distributed.reduce_sum(
+            figures
+        ).tolist()
+        if labels_outside:
+            raise InvalidArgumentError(
+                f"the loader gave {int(labels_outside)} label(s) outside 0..{classes - 1}; this "
+                f"model has {classes} classes, so each label must be one of them"
+            )
+        if inputs_not_finite:
+            raise InvalidArgumentError(
+                f"the loader gave {int(inputs_not_finite)} sample(s) holding NaN or infinite "
+                "values; give finite pixel values"
+            )
+        matrix = tuple(
+            tuple(int(count) for count in counts[row * classes : (row + 1) * classes])
+            for row in range(classes)
         )
-    if inputs_not_finite:
-        raise InvalidArgumentError(
-            f"the loader gave {int(inputs_not_finite)} sample(s) holding NaN or infinite "
-            "values; give finite pixel values"
+        total = sum(map(sum, matrix))
+        predicted = self.predicted
+        return EvalResult(
+            correct=sum(matrix[index][index] for index in range(classes)),
+            total=total,
+            loss=loss_total / total if with_loss else None,
+            confusion_matrix=matrix,
+            predictions=(
+                distributed.gather_strided(torch.cat(predicted)).cpu() if predicted else None
+            ),
         )
-    matrix = tuple(
-        tuple(int(count) for count in counts[row * classes : (row + 1) * classes])
-        for row in range(classes)
-    )
-    total = sum(map(sum, matrix))
-    return EvalResult(
-        correct=sum(matrix[index][index] for index in range(classes)),
-        total=total,
-        loss=loss_total / total if loss_fn is not None else None,
-        confusion_matrix=matrix,
-        predictions=(
-            distributed.gather_strided(torch.cat(predicted)).cpu() if keep_predictions else None
-        ),
-    )

@@ -1,81 +1,59 @@
-""":func:`fit`: a recipe turned into a trained model, by a short loop over the public API.
+""":func:`fit`: the parts of a run trained, by a short loop over the public API.
 
-Reading :func:`fit` top to bottom is the whole training procedure: build the loaders, the
-model, its optimizer and schedule; start afresh or resume; then for each epoch
-:func:`~fashionmlp.train_epoch`, :func:`~fashionmlp.evaluate` and a checkpoint. The
-bookkeeping of resuming lives in :class:`~fashionmlp.state.TrainState`.
+Reading :func:`fit` top to bottom is the whole training procedure: build the parts (or take
+them), start afresh or resume, tell the callbacks; then for each epoch
+:func:`~fashionmlp.train_epoch`, :func:`~fashionmlp.evaluate`, the epoch's hooks and a
+checkpoint. Building lives in :func:`~fashionmlp.build`, the bookkeeping of resuming in
+:class:`~fashionmlp.state.TrainState`, the calling of callbacks in
+:class:`~fashionmlp.hooks.Hooks`.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from . import distributed
-from .callbacks import CallbackLike, EpochCallback, StopTraining
-from .devices import resolve_device
-from .evaluation import EvalResult, evaluate
-from .loaders import make_loaders
-from .model import FashionMLP
-from .recipes import Recipe, make_optimizer, make_scheduler, resolve_autocast
-from .state import EpochReport, RunConfig, TrainState
+from .data import Splits
+from .errors import InvalidArgumentError
+from .evaluation import evaluate
+from .hooks import Hooks
+from .parts import Parts, build
+from .recipes import Recipe, RunConfig
+from .records import FitResult
+from .state import TrainState
 from .train import train_epoch
 
-__all__ = ["FitResult", "fit"]
-
-
-@dataclass(frozen=True)
-class FitResult:
-    """What :func:`fit` returns."""
-
-    #: The trained model.
-    model: FashionMLP
-    #: One report per epoch, resumed epochs included.
-    history: tuple[EpochReport, ...]
-    #: Whether all the recipe's epochs ran (false when stopped early).
-    finished: bool
-    #: The run's settings, as saved in its checkpoints.
-    config: RunConfig
-    #: ``"bfloat16"`` when the forward passes ran under bfloat16 autocast, else ``"float32"``.
-    precision: Literal["float32", "bfloat16"]
-    #: ``(epoch, batches trained in it)`` when a batch callback stopped the run part-way.
-    stopped_at: tuple[int, int] | None = None
-
-    @property
-    def final(self) -> EvalResult:
-        """The evaluation after the last epoch (with every sample's predicted label when
-        the run trained its last epoch in this call)."""
-        return self.history[-1].eval
+__all__ = ["fit"]
 
 
 def fit(
-    recipe: Recipe,
+    recipe: Recipe | RunConfig | Parts,
     root: str | os.PathLike[str] | None = None,
     *,
+    model: nn.Module | None = None,
+    data: Splits | None = None,
     device: torch.device | str = "auto",
-    seed: int = 0,
     download: bool = False,
+    seed: int | None = None,
     limit: int | None = None,
     validation_size: int = 0,
-    callbacks: Sequence[CallbackLike] = (),
-    epoch_callbacks: Sequence[Callable[[EpochReport], object]] = (),
+    callbacks: Sequence[object] = (),
     checkpoint_path: str | os.PathLike[str] | None = None,
     resume_from: str | os.PathLike[str] | None = None,
     check_finite: bool = True,
 ) -> FitResult:
-    """Train the recipe's :class:`~fashionmlp.FashionMLP` and evaluate it after every epoch.
+    """Train a model under a recipe and evaluate it after every epoch.
 
-    The model is built from :attr:`Recipe.model_config <fashionmlp.Recipe.model_config>`
-    (``FashionMLP()`` itself for the shipped recipes); a recipe that normalizes makes the
-    model standardize its own input, so the trained model takes plain ``ToTensor()`` input.
+    ``fit(recipe, ...)`` is the one-line convenience: it builds the parts
+    (:func:`~fashionmlp.build`: the recipe's :class:`~fashionmlp.FashionMLP`, or ``model``)
+    and trains them; ``fit(parts, ...)`` trains parts built (and perhaps changed) before.
     Training may run under bfloat16 autocast (the recipe's ``autocast``); every evaluation
     is the model's plain float32 forward pass, so that the reported accuracy is what the
     saved model gives wherever it is loaded.
@@ -85,36 +63,41 @@ def fit(
     every figure is global, and only rank 0 writes the checkpoint.
 
     Args:
-        recipe: What to do (see :data:`~fashionmlp.recipes.RECIPES`).
+        recipe: What to train: a :class:`~fashionmlp.Recipe`, a whole
+            :class:`~fashionmlp.RunConfig`, or :class:`~fashionmlp.parts.Parts` (then
+            ``root``, ``model``, ``data``, ``device``, ``download``, ``seed``, ``limit``
+            and ``validation_size`` are already decided and must be left out).
         root: The data root (default :func:`~fashionmlp.default_data_root`).
+        model: A model of your own to train instead of the recipe's (see
+            :func:`~fashionmlp.build`); checkpoints and exact resume work the same.
+        data: The dataset already loaded (:func:`~fashionmlp.load_dataset`): many runs
+            in one process then read the files once.
         device: Where to train: ``"auto"`` (CUDA, else MPS, else the CPU), ``"cpu"``,
             ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
-        seed: Seeds the model's initialisation, the shuffle and the augmentation; the
-            same seed, recipe and device give the same weights.
         download: Allow the dataset download.
+        seed: Seeds the model's initialisation, the shuffle and the augmentation (default
+            0); the same seed, recipe and device give the same weights.
         limit: Use only the first ``limit`` samples of each split.
         validation_size: Evaluate on this many held-out training images instead of the
             test set (for tuning; see :func:`~fashionmlp.make_loaders`).
-        callbacks: Batch callbacks (see :func:`~fashionmlp.train_epoch`); those that also
-            have ``on_epoch_end`` (:class:`~fashionmlp.callbacks.EpochCallback`, such as the
-            loggers) get each :class:`~fashionmlp.EpochReport` too. One raising
-            :class:`~fashionmlp.StopTraining` stops the run right after that batch, and
-            ``fit`` writes a checkpoint of that very point (with ``at="epoch"``: after the
-            epoch).
-        epoch_callbacks: Called with each :class:`~fashionmlp.EpochReport`, after the
-            epoch's evaluation and before its checkpoint is written; one raising
-            :class:`~fashionmlp.StopTraining` stops the run after that epoch (and its
-            checkpoint).
+        callbacks: Objects with any of the hooks of :mod:`fashionmlp.hooks`
+            (``on_fit_start``, ``on_batch_end``, ``on_epoch_end``, ``on_fit_end``,
+            ``on_exception``, ``state_dict``/``load_state_dict``), or plain functions of
+            each :class:`~fashionmlp.BatchEvent`. Their states are saved in every checkpoint
+            and given back on resume. One raising :class:`~fashionmlp.StopTraining` from a
+            batch stops the run right after that batch, and ``fit`` writes a checkpoint of
+            that very point (with ``at="epoch"``, or from ``on_epoch_end``: after the epoch
+            and its checkpoint).
         checkpoint_path: Written (atomically) before the first epoch, after every epoch
             and at a stop, with everything needed to resume.
-        resume_from: A checkpoint written by an earlier ``fit`` with the same recipe, seed
-            and data options; training continues where it stopped (mid-epoch too) and ends
-            with the same weights as a run that was never stopped.
+        resume_from: A checkpoint written by an earlier ``fit`` with the same settings;
+            training continues where it stopped (mid-epoch too) and ends with the same
+            weights as a run that was never stopped.
         check_finite: Stop with :class:`~fashionmlp.NonFiniteLossError` on a NaN or
             infinite loss (see :func:`~fashionmlp.train_epoch`).
 
     Raises:
-        CheckpointError: ``resume_from`` is unreadable or from another recipe or seed.
+        CheckpointError: ``resume_from`` is unreadable or from other settings.
         NonFiniteLossError: The loss became NaN or infinite.
 
     Example:
@@ -123,88 +106,100 @@ def fit(
             result = fit(get_recipe("fast"), "data", device="cuda", seed=0)
             print(result.final.accuracy)
     """
-    config = RunConfig(recipe, seed=seed, limit=limit, validation_size=validation_size)
-    target = resolve_device(device)
-    autocast = resolve_autocast(recipe, target)
-    torch.manual_seed(seed)
-    train, test = make_loaders(
-        root,
-        recipe.batch_size,
-        download=download,
-        seed=seed,
-        backend=recipe.backend,
-        device=target,
-        augment=recipe.augment,
-        limit=limit,
-        validation_size=validation_size,
-    )
-    model = FashionMLP.from_config(recipe.model_config).to(target)
-    optimizer = make_optimizer(recipe, model, precision=autocast)
-    scheduler = make_scheduler(recipe, optimizer, len(train))
-    state = TrainState(config, model, optimizer, scheduler, train.generator)
+    run_options = {"seed": seed, "limit": limit, "validation_size": validation_size or None}
+    build_options = {
+        "root": root,
+        "model": model,
+        "data": data,
+        "download": download or None,
+        "device": None if device == "auto" else device,
+    }
+    if isinstance(recipe, Parts):
+        _refuse("fit(parts) trains parts already built", {**run_options, **build_options})
+        parts = recipe
+    else:
+        if isinstance(recipe, RunConfig):
+            _refuse("fit(run_config) has the run's settings", run_options)
+            config = recipe
+        else:
+            config = RunConfig(recipe, seed=seed or 0, limit=limit, validation_size=validation_size)
+        parts = build(config, data, root=root, download=download, device=device, model=model)
+    hooks = Hooks(callbacks)
+    state = TrainState(parts, hooks)
     if resume_from is not None:
         state.load(resume_from)
     else:
         _save(state, checkpoint_path)  # so that even a run stopped in its first epoch resumes
-    trained = _data_parallel(model, target)
-    train_loss = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
-    eval_loss = nn.CrossEntropyLoss()
-    non_blocking = target.type == "cuda"
-    precision: Literal["float32", "bfloat16"] = "float32" if autocast is None else "bfloat16"
-    epoch_hooks: list[Callable[[EpochReport], object]] = list(epoch_callbacks)
-    for callback in callbacks:
-        if isinstance(callback, EpochCallback):  # a logger: it wants the epochs too
-            epoch_hooks.append(callback.on_epoch_end)
+    try:
+        hooks.call("on_fit_start", state)
+        result = _train(state, checkpoint_path, check_finite)
+    except BaseException as error:
+        hooks.call("on_exception", error)
+        raise
+    hooks.call("on_fit_end", result)
+    return result
 
-    while state.epochs_done < recipe.epochs:
+
+def _refuse(what: str, options: Mapping[str, object]) -> None:
+    given = [name for name, value in options.items() if value is not None]
+    if given:
+        raise InvalidArgumentError(f"{what}: leave out {', '.join(given)}")
+
+
+def _train(
+    state: TrainState, checkpoint_path: str | os.PathLike[str] | None, check_finite: bool
+) -> FitResult:
+    """The epoch loop: train, evaluate, tell the callbacks, save; until done or stopped."""
+    parts, hooks = state.parts, state.hooks
+    epochs = state.config.recipe.epochs
+    trained = _data_parallel(parts.model, parts.device)
+    non_blocking = parts.device.type == "cuda"
+    while state.epochs_done < epochs:
         epoch = state.epochs_done + 1
         stats = train_epoch(
-            train,
+            parts.train,
             trained,
-            train_loss,
-            optimizer,
-            callbacks=callbacks,
+            parts.train_loss,
+            parts.optimizer,
+            callbacks=hooks,
             epoch=epoch,
-            scheduler=scheduler,
+            scheduler=parts.scheduler,
             carry=state.start_epoch(),
             first_step=state.steps_done,
-            autocast=autocast,
+            autocast=parts.autocast,
             non_blocking=non_blocking,
             check_finite=check_finite,
         )
         if stats.stop == "batch":  # stopped right after a batch: keep that very point
             state.stop_within_epoch(stats)
             _save(state, checkpoint_path)
-            return FitResult(
-                model=model,
-                history=tuple(state.history),
-                finished=False,
-                config=config,
-                precision=precision,
-                stopped_at=(epoch, stats.batches),
-            )
+            return _result(state, stopped_at=(epoch, stats.batches))
         started = time.perf_counter()
         result = evaluate(
-            test,
-            model,
-            eval_loss,
+            parts.evaluation,
+            parts.model,
+            parts.eval_loss,
             non_blocking=non_blocking,
-            keep_predictions=epoch == recipe.epochs,  # for the misclassified-images plot
+            keep_predictions=epoch == epochs,  # for the misclassified-images plot
         )
         report = state.finish_epoch(stats, result, evaluation_seconds=time.perf_counter() - started)
         # The epoch's callbacks (and loggers) before its checkpoint: a run killed between
         # the two redoes the epoch on resume, and a logger that has its row already skips it,
         # so no row is lost and none is written twice.
-        stop = _tell(epoch_hooks, report) or stats.stop == "epoch"
+        stop = hooks.call("on_epoch_end", report) or stats.stop
         _save(state, checkpoint_path)
         if stop:
             break
+    return _result(state)
+
+
+def _result(state: TrainState, *, stopped_at: tuple[int, int] | None = None) -> FitResult:
     return FitResult(
-        model=model,
+        model=state.model,
         history=tuple(state.history),
-        finished=state.epochs_done == recipe.epochs,
-        config=config,
-        precision=precision,
+        finished=state.epochs_done == state.config.recipe.epochs,
+        precision=state.parts.precision,
+        stopped_at=stopped_at,
     )
 
 
@@ -224,14 +219,3 @@ def _data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
     return DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None
     )
-
-
-def _tell(epoch_callbacks: Sequence[Callable[[EpochReport], object]], report: EpochReport) -> bool:
-    """Call every epoch callback; return whether one asked to stop."""
-    stop = False
-    for callback in epoch_callbacks:
-        try:
-            callback(report)
-        except StopTraining:
-            stop = True
-    return stop

@@ -1,4 +1,5 @@
-"""Train and test loaders: the seed's torchvision pipeline, or the dataset on the device.
+"""Train and evaluation loaders over the loaded dataset: the seed's torchvision pipeline, or
+the dataset on the device.
 
 Two backends give the same batches, ``x`` float32 ``(B, 1, 28, 28)`` in ``[0, 1]`` and ``y``
 int64 ``(B,)``:
@@ -9,246 +10,31 @@ int64 ``(B,)``:
 ``"tensor"``
     Each split decoded once into one uint8 tensor on the target device; a batch is one
     index gather and one division, bitwise equal to what ``ToTensor()`` gives for the same
-    samples. Shuffling, augmentation and normalization are tensor ops on the device.
+    samples (:class:`~fashionmlp.tensor_loader.TensorLoader`). Shuffling, augmentation and normalization
+    are tensor ops on the device.
+
+Both serve the splits :func:`select_splits` chooses from the loaded data
+(:func:`~fashionmlp.load_dataset`), so runs that pass the same data read no file again.
 """
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, Final, Literal, NamedTuple, Union
+from typing import Any, NamedTuple, Union
 
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler
 
 from . import distributed
-from .data import default_data_root, load_split
+from .augment import Augment
+from .data import Split, Splits, default_data_root, load_dataset
 from .devices import resolve_device
 from .errors import InvalidArgumentError
-from .model import CLASSES, IMAGE_SIZE, NUM_CLASSES, standardize
+from .model_config import NO_NORMALIZATION, NUM_CLASSES
+from .recipes import Backend
+from .tensor_loader import FashionMNISTTensors, TensorLoader, check_positive
 
-__all__ = [
-    "FASHION_MNIST_MEAN",
-    "FASHION_MNIST_STD",
-    "Augment",
-    "Backend",
-    "FashionMNISTTensors",
-    "Loader",
-    "Loaders",
-    "Split",
-    "TensorLoader",
-    "make_loaders",
-    "pixels_to_float",
-    "select_splits",
-    "validation_split",
-]
-
-#: Mean pixel value of the training images (after ``ToTensor()``).
-FASHION_MNIST_MEAN: Final = 0.2860
-#: Standard deviation of the training images' pixels (after ``ToTensor()``).
-FASHION_MNIST_STD: Final = 0.3530
-
-#: The data pipelines :func:`~fashionmlp.make_loaders` can build.
-Backend = Literal["torchvision", "tensor"]
-Batch = tuple[torch.Tensor, torch.Tensor]
-
-
-@dataclass(frozen=True)
-class Augment:
-    """Random augmentation of a training batch, done as batched tensor ops on its device.
-
-    Args:
-        hflip: Mirror each image left-right with probability 1/2.
-        translate: Shift each image by up to this many pixels along each axis (filling
-            with zeros, i.e. background), independently per image.
-
-    Example:
-        >>> import torch
-        >>> x = torch.rand(8, 1, 28, 28)
-        >>> Augment(hflip=True, translate=2)(x, torch.Generator().manual_seed(0)).shape
-        torch.Size([8, 1, 28, 28])
-    """
-
-    hflip: bool = False
-    translate: int = 0
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.translate < IMAGE_SIZE:
-            raise InvalidArgumentError(
-                f"translate must be between 0 and {IMAGE_SIZE - 1} pixels, got {self.translate}"
-            )
-
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Return an augmented copy of the batch ``x`` shaped ``(B, 1, 28, 28)``."""
-        batch = len(x)
-        if self.hflip:
-            flip = torch.rand(batch, generator=generator, device=x.device) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(3), x)
-        if self.translate:
-            k = self.translate
-            padded = F.pad(x, (k, k, k, k))
-            shifts = torch.randint(0, 2 * k + 1, (2, batch), generator=generator, device=x.device)
-            offsets = torch.arange(IMAGE_SIZE, device=x.device)
-            rows = (shifts[0, :, None] + offsets)[:, :, None]  # (B, 28, 1)
-            cols = (shifts[1, :, None] + offsets)[:, None, :]  # (B, 1, 28)
-            samples = torch.arange(batch, device=x.device)[:, None, None]
-            x = padded[samples, 0, rows, cols].unsqueeze(1)
-        return x
-
-
-class FashionMNISTTensors(Dataset[tuple[torch.Tensor, int]]):
-    """One split held as two tensors on a device; indexing gives what torchvision's does.
-
-    ``dataset[i]`` is ``(image float32 (1, 28, 28), label int)``, the pair
-    ``datasets.FashionMNIST(..., transform=ToTensor())[i]`` gives.
-
-    Attributes:
-        data: ``uint8 (N, 28, 28)`` images (torchvision's name).
-        targets: ``int64 (N,)`` labels.
-        classes: The class names.
-    """
-
-    def __init__(self, data: torch.Tensor, targets: torch.Tensor) -> None:
-        if data.dtype != torch.uint8 or data.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
-            raise InvalidArgumentError(
-                f"data must be uint8 (N, 28, 28), got {data.dtype} {tuple(data.shape)}"
-            )
-        if targets.shape != (len(data),):
-            raise InvalidArgumentError(
-                f"targets must be ({len(data)},) to match data, got {tuple(targets.shape)}"
-            )
-        self.data = data
-        self.targets = targets.to(device=data.device, dtype=torch.int64)
-        self.classes = list(CLASSES)
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return pixels_to_float(self.data[index].unsqueeze(0)), int(self.targets[index])
-
-
-class TensorLoader:
-    """Batches from a :class:`FashionMNISTTensors` made with tensor ops, on its device.
-
-    It behaves like a ``DataLoader`` where training code looks: ``len(loader)`` is the
-    number of batches, ``loader.dataset`` the dataset, ``loader.batch_size`` and
-    ``loader.drop_last`` are there, and each ``iter()`` is a new epoch (reshuffled when
-    ``shuffle`` is true).
-
-    Args:
-        dataset: The split to serve.
-        batch_size: Samples per batch.
-        shuffle: Draw a new random order every epoch from ``generator``.
-        drop_last: Leave out the last, smaller batch.
-        generator: Random source for the order and augmentation; must be on the
-            dataset's device. Default: one seeded from torch's global generator.
-        augment: Applied to every batch (for training).
-        normalize: ``(mean, std)`` to subtract and divide by, or ``None``.
-        shard: ``(rank, world_size)``: serve only this rank's share, as
-            ``DistributedSampler`` does. Shuffled, each epoch's permutation is the same on
-            every rank (the generators are seeded alike) and rank ``r`` takes every
-            ``world_size``-th sample from position ``r``, the permutation's first samples
-            repeated to even the shares out when the size does not divide; unshuffled,
-            the shares are left uneven so that every sample counts exactly once.
-    """
-
-    def __init__(
-        self,
-        dataset: FashionMNISTTensors,
-        batch_size: int = 64,
-        *,
-        shuffle: bool = False,
-        drop_last: bool = False,
-        generator: torch.Generator | None = None,
-        augment: Augment | None = None,
-        normalize: tuple[float, float] | None = None,
-        shard: tuple[int, int] | None = None,
-    ) -> None:
-        _check_positive("batch_size", batch_size)
-        if shard is not None and not 0 <= shard[0] < shard[1]:
-            raise InvalidArgumentError(
-                f"shard must be (rank, world_size) with 0 <= rank < world_size, got {shard}"
-            )
-        device = dataset.data.device
-        if generator is None:
-            # Like DataLoader: an unseeded loader draws its seed from the global RNG.
-            seed = int(torch.empty((), dtype=torch.int64).random_().item())
-            generator = torch.Generator(device=device).manual_seed(seed)
-        elif generator.device.type != device.type:
-            raise InvalidArgumentError(
-                f"generator is on {generator.device} but the data is on {device}; "
-                f"make it with torch.Generator(device={str(device)!r})"
-            )
-        self.dataset = dataset
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.drop_last = drop_last
-        self.generator = generator
-        self.augment = augment
-        self.normalize = normalize
-        self.shard = shard
-
-    def __len__(self) -> int:
-        count = self._samples() / self.batch_size
-        return math.floor(count) if self.drop_last else math.ceil(count)
-
-    def _samples(self) -> int:
-        """Samples this loader serves per epoch (this rank's share when sharded)."""
-        size = len(self.dataset)
-        if self.shard is None:
-            return size
-        rank, world = self.shard
-        # Shuffled (training) shards are evened out as DistributedSampler does; the
-        # unshuffled (evaluation) ones are not, so that every sample counts once.
-        return math.ceil(size / world) if self.shuffle else len(range(rank, size, world))
-
-    def __iter__(self) -> Iterator[Batch]:
-        data, targets = self.dataset.data, self.dataset.targets
-        size = len(data)
-        order: torch.Tensor | None = None
-        if self.shuffle:
-            # Every rank draws the same permutation from its identically seeded generator.
-            order = torch.randperm(size, generator=self.generator, device=data.device)
-        if self.shard is not None:
-            rank, world = self.shard
-            if order is None:
-                order = torch.arange(size, device=data.device)
-            elif size % world:
-                order = torch.cat([order, order[: world - size % world]])  # even shards
-            order = order[rank::world]
-        if order is not None:
-            # One gather for the whole epoch (47 MB of uint8 for the training set), so
-            # each batch below is a free slice rather than a gather of its own.
-            data, targets = data[order], targets[order]
-            size = len(order)
-        stop = size - size % self.batch_size if self.drop_last else size
-        for start in range(0, stop, self.batch_size):
-            images = data[start : start + self.batch_size]
-            labels = targets[start : start + self.batch_size]
-            x = pixels_to_float(images.unsqueeze(1))
-            if self.augment is not None:
-                x = self.augment(x, self.generator)
-            if self.normalize is not None:
-                x = standardize(x, *self.normalize)
-            yield x, labels
-
-
-def pixels_to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels as float32 in ``[0, 1]``, bitwise what ``ToTensor()`` makes of them.
-
-    The same arithmetic as ``ToTensor()``: convert to float32, then divide by 255.
-
-    Example:
-        >>> from fashionmlp.loaders import pixels_to_float
-        >>> pixels_to_float(torch.tensor([0, 51, 255], dtype=torch.uint8))
-        tensor([0.0000, 0.2000, 1.0000])
-    """
-    return images.to(torch.float32).div(255)
-
+__all__ = ["Loader", "Loaders", "make_loaders", "select_splits", "validation_split"]
 
 #: What :func:`~fashionmlp.make_loaders` returns for either backend.
 Loader = Union[DataLoader[Any], TensorLoader]
@@ -261,37 +47,30 @@ class Loaders(NamedTuple):
     test: Loader
 
 
-class Split(NamedTuple):
-    """One split's images and labels, as read and checked from the files."""
-
-    #: uint8 ``(N, 28, 28)`` images.
-    images: torch.Tensor
-    #: int64 ``(N,)`` labels.
-    labels: torch.Tensor
-
-
 def select_splits(
-    root: str | os.PathLike[str] | None = None,
-    *,
-    download: bool = False,
-    limit: int | None = None,
-    validation_size: int = 0,
+    data: Splits, *, limit: int | None = None, validation_size: int = 0
 ) -> tuple[Split, Split]:
     """The ``(train, evaluation)`` samples that :func:`~fashionmlp.make_loaders` serves.
 
-    Reads each split's files once (see :func:`~fashionmlp.data.load_split`). The evaluation
-    split is the test set, or, with ``validation_size``, that many held-out training images
-    (:func:`validation_split`; the test set is then never read). ``limit`` keeps the first
-    ``limit`` samples of each.
+    The evaluation split is the test set, or, with ``validation_size``, that many held-out
+    training images (:func:`validation_split`; the test set is then not needed). ``limit``
+    keeps the first ``limit`` samples of each.
+
+    Raises:
+        InvalidArgumentError: The test set is needed but ``data`` was loaded without it.
     """
-    root = root if root is not None else default_data_root()
-    train = Split(*load_split(root, "train", download=download))
+    train = data.train
     if validation_size:
         kept, held_out = validation_split(train.labels, validation_size)
         evaluation = Split(train.images[held_out], train.labels[held_out])
         train = Split(train.images[kept], train.labels[kept])
+    elif data.test is None:
+        raise InvalidArgumentError(
+            "the data was loaded without its test set (load_dataset(test=False)); load it "
+            "with load_dataset(), or evaluate on a validation split (validation_size=...)"
+        )
     else:
-        evaluation = Split(*load_split(root, "test", download=download))
+        evaluation = data.test
     if limit is not None:
         train, evaluation = (Split(s.images[:limit], s.labels[:limit]) for s in (train, evaluation))
     return train, evaluation
@@ -302,13 +81,14 @@ def make_loaders(
     batch_size: int = 64,
     *,
     download: bool = False,
+    data: Splits | None = None,
     seed: int | None = None,
     backend: Backend = "torchvision",
     device: torch.device | str | None = None,
     test_batch_size: int | None = None,
     drop_last: bool = False,
     augment: Augment | None = None,
-    normalize: bool | tuple[float, float] = False,
+    normalize: tuple[float, float] = NO_NORMALIZATION,
     num_workers: int = 0,
     limit: int | None = None,
     validation_size: int = 0,
@@ -318,15 +98,17 @@ def make_loaders(
     The default backend is the seed's pipeline: ``torchvision.datasets.FashionMNIST`` with
     ``ToTensor()`` in a ``torch.utils.data.DataLoader``, the training set shuffled and the
     test set not. ``backend="tensor"`` keeps each split as one tensor on ``device`` and
-    yields bitwise-equal batches many times faster (see :class:`TensorLoader`). Either way
-    the files are found or fetched by :func:`~fashionmlp.prepare_dataset` and checked
-    before use, and each split's files are read once.
+    yields bitwise-equal batches many times faster (see :class:`~fashionmlp.tensor_loader.TensorLoader`). Either way
+    the files are found or fetched by :func:`~fashionmlp.data.prepare_dataset` and checked
+    before use, each read once, unless ``data`` is given: then none is read.
 
     Args:
-        root: Data folder (see :func:`~fashionmlp.prepare_dataset` for its layout); default
+        root: Data folder (see :func:`~fashionmlp.data.prepare_dataset` for its layout); default
             :func:`~fashionmlp.default_data_root`.
         batch_size: Samples per training batch (the seed's 64).
         download: Allow torchvision's download when no local copy exists.
+        data: The dataset already loaded (:func:`~fashionmlp.load_dataset`): ``root`` and
+            ``download`` are then unused.
         seed: Makes the training order (and augmentation) reproducible; ``None`` draws
             from torch's global generator, like a plain ``DataLoader``. The two backends
             shuffle differently for the same seed.
@@ -337,15 +119,16 @@ def make_loaders(
             torchvision backend and to the whole test set (one chunk) for the tensor one.
         drop_last: Leave out the last, smaller training batch.
         augment: Training-batch augmentation (tensor backend only).
-        normalize: ``True`` for FashionMNIST's mean and standard deviation, or a
-            ``(mean, std)`` pair; applied to both splits. Off by default, as in the seed.
+        normalize: ``(mean, std)`` to standardize both splits with (FashionMNIST's is
+            :data:`~fashionmlp.model_config.FASHION_MNIST_NORMALIZATION`); ``(0.0, 1.0)``,
+            the default as in the seed, leaves them as they are.
         num_workers: Worker processes per loader (torchvision backend; the seed uses 0).
         limit: Use only the first ``limit`` samples of each split (for quick runs).
         validation_size: When above 0, hold out this many training images as a validation
             split (see :func:`~fashionmlp.loaders.validation_split`) and return it
-            *in place of the test set*
-            as the second loader; the first loader then trains on the rest. This is how
-            to choose hyperparameters without looking at the test set.
+            *in place of the test set* as the second loader; the first loader then trains
+            on the rest, and the test files are not read. This is how to choose
+            hyperparameters without looking at the test set.
 
     Under ``torchrun`` each process gets its shard: of the training set, a different part
     every epoch; of the evaluation set, every ``world_size``-th sample from its rank.
@@ -361,11 +144,47 @@ def make_loaders(
             x, y = next(iter(train))  # x: (64, 1, 28, 28) float32, y: (64,) int64
             fast_train, fast_test = make_loaders("data", backend="tensor", device="cuda")
     """
-    _check_positive("batch_size", batch_size)
+    _check_options(
+        batch_size, test_batch_size, limit, num_workers, validation_size, backend, augment
+    )
+    mean_std = _mean_std(normalize)
+    target = resolve_device(device) if device is not None else torch.device("cpu")
+    if data is None:
+        data = load_dataset(root, download=download, test=validation_size == 0)
+    train, evaluation = select_splits(data, limit=limit, validation_size=validation_size)
+    shard = (distributed.rank(), distributed.world_size()) if distributed.is_distributed() else None
+    options: dict[str, Any] = {
+        "batch_size": batch_size,
+        "test_batch_size": test_batch_size,
+        "seed": seed,
+        "device": target,
+        "drop_last": drop_last,
+        "normalize": mean_std,
+        "shard": shard,
+    }
+    if backend == "tensor":
+        return _tensor_loaders(train, evaluation, augment=augment, **options)
+    root = root if root is not None else default_data_root()
+    evaluation_is_test = validation_size == 0
+    return _torchvision_loaders(
+        root, train, evaluation, num_workers=num_workers, test=evaluation_is_test, **options
+    )
+
+
+def _check_options(
+    batch_size: int,
+    test_batch_size: int | None,
+    limit: int | None,
+    num_workers: int,
+    validation_size: int,
+    backend: str,
+    augment: Augment | None,
+) -> None:
+    check_positive("batch_size", batch_size)
     if test_batch_size is not None:
-        _check_positive("test_batch_size", test_batch_size)
+        check_positive("test_batch_size", test_batch_size)
     if limit is not None:
-        _check_positive("limit", limit)
+        check_positive("limit", limit)
     if num_workers < 0:
         raise InvalidArgumentError(f"num_workers must be 0 or more, got {num_workers}")
     if not 0 <= validation_size < 60_000:
@@ -376,39 +195,6 @@ def make_loaders(
         raise InvalidArgumentError(f"unknown backend {backend!r}; use 'torchvision' or 'tensor'")
     if augment is not None and backend != "tensor":
         raise InvalidArgumentError("augment needs backend='tensor'")
-    target = resolve_device(device) if device is not None else torch.device("cpu")
-    mean_std = _mean_std(normalize)
-    train, evaluation = select_splits(
-        root, download=download, limit=limit, validation_size=validation_size
-    )
-    shard = (distributed.rank(), distributed.world_size()) if distributed.is_distributed() else None
-    if backend == "tensor":
-        return _tensor_loaders(
-            train,
-            evaluation,
-            batch_size=batch_size,
-            test_batch_size=test_batch_size,
-            seed=seed,
-            device=target,
-            drop_last=drop_last,
-            augment=augment,
-            normalize=mean_std,
-            shard=shard,
-        )
-    return _torchvision_loaders(
-        root if root is not None else default_data_root(),
-        train,
-        evaluation,
-        batch_size=batch_size,
-        test_batch_size=test_batch_size,
-        seed=seed,
-        device=target,
-        drop_last=drop_last,
-        normalize=mean_std,
-        num_workers=num_workers,
-        shard=shard,
-        evaluation_is_test=validation_size == 0,
-    )
 
 
 def _tensor_loaders(
@@ -421,7 +207,7 @@ def _tensor_loaders(
     device: torch.device,
     drop_last: bool,
     augment: Augment | None,
-    normalize: tuple[float, float] | None,
+    normalize: tuple[float, float],
     shard: tuple[int, int] | None,
 ) -> Loaders:
     generator = torch.Generator(device=device)
@@ -455,15 +241,15 @@ def _torchvision_loaders(
     seed: int | None,
     device: torch.device,
     drop_last: bool,
-    normalize: tuple[float, float] | None,
+    normalize: tuple[float, float],
     num_workers: int,
     shard: tuple[int, int] | None,
-    evaluation_is_test: bool,
+    test: bool,
 ) -> Loaders:
     from torchvision import transforms
 
     steps: list[Any] = [transforms.ToTensor()]
-    if normalize is not None:
+    if normalize != NO_NORMALIZATION:
         steps.append(transforms.Normalize((normalize[0],), (normalize[1],)))
     transform = transforms.Compose(steps)
     if shard is not None:
@@ -471,9 +257,7 @@ def _torchvision_loaders(
         rank, world = shard
         evaluation = Split(evaluation.images[rank::world], evaluation.labels[rank::world])
     train_set = _torchvision_dataset(root, train, is_train=True, transform=transform)
-    eval_set = _torchvision_dataset(
-        root, evaluation, is_train=not evaluation_is_test, transform=transform
-    )
+    eval_set = _torchvision_dataset(root, evaluation, is_train=not test, transform=transform)
     sampler: DistributedSampler[Any] | None = None
     if shard is not None:
         # DistributedSampler reshuffles from the epoch number (train_epoch calls set_epoch).
@@ -551,17 +335,14 @@ def validation_split(labels: torch.Tensor, size: int) -> tuple[torch.Tensor, tor
     return keep.nonzero().squeeze(1), validation
 
 
-def _mean_std(normalize: bool | tuple[float, float]) -> tuple[float, float] | None:
-    if normalize is True:
-        return (FASHION_MNIST_MEAN, FASHION_MNIST_STD)
-    if normalize is False:
-        return None
-    mean, std = normalize
+def _mean_std(normalize: tuple[float, float]) -> tuple[float, float]:
+    try:
+        mean, std = (float(value) for value in normalize)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(
+            f"normalize must be (mean, std), got {normalize!r}; (0.0, 1.0) leaves the input "
+            "as it is"
+        ) from None
     if not std > 0:
         raise InvalidArgumentError(f"normalize std must be above 0, got {std}")
-    return (float(mean), float(std))
-
-
-def _check_positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidArgumentError(f"{name} must be a whole number of at least 1, got {value!r}")
+    return (mean, std)

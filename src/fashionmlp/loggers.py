@@ -17,16 +17,13 @@ import csv
 import math
 import os
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from . import distributed
-from .callbacks import BatchEvent
 from .errors import InvalidArgumentError, MissingExtraError
+from .records import BatchEvent, EpochReport
 
-if TYPE_CHECKING:
-    from .state import EpochReport
-
-__all__ = ["EPOCH_COLUMNS", "BATCH_COLUMNS", "CSVLogger", "TensorBoardLogger"]
+__all__ = ["BATCH_COLUMNS", "EPOCH_COLUMNS", "CSVLogger", "TensorBoardLogger"]
 
 #: The columns of an epoch CSV, which has one row per finished epoch.
 EPOCH_COLUMNS = (

@@ -24,7 +24,7 @@ from torch import nn
 
 from .errors import InvalidArgumentError
 
-__all__ = ["Muon", "newton_schulz", "muon_param_groups"]
+__all__ = ["Muon", "muon_param_groups", "newton_schulz"]
 
 #: Keller Jordan's quintic coefficients: the steepest slope at zero that still converges.
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
@@ -126,7 +126,7 @@ class Muon(torch.optim.Optimizer):
                 )
 
     @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:  # noqa: D102
+    def step(self, closure: Any = None) -> Any:
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -188,13 +188,16 @@ def muon_param_groups(
     """:class:`Muon`'s two groups for a model: its hidden layers' weight matrices (Muon), and
     everything else, the biases and the output layer (AdamW).
 
-    The output layer is the last ``nn.Linear`` in ``model.modules()`` order.
+    The output layer is the last ``nn.Linear`` in ``model.modules()`` order; a model of
+    another kind (a CNN, say) gets Muon for its hidden linear layers' matrices and AdamW
+    for everything else, its convolutions included. A group left empty is left out.
     """
     linears = [module for module in model.modules() if isinstance(module, nn.Linear)]
     hidden = {id(layer.weight) for layer in linears[:-1]}
     matrices = [p for p in model.parameters() if id(p) in hidden]
     others = [p for p in model.parameters() if id(p) not in hidden]
-    return [
+    groups = [
         {"params": matrices, "muon": True, "lr": muon_lr, "weight_decay": muon_weight_decay},
         {"params": others, "muon": False, "lr": lr, "weight_decay": weight_decay},
     ]
+    return [group for group in groups if group["params"]]

@@ -14,14 +14,72 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .model import CLASSES
+from ._files import os_error_fix
+from .data import Split
+from .errors import MissingExtraError, RunFolderError
+from .model_config import CLASSES
+from .records import EpochReport, FitResult
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .state import EpochReport
+__all__ = [
+    "RUN_PLOTS",
+    "plot_accuracy",
+    "plot_confusion_matrix",
+    "plot_losses",
+    "plot_misclassified",
+    "plot_run",
+]
 
-__all__ = ["plot_accuracy", "plot_confusion_matrix", "plot_losses", "plot_misclassified"]
+#: The figures :func:`plot_run` draws.
+RUN_PLOTS = ("loss.png", "accuracy.png", "confusion_matrix.png", "misclassified.png")
+
+
+def plot_run(
+    folder: str | os.PathLike[str],
+    result: FitResult,
+    batch_losses: Sequence[tuple[int, float]],
+    evaluated: Split,
+    *,
+    label_smoothing: float = 0.0,
+) -> list[Path]:
+    """Draw a finished run's figures (:data:`RUN_PLOTS`) in ``folder``; return the files.
+
+    Args:
+        folder: Where the PNG files go.
+        result: The finished run.
+        batch_losses: ``(global step, loss)`` pairs of the batches trained (a
+            :class:`~fashionmlp.LossHistory`'s).
+        evaluated: The images and labels the run was evaluated on, in loader order
+            (see :func:`~fashionmlp.loaders.select_splits`), for the grid of
+            misclassified images.
+        label_smoothing: The training loss's, to mark its floor on the loss plot.
+
+    Raises:
+        MissingExtraError: matplotlib is not installed (``pip install 'fashionmlp[plots]'``).
+        RunFolderError: A figure cannot be written (the message says why).
+    """
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise MissingExtraError("plots need matplotlib: pip install 'fashionmlp[plots]'") from None
+    folder = Path(folder)
+    loss, accuracy, confusion, misclassified = (folder / name for name in RUN_PLOTS)
+    try:
+        drawn = [
+            plot_losses(loss, batch_losses, result.history, label_smoothing=label_smoothing),
+            plot_accuracy(accuracy, result.history),
+            plot_confusion_matrix(confusion, result.final.confusion_matrix),
+        ]
+        if result.final.predictions is not None:
+            predictions = result.final.predictions
+            drawn.append(
+                plot_misclassified(misclassified, evaluated.images, evaluated.labels, predictions)
+            )
+    except OSError as exc:
+        raise RunFolderError(f"cannot write the plots in {folder}: {os_error_fix(exc)}") from exc
+    return drawn
 
 
 def plot_losses(

@@ -33,8 +33,8 @@ from torch import nn
 from .devices import model_device
 from .errors import ImageError, InvalidArgumentError
 from .evaluation import eval_mode
-from .loaders import pixels_to_float
-from .model import CLASSES, IMAGE_SIZE
+from .model_config import CLASSES, IMAGE_SIZE
+from .tensor_loader import pixels_to_float
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage

@@ -1,8 +1,11 @@
-"""Named training recipes: how to train, as plain data.
+"""Named training recipes, and the settings of a run: how to train, as plain data.
 
-A recipe is a frozen :class:`Recipe` naming the optimizer, schedule, batch size,
-regularisation and data pipeline; :func:`~fashionmlp.fit` turns one into a trained model.
-This module also turns a recipe into its optimizer, schedule and precision.
+A :class:`Recipe` names the model (its :class:`~fashionmlp.FashionMLPConfig`), the
+optimizer, schedule, batch size, regularisation and data pipeline; a :class:`RunConfig`
+adds what else decides a run's result (the seed, the data used). Both are frozen, checked
+when made (:mod:`fashionmlp.settings`), and turn into JSON and TOML and back;
+:func:`~fashionmlp.build` turns them into the parts of a run, and :func:`~fashionmlp.fit`
+trains those. Neither imports torch.
 
 Shipped recipes (all train the seed's ``FashionMLP()`` unchanged):
 
@@ -25,188 +28,132 @@ Hyperparameters were chosen on a validation split of 5,000 training images
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import typing
+import os
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import ClassVar, Literal
 
-import torch
-from torch import nn
-
+from . import settings
 from .errors import InvalidArgumentError
-from .loaders import FASHION_MNIST_MEAN, FASHION_MNIST_STD, Augment, Backend
-from .model import FashionMLPConfig
-from .optim import Muon, muon_param_groups
+from .model_config import FASHION_MNIST_NORMALIZATION, FashionMLPConfig
 
-__all__ = [
-    "RECIPES",
-    "Recipe",
-    "get_recipe",
-    "make_optimizer",
-    "make_scheduler",
-    "resolve_autocast",
-]
+__all__ = ["RECIPES", "Backend", "Recipe", "RunConfig", "get_recipe", "recipe_from"]
+
+#: The data pipelines :func:`~fashionmlp.make_loaders` can build.
+Backend = Literal["torchvision", "tensor"]
+#: The largest learning rate a recipe takes: far above any that trains, and low enough
+#: that a step's arithmetic stays within float32.
+_MAX_LR = 1e6
 
 
 @dataclass(frozen=True)
-class Recipe:
-    """How to train: every setting :func:`fit` needs, as plain data.
+class Recipe(settings.Settings):
+    """How to train: every setting :func:`~fashionmlp.fit` needs, as plain data.
 
-    Make a variant with :meth:`replace`, e.g. ``get_recipe("fast").replace(epochs=40)``.
+    Make a variant with :meth:`replace`, e.g. ``get_recipe("fast").replace(epochs=40)``;
+    save one with :meth:`save` and train it with ``fashionmlp train --recipe FILE``.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> path = get_recipe("fast").replace(name="mine", epochs=20).save(
+        ...     pathlib.Path(tempfile.mkdtemp()) / "mine.toml")
+        >>> Recipe.load(path).epochs
+        20
     """
+
+    settings_name: ClassVar[str] = "recipe"
 
     #: A short name, recorded with every run.
     name: str
     #: Passes over the training set.
-    epochs: int
+    epochs: int = settings.ranged(low=1)
     #: Samples per training batch.
-    batch_size: int
+    batch_size: int = settings.ranged(low=1)
     #: ``"sgd"``, ``"adamw"``, or ``"muon"``: Muon for the hidden weight matrices and AdamW
     #: for the rest (see :class:`fashionmlp.optim.Muon`).
     optimizer: Literal["sgd", "adamw", "muon"] = "sgd"
     #: Learning rate (the peak of the one-cycle schedule); with ``"muon"``, AdamW's.
-    lr: float = 0.01
+    lr: float = settings.ranged(0.01, low=0, low_open=True, high=_MAX_LR)
     #: Muon's learning rate for the hidden weight matrices (``optimizer="muon"``).
-    muon_lr: float = 0.02
+    muon_lr: float = settings.ranged(0.02, low=0, low_open=True, high=_MAX_LR)
     #: Muon's decoupled weight decay for the hidden weight matrices.
-    muon_weight_decay: float = 0.0
+    muon_weight_decay: float = settings.ranged(0.0, low=0)
     #: Newton-Schulz iterations per Muon step.
-    ns_steps: int = 5
+    ns_steps: int = settings.ranged(5, low=1, high=100)
     #: SGD momentum.
-    momentum: float = 0.0
+    momentum: float = settings.ranged(0.0, low=0, high=1)
     #: Nesterov momentum for SGD.
     nesterov: bool = False
     #: Weight decay (decoupled, for AdamW).
-    weight_decay: float = 0.0
+    weight_decay: float = settings.ranged(0.0, low=0)
     #: ``"constant"`` or ``"onecycle"`` (stepped every batch).
     schedule: Literal["constant", "onecycle"] = "constant"
     #: Fraction of the one-cycle schedule spent rising to ``lr``.
-    warmup: float = 0.25
+    warmup: float = settings.ranged(0.25, low=0, high=1, low_open=True, high_open=True)
     #: Label smoothing of the training loss (the reported losses are plain).
-    label_smoothing: float = 0.0
+    label_smoothing: float = settings.ranged(0.0, low=0, high=1, high_open=True)
     #: The data pipeline.
     backend: Backend = "torchvision"
     #: Random horizontal flips of training images (tensor backend).
     hflip: bool = False
     #: Random translation of training images by up to this many pixels (tensor backend).
-    translate: int = 0
-    #: Normalize inputs with FashionMNIST's mean and standard deviation.
-    normalize: bool = False
+    translate: int = settings.ranged(0, low=0, high=27)
     #: ``"off"``, ``"bf16"``, or ``"auto"`` (bf16 where the device computes it natively).
     autocast: Literal["off", "bf16", "auto"] = "off"
     #: Print the seed's loss line every this many batches in the command line (0 for never).
-    log_every: int = 0
-    #: Width of every hidden layer of the model trained (see :class:`~fashionmlp.FashionMLP`).
-    hidden_features: int = 512
-    #: Number of hidden layers of the model trained.
-    hidden_layers: int = 2
-    #: Dropout after each hidden layer of the model trained.
-    dropout: float = 0.0
+    print_every: int = settings.ranged(0, low=0)
+    #: The config of the :class:`~fashionmlp.FashionMLP` trained. Its ``normalize`` is
+    #: applied inside the model; a model of your own given to :func:`~fashionmlp.fit` gets
+    #: its input standardized by the loaders instead.
+    model: FashionMLPConfig = FashionMLPConfig()
 
     def __post_init__(self) -> None:
-        _check_types(self)
-        checks = [
-            (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}"),
-            (math.isfinite(self.lr) and self.lr > 0, f"lr must be above 0, got {self.lr}"),
-            (
-                math.isfinite(self.muon_lr) and self.muon_lr > 0,
-                f"muon_lr must be above 0, got {self.muon_lr}",
-            ),
-            (self.ns_steps >= 1, f"ns_steps must be at least 1, got {self.ns_steps}"),
-            (0 < self.warmup < 1, f"warmup must be between 0 and 1, got {self.warmup}"),
-            (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
-            (self.weight_decay >= 0, "weight_decay must be 0 or more"),
-            (self.muon_weight_decay >= 0, "muon_weight_decay must be 0 or more"),
-            (self.log_every >= 0, "log_every must be 0 or more"),
-            (
-                self.backend == "tensor" or not (self.hflip or self.translate),
-                "hflip and translate need backend='tensor'",
-            ),
-        ]
-        for holds, message in checks:
-            if not holds:
-                raise InvalidArgumentError(f"recipe {self.name!r}: {message}")
-        try:
-            self.model_config  # noqa: B018  # the model's own checks
-        except InvalidArgumentError as exc:
-            raise InvalidArgumentError(f"recipe {self.name!r}: {exc}") from None
-
-    def replace(self, **changes: Any) -> Recipe:
-        """A copy with ``changes`` applied (and checked).
-
-        Raises:
-            InvalidArgumentError: A setting is unknown, of the wrong type or out of range.
-        """
-        known = [field.name for field in dataclasses.fields(self)]
-        unknown = sorted(set(changes) - set(known))
-        if unknown:
+        settings.check(self, self._label())
+        if self.backend != "tensor" and (self.hflip or self.translate):
             raise InvalidArgumentError(
-                f"unknown recipe setting {', '.join(map(repr, unknown))}; "
-                f"the settings are: {', '.join(known)}"
-            )
-        return dataclasses.replace(self, **changes)
-
-    @property
-    def model_config(self) -> FashionMLPConfig:
-        """The config of the model this recipe trains.
-
-        A :class:`~fashionmlp.FashionMLP` of the recipe's layers, standardizing its own input
-        with FashionMNIST's mean and deviation when :attr:`normalize` is set, so that the
-        trained model takes plain ``ToTensor()`` input.
-        """
-        return FashionMLPConfig(
-            hidden_features=self.hidden_features,
-            hidden_layers=self.hidden_layers,
-            dropout=self.dropout,
-            normalize=(FASHION_MNIST_MEAN, FASHION_MNIST_STD) if self.normalize else None,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as a JSON-ready dict."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Recipe:
-        """The recipe :meth:`to_dict` wrote.
-
-        Raises:
-            InvalidArgumentError: A key is unknown or a value out of range.
-        """
-        unknown = set(data) - {field.name for field in dataclasses.fields(cls)}
-        if unknown:
-            raise InvalidArgumentError(f"unknown recipe settings: {', '.join(sorted(unknown))}")
-        return cls(**data)
-
-    @property
-    def augment(self) -> Augment | None:
-        """The training-batch augmentation, if any."""
-        if not (self.hflip or self.translate):
-            return None
-        return Augment(hflip=self.hflip, translate=self.translate)
-
-
-def _check_types(recipe: Recipe) -> None:
-    """Each setting must be of its declared type (an int passes for a float)."""
-    for name, kind in typing.get_type_hints(Recipe).items():
-        value = getattr(recipe, name)
-        if typing.get_origin(kind) is Literal:
-            fits = value in typing.get_args(kind)
-            wanted = " or ".join(map(repr, typing.get_args(kind)))
-        elif kind is float:
-            fits = isinstance(value, (int, float)) and not isinstance(value, bool)
-            wanted = "a number"
-        else:
-            fits = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
-            wanted = {int: "a whole number", bool: "true or false", str: "text"}[kind]
-        if not fits:
-            raise InvalidArgumentError(
-                f"recipe {recipe.name!r}: {name} must be {wanted}, got {value!r}"
+                f"recipe {self.name!r}: hflip and translate need backend='tensor'"
             )
 
+    def _label(self) -> str:
+        return f"recipe {self.name!r}"
 
-_SEED = Recipe("seed", epochs=5, batch_size=64, optimizer="sgd", lr=0.01, log_every=100)
+
+@dataclass(frozen=True)
+class RunConfig(settings.Settings):
+    """A run, described once: its recipe and everything else that decides its result
+    besides the device. A checkpoint, ``run.json`` and a resume all read this one object.
+
+    Example:
+        >>> from fashionmlp import RunConfig, get_recipe
+        >>> config = RunConfig(get_recipe("seed"), seed=3)
+        >>> RunConfig.from_dict(config.to_dict()) == config
+        True
+    """
+
+    settings_name: ClassVar[str] = "run settings"
+
+    #: How to train.
+    recipe: Recipe
+    #: Seeds the model's initialisation, the shuffle and the augmentation.
+    seed: int = settings.ranged(0, low=0, high=2**63 - 1)
+    #: Use only the first ``limit`` samples of each split.
+    limit: int | None = settings.ranged(None, low=1)
+    #: Evaluate on this many held-out training images instead of the test set.
+    validation_size: int = 0
+
+    def __post_init__(self) -> None:
+        settings.check(self, self.settings_name)
+        if not 0 <= self.validation_size < 60_000:
+            raise InvalidArgumentError(
+                f"validation_size must be between 0 and 59999, got {self.validation_size}"
+            )
+
+    @property
+    def evaluated_on(self) -> str:
+        """``"validation"`` or ``"test"``: what the run's evaluations measure."""
+        return "validation" if self.validation_size else "test"
+
+
+_SEED = Recipe("seed", epochs=5, batch_size=64, optimizer="sgd", lr=0.01, print_every=100)
 _FAST = Recipe(
     "fast",
     epochs=8,
@@ -219,8 +166,8 @@ _FAST = Recipe(
     label_smoothing=0.1,
     backend="tensor",
     hflip=True,
-    normalize=True,
     autocast="auto",
+    model=FashionMLPConfig(normalize=FASHION_MNIST_NORMALIZATION),
 )
 _LONG = _FAST.replace(
     name="long", epochs=80, batch_size=1024, lr=4e-3, translate=1, muon_weight_decay=0.1
@@ -244,78 +191,20 @@ def get_recipe(name: str) -> Recipe:
         return RECIPES[name]
     except KeyError:
         raise InvalidArgumentError(
-            f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}"
+            f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}, or give a recipe "
+            "file (.toml or .json)"
         ) from None
 
 
-def make_optimizer(
-    recipe: Recipe, model: nn.Module, *, precision: torch.dtype | None = None
-) -> torch.optim.Optimizer:
-    """The recipe's optimizer over ``model``'s parameters.
+def recipe_from(name_or_path: str | os.PathLike[str]) -> Recipe:
+    """A shipped recipe by name, or the recipe in a ``.toml`` or ``.json`` file.
 
-    ``precision`` is the run's autocast dtype (``None``: float32); Muon's Newton-Schulz
-    iterations run in it, so that a float32 run is float32 throughout.
+    Raises:
+        InvalidArgumentError: No recipe has that name, or the file is not a recipe.
     """
-    if recipe.optimizer == "muon":
-        groups = muon_param_groups(
-            model,
-            muon_lr=recipe.muon_lr,
-            lr=recipe.lr,
-            weight_decay=recipe.weight_decay,
-            muon_weight_decay=recipe.muon_weight_decay,
-        )
-        return Muon(groups, ns_steps=recipe.ns_steps, ns_dtype=precision or torch.float32)
-    if recipe.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    return torch.optim.SGD(
-        model.parameters(),
-        lr=recipe.lr,
-        momentum=recipe.momentum,
-        nesterov=recipe.nesterov,
-        weight_decay=recipe.weight_decay,
-    )
-
-
-def make_scheduler(
-    recipe: Recipe, optimizer: torch.optim.Optimizer, steps_per_epoch: int
-) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """The recipe's learning-rate schedule, stepped once per batch; ``None`` if constant.
-
-    Each parameter group's one-cycle peaks at its own learning rate (with ``"muon"``: the
-    hidden matrices at ``muon_lr``, the rest at ``lr``); AdamW's first beta cycles with it,
-    as in torch's default, while Muon's momentum stays fixed. A one-cycle schedule needs at
-    least two steps in each of its phases: for very short runs (``--limit`` on a tiny
-    subset) the warm-up fraction is widened to allow that, and below four steps in all the
-    rate stays constant.
-    """
-    total = recipe.epochs * steps_per_epoch
-    if recipe.schedule == "constant" or total < 4:
-        return None
-    return torch.optim.lr_scheduler.OneCycleLR(
-        optimizer,
-        max_lr=[group["lr"] for group in optimizer.param_groups],
-        total_steps=total,
-        pct_start=min(max(recipe.warmup, 2 / total), (total - 2) / total),
-        cycle_momentum=recipe.optimizer != "muon",
-    )
-
-
-def resolve_autocast(recipe: Recipe, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype the recipe asks for on ``device`` (``None``: full float32).
-
-    ``"auto"`` means bfloat16 on CUDA GPUs that support it and on CPUs with native
-    bfloat16 instructions (AVX-512 BF16 or AMX), float32 elsewhere, where bfloat16 would
-    be emulated and slower.
-    """
-    if recipe.autocast == "off":
-        return None
-    if recipe.autocast == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    if device.type == "cpu":
-        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-        # These probes are private to torch.cpu; a torch without them gets float32.
-        if any(getattr(torch.cpu, check, lambda: False)() for check in checks):
-            return torch.bfloat16
-    return None
+    text = os.fspath(name_or_path)
+    if text in RECIPES:
+        return RECIPES[text]
+    if text.endswith((".toml", ".json")) or os.sep in text:
+        return Recipe.load(text)
+    return get_recipe(text)

@@ -28,7 +28,7 @@ import secrets
 import shutil
 import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
@@ -37,11 +37,11 @@ import torch
 
 from . import __version__, distributed
 from ._files import atomic_write, os_error_fix, temporary_prefix
-from .checkpoint import CONFIG_FILE, WEIGHTS_FILE
-from .errors import CheckpointError, InvalidArgumentError, MissingExtraError, RunFolderError
-from .fitting import FitResult
-from .loaders import Split
-from .state import RunConfig
+from .errors import CheckpointError, InvalidArgumentError, RunExistsError, RunFolderError
+from .plots import RUN_PLOTS
+from .pretrained import CONFIG_FILE, WEIGHTS_FILE, write_weights
+from .recipes import RunConfig
+from .records import FitResult
 
 __all__ = [
     "CHECKPOINT",
@@ -49,7 +49,6 @@ __all__ = [
     "LOCK",
     "METRICS",
     "METRICS_CSV",
-    "PLOTS",
     "RUN",
     "RUN_FILES",
     "TENSORBOARD",
@@ -58,6 +57,7 @@ __all__ = [
     "environment",
     "metrics",
 ]
+
 
 #: Everything needed to resume, rewritten after every epoch.
 CHECKPOINT = "checkpoint.pt"
@@ -74,12 +74,10 @@ METRICS = "metrics.json"
 METRICS_CSV = "metrics.csv"
 #: The folder of TensorBoard event files.
 TENSORBOARD = "tensorboard"
-#: The figures of a finished run.
-PLOTS = ("loss.png", "accuracy.png", "confusion_matrix.png", "misclassified.png")
 #: Held locked (``flock``) by the process training in the folder; it names that process.
 LOCK = ".lock"
 #: Every file a run folder may hold.
-RUN_FILES = (CHECKPOINT, WEIGHTS, CONFIG, RUN, METRICS, METRICS_CSV, TENSORBOARD, LOCK, *PLOTS)
+RUN_FILES = (CHECKPOINT, WEIGHTS, CONFIG, RUN, METRICS, METRICS_CSV, TENSORBOARD, LOCK, *RUN_PLOTS)
 
 
 class RunFolder:
@@ -91,7 +89,7 @@ class RunFolder:
     kernel frees it when the process dies, so ``kill -9`` leaves no stale lock). A second
     claim of a folder in use is refused, naming the process that holds it. Used as a
     context manager, a claimed new run whose start failed (no checkpoint written yet) is
-    removed again, so that the same ``--out`` works next time. The constructor itself
+    removed again, so that the same folder can be used next time. The constructor itself
     claims and checks nothing.
 
     Example:
@@ -103,6 +101,9 @@ class RunFolder:
                 folder.write_results(result)
             FashionMLP.from_pretrained(folder.path)  # the trained model, anywhere
     """
+
+    #: How errors name another folder to use (a command line names its option instead).
+    elsewhere = "folder"
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -146,8 +147,9 @@ class RunFolder:
         name no other run has.
 
         Raises:
-            InvalidArgumentError: ``path`` is a file, its parent is missing, it holds files
-                of something other than a run, or an earlier run and ``overwrite`` is false.
+            InvalidArgumentError: ``path`` is a file, its parent is missing, or it holds
+                files of something other than a run.
+            RunExistsError: It holds an earlier run and ``overwrite`` is false.
             RunFolderError: Another process is training in it, or it cannot be created or
                 written (the message says why: disk full, read-only, permission).
         """
@@ -155,11 +157,11 @@ class RunFolder:
         path = folder.path
         if not path.parent.is_dir():
             raise InvalidArgumentError(
-                f"--out {path}: its parent folder {path.parent} does not exist; create it first"
+                f"{path}: its parent folder {path.parent} does not exist; create it first"
             )
         if path.exists() and not path.is_dir():
             raise InvalidArgumentError(
-                f"--out {path} is a file, not a folder; choose another --out"
+                f"{path} is a file, not a folder; choose another {cls.elsewhere}"
             )
         folder._refuse_foreign_files()  # before anything of ours is written into it
         if not path.exists():
@@ -170,7 +172,7 @@ class RunFolder:
                 pass  # made a moment ago by someone else: the checks below, under the lock
             except OSError as exc:
                 raise RunFolderError(
-                    f"cannot create --out {path}: {os_error_fix(exc, '--out')}"
+                    f"cannot create {path}: {os_error_fix(exc, cls.elsewhere)}"
                 ) from exc
         folder._claim()
         try:
@@ -179,12 +181,7 @@ class RunFolder:
             # Settings alone, without a checkpoint, are a start killed before it got going:
             # nothing there can be resumed, so the folder is taken like an empty one.
             if contents - {RUN} and not overwrite:
-                state = "a finished run" if WEIGHTS in contents else "an interrupted run"
-                hint = "" if WEIGHTS in contents else f" (or continue it with --resume {path})"
-                raise InvalidArgumentError(
-                    f"--out {path} already holds {state}; choose another --out or pass "
-                    f"--overwrite to replace it{hint}"
-                )
+                raise RunExistsError(path, finished=WEIGHTS in contents)
             for name in contents:  # only the run's own files, checked above
                 _remove(path / name)
         except BaseException:
@@ -204,12 +201,12 @@ class RunFolder:
         folder = cls(path)
         if not folder.checkpoint.is_file() or not (folder.path / RUN).is_file():
             raise InvalidArgumentError(
-                f"--resume {path}: no interrupted run there (it needs {CHECKPOINT} and {RUN})"
+                f"{path}: no interrupted run there (it needs {CHECKPOINT} and {RUN})"
             )
         folder._claim()
         if folder.finished:
             folder.release()
-            raise InvalidArgumentError(f"--resume {path}: that run already finished")
+            raise InvalidArgumentError(f"{path}: that run already finished")
         return folder
 
     def release(self) -> None:
@@ -235,8 +232,8 @@ class RunFolder:
         contents = self._run_files()
         if contents and (not all(map(_is_run_file, contents)) or RUN not in contents):
             raise InvalidArgumentError(
-                f"--out {self.path} is not empty and is not a fashionmlp run folder; "
-                "choose a new or empty folder"
+                f"{self.path} is not empty and is not a fashionmlp run folder; "
+                f"choose a new or empty {self.elsewhere}"
             )
 
     def _claim(self) -> None:
@@ -245,7 +242,7 @@ class RunFolder:
             handle = open(self.path / LOCK, "a+")  # noqa: SIM115  # held open: it is the lock
         except OSError as exc:
             raise RunFolderError(
-                f"cannot write in {self.path}: {os_error_fix(exc, '--out')}"
+                f"cannot write in {self.path}: {os_error_fix(exc, self.elsewhere)}"
             ) from exc
         try:
             _lock(handle)
@@ -255,7 +252,7 @@ class RunFolder:
             handle.close()
             raise RunFolderError(
                 f"{self.path} is in use by a run of {owner}; wait for it to finish, or stop "
-                f"it (Ctrl-C saves it for --resume), or choose another --out"
+                f"it (Ctrl-C saves it to resume), or choose another {self.elsewhere}"
             ) from None
         try:
             handle.seek(0)
@@ -265,12 +262,12 @@ class RunFolder:
         except OSError as exc:
             handle.close()
             raise RunFolderError(
-                f"cannot write in {self.path}: {os_error_fix(exc, '--out')}"
+                f"cannot write in {self.path}: {os_error_fix(exc, self.elsewhere)}"
             ) from exc
         self._lock = handle
 
     def _remove_failed_start(self) -> None:
-        """Remove what a new run that never got going wrote, so its --out can be used again."""
+        """Remove what a new run that never got going wrote, so the folder can be used again."""
         for name in RUN_FILES:  # atomic_write leaves no temporary files of its own
             _remove(self.path / name)
         if self._created:
@@ -300,9 +297,17 @@ class RunFolder:
             raise CheckpointError(f"{self.path / RUN} is unreadable ({exc})") from exc
 
     def write_results(self, result: FitResult) -> None:
-        """Write the finished model (``config.json`` + ``model.safetensors``) and
-        ``metrics.json``."""
-        result.model.save_pretrained(self.path)
+        """Write the finished model and ``metrics.json``.
+
+        The model goes in with its own ``save_pretrained`` (``config.json`` +
+        ``model.safetensors``: a :class:`~fashionmlp.FashionMLP` has it); a model without
+        one gets its weights alone, as ``model.safetensors``.
+        """
+        save_pretrained = getattr(result.model, "save_pretrained", None)
+        if callable(save_pretrained):
+            save_pretrained(self.path)
+        else:
+            write_weights(self.path, result.model.state_dict())
         self._write(METRICS, json.dumps(metrics(result), indent=2) + "\n")
 
     def _write(self, name: str, text: str) -> None:
@@ -310,63 +315,8 @@ class RunFolder:
             atomic_write(self.path / name, text.encode(), replace=True)
         except OSError as exc:
             raise RunFolderError(
-                f"cannot write {self.path / name}: {os_error_fix(exc, '--out')}"
+                f"cannot write {self.path / name}: {os_error_fix(exc, self.elsewhere)}"
             ) from exc
-
-    def write_plots(
-        self, result: FitResult, batch_losses: Sequence[tuple[int, float]], evaluated: Split
-    ) -> list[Path]:
-        """Draw the finished run's figures; return the files written.
-
-        Args:
-            result: The finished run.
-            batch_losses: ``(global step, loss)`` pairs of the batches this process trained
-                (a :class:`~fashionmlp.LossHistory`'s); after a resume, the later ones.
-            evaluated: The images and labels the run was evaluated on, in loader order
-                (see :func:`~fashionmlp.loaders.select_splits`), for the grid of
-                misclassified images.
-
-        Raises:
-            MissingExtraError: matplotlib is not installed (``pip install 'fashionmlp[plots]'``).
-            RunFolderError: A figure cannot be written (the message says why).
-        """
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise MissingExtraError(
-                "plots need matplotlib: pip install 'fashionmlp[plots]'"
-            ) from None
-        try:
-            return self._draw(result, batch_losses, evaluated)
-        except OSError as exc:
-            raise RunFolderError(
-                f"cannot write the plots in {self.path}: {os_error_fix(exc, '--out')}"
-            ) from exc
-
-    def _draw(
-        self, result: FitResult, batch_losses: Sequence[tuple[int, float]], evaluated: Split
-    ) -> list[Path]:
-        from . import plots
-
-        history = result.history
-        plots.plot_losses(
-            self.path / "loss.png",
-            batch_losses,
-            history,
-            label_smoothing=result.config.recipe.label_smoothing,
-        )
-        plots.plot_accuracy(self.path / "accuracy.png", history)
-        plots.plot_confusion_matrix(
-            self.path / "confusion_matrix.png", result.final.confusion_matrix
-        )
-        if result.final.predictions is not None:
-            plots.plot_misclassified(
-                self.path / "misclassified.png",
-                evaluated.images,
-                evaluated.labels,
-                result.final.predictions,
-            )
-        return sorted(self.path.glob("*.png"))
 
 
 def _is_run_file(name: str) -> bool:
@@ -414,7 +364,7 @@ def environment(device: torch.device, data_root: str | os.PathLike[str]) -> dict
 
 def metrics(result: FitResult) -> dict[str, Any]:
     """The figures of ``metrics.json``: every epoch, the final result, the time to 90%."""
-    evaluated_on = result.config.evaluated_on
+    evaluated_on = result.history[-1].evaluated_on
     reached = [report.seconds for report in result.history if report.eval.accuracy >= 0.90]
     return {
         "evaluated_on": evaluated_on,

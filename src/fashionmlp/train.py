@@ -1,85 +1,106 @@
-"""One epoch of training: the seed's loop as a function, with callbacks."""
+"""One epoch of training: the seed's loop as a function, with callbacks.
+
+:func:`train_step` is one step (forward, loss, ``zero_grad``, backward, optimizer step), a
+small function apart from the loop, as ignite's ``supervised_training_step``;
+:func:`train_epoch` runs it over a loader, tells the callbacks, and keeps the epoch's
+figures on the device until its end.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from . import distributed
-from .callbacks import BatchEvent, CallbackLike, StopAt, StopTraining, as_hook
 from .devices import model_device
 from .errors import InvalidArgumentError, NonFiniteLossError
+from .hooks import Hooks
+from .records import BatchEvent, EpochStats, StopAt
+from .step import LossFn, autocast_context, call_loss, input_dtype, to_model
 
-__all__ = ["EpochStats", "train_epoch"]
+__all__ = ["FINITE_CHECK_EVERY", "train_epoch", "train_step"]
 
 #: Batches between two checks for a NaN or infinite loss (each check is one device read).
 FINITE_CHECK_EVERY = 100
 
-#: A loss function: ``loss_fn(logits, targets)`` returning the batch's mean loss.
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+def train_step(
+    model: nn.Module,
+    loss_fn: LossFn,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    autocast: torch.dtype | None = None,
+) -> torch.Tensor:
+    """One step of the seed's loop on the batch ``(x, y)``; return its loss, detached.
+
+    The seed's five steps in the seed's order: forward, loss, ``optimizer.zero_grad()``,
+    ``loss.backward()``, ``optimizer.step()``; the forward pass and the loss under
+    :func:`torch.autocast` with ``autocast`` when given. Nothing is read from the device.
+    """
+    with autocast_context(x.device, autocast):
+        pred = model(x)
+        loss = call_loss(loss_fn, pred, y)
+    optimizer.zero_grad()
+    loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
+    optimizer.step()
+    return loss.detach()
 
 
-@dataclass(frozen=True)
-class EpochStats:
-    """What one call of :func:`train_epoch` did: an epoch, or the part of one before a stop.
+class _Tally:
+    """An epoch's loss sum and sample count, on the device, with the finite-loss checks.
 
-    Pass it back as ``train_epoch(carry=...)`` to finish an epoch that stopped part-way.
+    A NaN or infinity makes the running sum non-finite too, so checking the sum every
+    :data:`FINITE_CHECK_EVERY` batches finds it; the losses kept since the last check then
+    say which batch it was.
     """
 
-    #: The epoch number passed in (``None`` if none was).
-    epoch: int | None
-    #: Sum of the per-sample training loss over the samples trained (``loss * samples``,
-    #: kept exactly so that a resumed epoch adds up to the same figure).
-    loss_sum: float
-    #: Samples trained on.
-    samples: int
-    #: Batches trained (optimizer steps).
-    batches: int
-    #: Wall-clock seconds of training.
-    seconds: float
-    #: ``"batch"`` when a callback raised :class:`~fashionmlp.StopTraining` and the epoch
-    #: ended right after that batch; ``"epoch"`` when one asked to stop after this epoch,
-    #: which ran to its end; ``None`` otherwise.
-    stop: StopAt | None = None
+    def __init__(self, carry: EpochStats | None, device: torch.device, check: bool) -> None:
+        # A carried part's figures are global: one process counts them, the others start at 0.
+        counted = carry if carry is not None and distributed.is_main_process() else None
+        self.loss_sum = torch.full((), counted.loss_sum if counted else 0.0, device=device)
+        self.samples = counted.samples if counted else 0
+        self.check = check
+        self.recent: list[torch.Tensor] = []
 
-    @property
-    def loss(self) -> float:
-        """Mean training loss per sample."""
-        return self.loss_sum / self.samples
+    def add(self, loss: torch.Tensor, samples: int, batch: int, where: _Where) -> None:
+        self.loss_sum += loss * samples
+        self.samples += samples
+        if not self.check:
+            return
+        self.recent.append(loss)
+        if len(self.recent) == FINITE_CHECK_EVERY:
+            # all_finite agrees across processes, so under torchrun they stop together.
+            if not distributed.all_finite(self.loss_sum):
+                where.fail(self.recent, batch + 1 - len(self.recent))
+            self.recent.clear()
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of the fields and the mean ``loss``."""
-        return {
-            "epoch": self.epoch,
-            "loss": self.loss,
-            "loss_sum": self.loss_sum,
-            "samples": self.samples,
-            "batches": self.batches,
-            "seconds": self.seconds,
-            "stop": self.stop,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EpochStats:
-        """The figures :meth:`to_dict` wrote (``loss`` is derived, so it is not read)."""
-        fields = {key: value for key, value in data.items() if key != "loss"}
-        return cls(**fields)
+    def total(self, batches: int, where: _Where) -> tuple[float, int]:
+        """The global loss sum and sample count: the epoch's one read from the device."""
+        if distributed.is_distributed():
+            count = torch.tensor(float(self.samples), device=self.loss_sum.device)
+            both = torch.stack([self.loss_sum.double(), count.double()])
+            loss_sum, samples = distributed.reduce_sum(both).tolist()
+        else:
+            loss_sum, samples = self.loss_sum.item(), self.samples
+        if self.check and not math.isfinite(loss_sum):
+            where.fail(self.recent, batches - len(self.recent))
+        return loss_sum, int(samples)
 
 
 def train_epoch(
-    dataloader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    dataloader: Iterable[Any],
     model: nn.Module,
     loss_fn: LossFn,
     optimizer: torch.optim.Optimizer,
     *,
-    callbacks: Sequence[CallbackLike] = (),
+    callbacks: Sequence[object] | Hooks = (),
     epoch: int | None = None,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     carry: EpochStats | None = None,
@@ -91,11 +112,11 @@ def train_epoch(
 ) -> EpochStats:
     """Train ``model`` for one pass over ``dataloader``, as the seed's ``training()`` does.
 
-    Calls ``model.train()``, then for each batch ``(x, y)``: moves it to ``device``,
-    and runs the seed's five steps in the seed's order (forward, loss,
-    ``optimizer.zero_grad()``, ``loss.backward()``, ``optimizer.step()``), then steps
-    ``scheduler``. After each step every callback receives a
-    :class:`~fashionmlp.BatchEvent`, in the order given.
+    Calls ``model.train()``, then for each batch ``(x, y)``: moves it to ``device`` (``x``
+    in the model's own floating-point dtype), runs :func:`~fashionmlp.train.train_step` (the
+    seed's five steps
+    in the seed's order), steps ``scheduler``, and hands every callback's ``on_batch_end``
+    a :class:`~fashionmlp.BatchEvent`, in the order given.
 
     The loop reads almost nothing back from the device: the epoch's loss is summed on
     the device and read at the end, and every
@@ -103,16 +124,19 @@ def train_epoch(
     checks that sum for a NaN or infinity (``check_finite=False`` drops those checks).
 
     Args:
-        dataloader: Yields ``(x, y)`` batches; must support ``len()`` and have a
-            ``dataset`` with ``len()``, as :class:`torch.utils.data.DataLoader` does.
+        dataloader: Any iterable of ``(x, y)`` batches: a
+            :class:`torch.utils.data.DataLoader`, the library's own loaders, a generator.
+            Without ``len()`` (an ``IterableDataset``'s loader) the events' ``num_batches``
+            and ``dataset_size`` are ``None``.
         model: The model; left in training mode.
         loss_fn: ``loss_fn(logits, y)`` returning the batch's mean loss
             (e.g. :class:`torch.nn.CrossEntropyLoss`).
         optimizer: Steps once per batch.
-        callbacks: Called after every batch, in this order (see
-            :mod:`fashionmlp.callbacks`). One may raise :class:`~fashionmlp.StopTraining`:
-            with ``at="batch"`` the epoch ends after the current batch, with ``at="epoch"``
-            it runs to its end; either way the returned ``stop`` says so.
+        callbacks: Their ``on_batch_end`` (or the function itself) is called after every
+            batch, in this order (see :mod:`fashionmlp.hooks`). One may raise
+            :class:`~fashionmlp.StopTraining`: with ``at="batch"`` the epoch ends after the
+            current batch, with ``at="epoch"`` it runs to its end; either way the returned
+            ``stop`` says so.
         epoch: Passed through to the events and the result.
         scheduler: A learning-rate scheduler stepped after every optimizer step (such as
             :class:`torch.optim.lr_scheduler.OneCycleLR`).
@@ -122,8 +146,8 @@ def train_epoch(
             has them, and the returned figures add this part to ``carry``'s, bit for bit
             what an unbroken epoch returns.
         first_step: The run's global step at this epoch's first batch, for the events'
-            ``step`` (default: ``(epoch - 1) * len(dataloader)`` when ``epoch`` is given,
-            else 0; :func:`~fashionmlp.fit` passes the exact count).
+            ``step`` (default: ``(epoch - 1) * len(dataloader)`` when both are known, else
+            0; :func:`~fashionmlp.fit` passes the exact count).
         device: Where batches go; defaults to the device of the model's parameters.
         autocast: Run forward and loss under :func:`torch.autocast` with this dtype
             (``torch.bfloat16`` on a CUDA GPU is the usual choice); ``None`` (default)
@@ -143,7 +167,7 @@ def train_epoch(
         The epoch's loss, sample and batch counts and wall time, ``carry``'s included.
 
     Raises:
-        InvalidArgumentError: ``dataloader`` has no length, or yielded no batch.
+        InvalidArgumentError: ``dataloader`` yielded no batch, or one that is not a pair.
         NonFiniteLossError: A loss was NaN or infinite (names the epoch and batch).
 
     Example:
@@ -161,55 +185,33 @@ def train_epoch(
         (4, 256, 4)
     """
     num_batches, dataset_size = _loader_sizes(dataloader)
-    hooks = [as_hook(callback) for callback in callbacks]
+    hooks = callbacks if isinstance(callbacks, Hooks) else Hooks(callbacks)
     target = torch.device(device) if device is not None else model_device(model)
+    dtype = input_dtype(model)
     started = time.perf_counter()
     set_epoch = getattr(getattr(dataloader, "sampler", None), "set_epoch", None)
     if epoch is not None and set_epoch is not None:
         set_epoch(epoch)  # a DistributedSampler reshuffles from the epoch number
-    # A carried part's figures are global: one process counts them, the others start at 0.
-    counted = carry if carry is not None and distributed.is_main_process() else None
     skip = carry.batches if carry is not None else 0
     if first_step is None:
-        first_step = (epoch - 1) * num_batches if epoch is not None else 0
+        first_step = (epoch - 1) * num_batches if epoch is not None and num_batches else 0
+    where = _Where(epoch, optimizer)
+    tally = _Tally(carry, target, check_finite)
     model.train()
-    loss_sum = torch.full((), counted.loss_sum if counted else 0.0, device=target)
-    samples = counted.samples if counted else 0
-    seen = 0  # this process's samples in the epoch so far, skipped batches included
-    made = 0
-    recent: list[torch.Tensor] = []
+    seen = made = 0  # this process's samples and batches so far, skipped ones included
     stop: StopAt | None = None
-    for batch, (x, y) in enumerate(dataloader):
+    for batch, data in enumerate(dataloader):
+        x, y = to_model(data, target, dtype, non_blocking=non_blocking)
         made += 1
         seen += len(x)
         if batch < skip:
             continue
-        x, y = x.to(target, non_blocking=non_blocking), y.to(target, non_blocking=non_blocking)
-        with autocast_context(target, autocast):
-            pred = model(x)
-            loss = call_loss(loss_fn, pred, y)
-
-        optimizer.zero_grad()
-        loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
         lr = optimizer.param_groups[0].get("lr")  # what this step uses: a Python number
-        optimizer.step()
+        loss = train_step(model, loss_fn, optimizer, x, y, autocast=autocast)
         if scheduler is not None:
             scheduler.step()
-
-        detached = loss.detach()
-        loss_sum += detached * len(x)
-        samples += len(x)
-        if check_finite:
-            # A NaN or infinity makes the running sum non-finite too, so checking the sum
-            # every FINITE_CHECK_EVERY batches finds it; the losses kept since the last
-            # check then say which batch it was.
-            recent.append(detached)
-            if len(recent) == FINITE_CHECK_EVERY:
-                # all_finite agrees across processes, so under torchrun they stop together.
-                if not distributed.all_finite(loss_sum):
-                    _raise_non_finite(recent, batch + 1 - len(recent), epoch, optimizer)
-                recent.clear()
-        if hooks:
+        tally.add(loss, len(x), batch, where)
+        if hooks.wants("on_batch_end"):
             event = BatchEvent(
                 epoch=epoch,
                 batch=batch,
@@ -217,101 +219,57 @@ def train_epoch(
                 batch_size=len(x),
                 samples_seen=seen,
                 dataset_size=dataset_size,
-                loss_tensor=detached,
+                loss_tensor=loss,
                 step=first_step + batch,
                 lr=float(lr) if lr is not None else None,
             )
-            stop = _run_hooks(hooks, event, stop)
+            stop = _merge(stop, hooks.call("on_batch_end", event))
             if stop == "batch":
                 break
     if made == 0:
         raise InvalidArgumentError("the dataloader yielded no batches; is the dataset empty?")
     batches = max(made, skip)  # trained now, and carried: every batch made up to the stop
-    if distributed.is_distributed():  # global figures on every rank
-        loss_total, total = distributed.reduce_sum(
-            torch.stack([loss_sum.double(), torch.tensor(samples, device=target).double()])
-        ).tolist()
-        samples = int(total)
-    else:
-        loss_total = loss_sum.item()  # the epoch's one read from the device
-    if check_finite and not math.isfinite(loss_total):
-        _raise_non_finite(recent, batches - len(recent), epoch, optimizer)
-    return EpochStats(
-        epoch=epoch,
-        loss_sum=loss_total,
-        samples=samples,
-        batches=batches,
-        seconds=(carry.seconds if carry is not None else 0.0) + time.perf_counter() - started,
-        stop=stop,
-    )
+    loss_sum, samples = tally.total(batches, where)
+    seconds = (carry.seconds if carry is not None else 0.0) + time.perf_counter() - started
+    return EpochStats(epoch, loss_sum, samples, batches, seconds, stop)
 
 
-def _run_hooks(
-    hooks: Sequence[Callable[[BatchEvent], object]], event: BatchEvent, stop: StopAt | None
-) -> StopAt | None:
-    """Call every hook with ``event``; return the stop asked for so far ("batch" first)."""
-    for hook in hooks:
-        try:
-            hook(event)
-        except StopTraining as request:
-            stop = "batch" if "batch" in (stop, request.at) else "epoch"
-    return stop
+def _merge(stop: StopAt | None, new: StopAt | None) -> StopAt | None:
+    """The stop asked for so far, ``"batch"`` winning over ``"epoch"``."""
+    return "batch" if "batch" in (stop, new) else (stop or new)
 
 
-def _raise_non_finite(
-    recent: list[torch.Tensor],
-    first_batch: int,
-    epoch: int | None,
-    optimizer: torch.optim.Optimizer,
-) -> None:
-    losses = torch.stack(recent).float().tolist()  # one read for all of them
-    bad = [index for index, value in enumerate(losses) if not math.isfinite(value)]
-    if bad:
-        value, batches = losses[bad[0]], f"batch {first_batch + bad[0]}"
-    else:  # it was another process's loss
-        value, batches = math.nan, f"batches {first_batch}-{first_batch + len(recent) - 1}"
-    where = f"epoch {epoch}, {batches}" if epoch is not None else batches
-    lr = float(optimizer.param_groups[0].get("lr", float("nan")))
-    raise NonFiniteLossError(
-        f"the training loss became {value} at {where} (learning rate {lr:g}); "
-        f"training stopped. The learning rate is probably too high: try a lower one "
-        f"(e.g. {lr / 10:g})"
-    )
+class _Where:
+    """Which epoch is training, to name it when a loss turns out NaN or infinite."""
+
+    def __init__(self, epoch: int | None, optimizer: torch.optim.Optimizer) -> None:
+        self.epoch = epoch
+        self.optimizer = optimizer
+
+    def fail(self, recent: list[torch.Tensor], first_batch: int) -> None:
+        losses = torch.stack(recent).float().tolist() if recent else []  # one read for all
+        bad = [index for index, value in enumerate(losses) if not math.isfinite(value)]
+        if bad:
+            value, batches = losses[bad[0]], f"batch {first_batch + bad[0]}"
+        else:  # it was another process's loss
+            value, batches = math.nan, f"batches {first_batch}-{first_batch + len(recent) - 1}"
+        where = f"epoch {self.epoch}, {batches}" if self.epoch is not None else batches
+        lr = float(self.optimizer.param_groups[0].get("lr", float("nan")))
+        raise NonFiniteLossError(
+            f"the training loss became {value} at {where} (learning rate {lr:g}); "
+            f"training stopped. The learning rate is probably too high: try a lower one "
+            f"(e.g. {lr / 10:g})"
+        )
 
 
-def call_loss(loss_fn: LossFn, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``loss_fn(pred, y)``; a label outside the model's classes becomes our error.
-
-    The labels are looked at only when the loss function fails, so a good batch costs no
-    read; torch reports a bad label on the CPU as an IndexError or RuntimeError.
-    """
+def _loader_sizes(dataloader: object) -> tuple[int | None, int | None]:
+    """``(len(dataloader), len(dataloader.dataset))``, each ``None`` where unknown."""
     try:
-        return loss_fn(pred, y)
-    except (IndexError, RuntimeError) as exc:
-        classes = pred.shape[-1]
-        if y.dtype.is_floating_point or not bool(((y < 0) | (y >= classes)).any()):
-            raise
-        raise InvalidArgumentError(
-            f"a label of {int(y[(y < 0) | (y >= classes)][0])} is outside 0..{classes - 1}: "
-            f"this model has {classes} classes, so each label must be one of them"
-        ) from exc
-
-
-def autocast_context(
-    device: torch.device, dtype: torch.dtype | None
-) -> contextlib.AbstractContextManager[object]:
-    """``torch.autocast`` on ``device`` with ``dtype``, or nothing when ``dtype`` is None."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
-
-
-def _loader_sizes(dataloader: Any) -> tuple[int, int]:
+        num_batches: int | None = len(dataloader)  # type: ignore[arg-type]
+    except TypeError:  # an iterator, or a DataLoader over an IterableDataset
+        num_batches = None
     try:
-        return len(dataloader), len(dataloader.dataset)
+        dataset_size: int | None = len(dataloader.dataset)  # type: ignore[attr-defined]
     except (TypeError, AttributeError):
-        raise InvalidArgumentError(
-            "dataloader must support len() and have a .dataset with len(), "
-            "like torch.utils.data.DataLoader; wrap tensors in "
-            "DataLoader(TensorDataset(x, y), batch_size=...)"
-        ) from None
+        dataset_size = None
+    return num_batches, dataset_size

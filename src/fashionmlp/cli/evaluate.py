@@ -1,0 +1,100 @@
+"""``fashionmlp evaluate``: a finished run, a model folder or a checkpoint on the test set."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .common import stop_if_interrupted
+from .options import add_data_options, add_device_option
+
+if TYPE_CHECKING:
+    from ..records import EvalResult
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(commands: Any) -> argparse.ArgumentParser:
+    """Add ``evaluate`` and its options to the subcommands ``commands``."""
+    command: argparse.ArgumentParser = commands.add_parser(
+        "evaluate",
+        help="evaluate a trained model on the test set",
+        description="Evaluate a finished run, a saved model folder or a checkpoint file on "
+        "the test set: accuracy, per-class accuracy and the confusion matrix.",
+    )
+    command.add_argument("run", type=Path, metavar="RUN_OR_WEIGHTS")
+    command.add_argument("--json", action="store_true", help="print JSON")
+    add_data_options(command)
+    add_device_option(command)
+    return command
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate the model the options name; return the exit status."""
+    import torch
+
+    from ..devices import resolve_device
+    from ..evaluation import evaluate
+    from ..loaders import make_loaders
+    from ..model import CLASSES, FashionMLP
+
+    stop_if_interrupted()
+    device = resolve_device(args.device)
+    model = FashionMLP.from_pretrained(args.run).to(device)
+    note = _evaluated_differently(args.run)
+    _, test = make_loaders(args.data_root, backend="tensor", device=device, download=args.download)
+    result = evaluate(test, model, torch.nn.CrossEntropyLoss())
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"weights": str(args.run), "classes": list(CLASSES), **result.to_dict()}))
+    else:
+        print(evaluation_text(result))
+    return 0
+
+
+def _evaluated_differently(run: Path) -> str | None:
+    """What to say when the run reported its accuracy on other images than the test set."""
+    from ..runs import RUN, RunFolder
+
+    if not (run / RUN).is_file():
+        return None
+    config = RunFolder(run).read_config()
+    if config.validation_size:
+        return (
+            f"this run reported accuracy on {config.validation_size} held-out training images "
+            "(--validation); this is the whole test set, which it never saw"
+        )
+    if config.limit is not None and config.limit < 10_000:
+        return (
+            f"this run (--limit {config.limit}) reported accuracy on the first {config.limit} "
+            "test images; this is the whole test set of 10000"
+        )
+    return None
+
+
+def evaluation_text(result: EvalResult) -> str:
+    """The evaluation as ``fashionmlp evaluate`` prints it: accuracy, per class, confusion."""
+    from ..model_config import CLASSES
+
+    lines = [
+        f"Test accuracy {100 * result.accuracy:.2f}% ({result.correct}/{result.total}), "
+        f"test loss {result.loss:.4f}",
+        "",
+        f"{'class':<14}{'accuracy':>9}",
+    ]
+    lines += [
+        f"{name:<14}{100 * accuracy:>8.1f}%"
+        for name, accuracy in zip(CLASSES, result.per_class_accuracy)
+    ]
+    short = [name.split("/")[0][:7] for name in CLASSES]
+    lines += ["", "Confusion matrix (rows: true class, columns: predicted class)"]
+    lines.append(" " * 14 + "".join(f"{name:>8}" for name in short))
+    lines += [
+        f"{name:<14}" + "".join(f"{count:>8}" for count in row)
+        for name, row in zip(CLASSES, result.confusion_matrix)
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,362 @@
+"""``fashionmlp train``: a recipe trained into a run folder, or an interrupted run resumed."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import settings
+from ..errors import InvalidArgumentError, RunExistsError
+from ..recipes import Recipe, RunConfig, recipe_from
+from .common import fail, plural, received, stop_if_interrupted
+from .options import (
+    add_data_options,
+    add_device_option,
+    add_recipe_options,
+    recipe_changes,
+    recipe_destinations,
+    whole_number,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..records import BatchEvent, EpochReport
+    from ..runs import RunFolder
+
+__all__ = ["add_parser", "run"]
+
+#: The options of a run that a resumed run takes from its folder instead.
+_RUN_OPTIONS = ("recipe", "set", "seed", "limit", "validation", "out")
+
+
+def add_parser(commands: Any) -> argparse.ArgumentParser:
+    """Add ``train`` and its options to the subcommands ``commands``."""
+    train: argparse.ArgumentParser = commands.add_parser(
+        "train",
+        help="train FashionMLP with a recipe and evaluate it after every epoch",
+        description="Train a FashionMLP with a recipe, evaluate it after every epoch, and "
+        "write a run folder (the model, its settings, metrics, plots).",
+    )
+    add_recipe_options(train)
+    run_group = train.add_argument_group("the run")
+    run_group.add_argument(
+        "--seed", type=whole_number(0, 2**63 - 1), help="random seed (default: drawn and recorded)"
+    )
+    run_group.add_argument(
+        "--limit", type=whole_number(1), help="use only the first N samples of each split"
+    )
+    run_group.add_argument(
+        "--validation",
+        type=whole_number(1),
+        metavar="N",
+        help="hold out N training images and evaluate on them instead of the test set",
+    )
+    run_group.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN",
+        help="continue the interrupted run in folder RUN (its settings are kept)",
+    )
+    run_group.add_argument(
+        "--out", type=Path, help="run folder to write (default: runs/<date>-<time>-<random>)"
+    )
+    run_group.add_argument(
+        "--overwrite", action="store_true", help="replace a finished run in --out"
+    )
+    _output_options(train.add_argument_group("output"))
+    add_data_options(train)
+    add_device_option(train)
+    return train
+
+
+def _output_options(group: Any) -> None:
+    group.add_argument(
+        "--no-progress", action="store_true", help="plain lines instead of a progress bar"
+    )
+    group.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
+    group.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard event files to RUN/tensorboard "
+        "(pip install 'fashionmlp[tensorboard]'; then: tensorboard --logdir runs)",
+    )
+    group.add_argument(
+        "--log-every",
+        type=whole_number(1),
+        default=50,
+        metavar="N",
+        help="steps between two batch-loss points in TensorBoard (default 50)",
+    )
+    group.add_argument(
+        "--no-finite-check",
+        action="store_true",
+        help="keep training when the loss becomes NaN or infinite (default: stop)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train (or resume) the run the options describe; return the exit status."""
+    config = None if args.resume is not None else new_run_config(args)  # checked before torch
+    stop_if_interrupted()
+    from .. import distributed
+    from ..devices import resolve_device
+
+    # Under torchrun every process runs this; rank 0 alone prints and writes files.
+    device = distributed.init_from_environment(resolve_device(args.device))
+    try:
+        main = distributed.is_main_process()
+        if config is not None:  # every rank trains with rank 0's drawn seed
+            config = dataclasses.replace(config, seed=distributed.broadcast_from_main(config.seed))
+        stop_if_interrupted()
+        with _claim_run_folder(args, main) as folder:
+            stop_if_interrupted()
+            return _train_in(folder, config or folder.read_config(), device, args, main=main)
+    finally:
+        distributed.shutdown()
+
+
+def new_run_config(args: argparse.Namespace) -> RunConfig:
+    """The settings of a new run from the options, checked before anything is written."""
+    import random  # here: it costs the command line's start-up otherwise
+
+    recipe = recipe_with_changes(recipe_from(args.recipe or "fast"), recipe_changes(args))
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    return RunConfig(recipe, seed=seed, limit=args.limit, validation_size=args.validation or 0)
+
+
+def recipe_with_changes(recipe: Recipe, changes: dict[str, Any]) -> Recipe:
+    """``recipe`` with the command line's changes (see :func:`~fashionmlp.settings.override`).
+
+    Augmentation lives in the tensor backend: switching to the torchvision one drops the
+    recipe's own, while one asked for beside it is refused by the recipe's checks.
+    """
+    if changes.get("backend") == "torchvision":
+        changes = {"hflip": False, "translate": 0, **changes}
+    return settings.override(recipe, changes) if changes else recipe
+
+
+def _claim_run_folder(args: argparse.Namespace, main: bool) -> RunFolder:
+    """The run's folder, claimed by rank 0 (the only one that writes) for the run's life."""
+    from .. import distributed
+
+    folders = _run_folder_class()
+    try:
+        if args.resume is not None:
+            _refuse_settings_beside_resume(args)
+            return folders.interrupted(args.resume) if main else folders(args.resume)
+        folder = folders.new(args.out, overwrite=args.overwrite) if main else folders(".")
+    except RunExistsError as exc:  # said again in the command line's words
+        state = "a finished run" if exc.finished else "an interrupted run"
+        hint = "" if exc.finished else f" (or continue it with --resume {exc.path})"
+        raise InvalidArgumentError(
+            f"--out {exc.path} already holds {state}; choose another --out or pass "
+            f"--overwrite to replace it{hint}"
+        ) from exc
+    path = distributed.broadcast_from_main(folder.path)  # the name rank 0 chose
+    return folder if main else folders(path)
+
+
+def _run_folder_class() -> type[RunFolder]:
+    """:class:`~fashionmlp.runs.RunFolder`, naming ``--out`` where it would say "folder"."""
+    from ..runs import RunFolder
+
+    class OutFolder(RunFolder):
+        elsewhere = "--out"
+
+    return OutFolder
+
+
+def _refuse_settings_beside_resume(args: argparse.Namespace) -> None:
+    given = [f"--{name}" for name in _RUN_OPTIONS if getattr(args, name) is not None]
+    given += [
+        "--" + path.rsplit(".", 1)[-1].replace("_", "-")
+        for dest, path in recipe_destinations().items()
+        if getattr(args, dest) is not None
+    ]
+    if args.overwrite:
+        given.append("--overwrite")
+    if given:
+        raise InvalidArgumentError(
+            f"--resume keeps the run's own settings; leave out {', '.join(given)}"
+        )
+
+
+def _train_in(
+    folder: RunFolder,
+    config: RunConfig,
+    device: torch.device,
+    args: argparse.Namespace,
+    *,
+    main: bool,
+) -> int:
+    from ..callbacks import LossHistory, StopOnSignal
+    from ..data import default_data_root, load_dataset
+    from ..fitting import fit
+    from ..runs import environment
+
+    data_root = args.data_root or default_data_root()
+    if main:
+        folder.write_config(config, environment(device, data_root))
+    stop_if_interrupted()
+    console = _Console(config, folder.path, resumed=args.resume is not None, main=main)
+    console.say(console.header(device))
+    batch_losses = LossHistory()
+    stop = StopOnSignal()
+    with stop.installed(), contextlib.ExitStack() as closing:
+        callbacks = [batch_losses, *_loggers(folder, args, closing), *console.callbacks(args)]
+        closing.callback(console.close)  # a stopped run's bar ends before the message
+        stop.received = stop.received or received()  # one that came just before
+        data = load_dataset(data_root, download=args.download, test=config.validation_size == 0)
+        try:
+            result = fit(
+                config,
+                data=data,
+                device=device,
+                callbacks=[*callbacks, stop],
+                checkpoint_path=folder.checkpoint,
+                resume_from=folder.checkpoint if args.resume is not None else None,
+                check_finite=not args.no_finite_check,
+            )
+        except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, nothing more saved
+            if not folder.checkpoint.exists():
+                raise  # nothing to resume: the failed start is undone, "interrupted" is all
+            console.fail(
+                "interrupted again: stopped at once, without saving the current epoch's "
+                f"progress; the last checkpoint, {folder.checkpoint}, is intact; "
+                f"{console.resume_hint}"
+            )
+            return 128 + signal.SIGINT
+    if result.stopped_at is not None:
+        epoch, batches = result.stopped_at
+        console.fail(
+            f"interrupted during epoch {epoch} after {plural(batches, 'batch', 'batches')}; "
+            f"the run is saved in {folder.checkpoint}; {console.resume_hint}"
+        )
+        return 128 + (stop.received or signal.SIGINT)
+    if main:
+        _finish(folder, config, result, batch_losses.pairs, data, args)
+    return 0
+
+
+def _loggers(
+    folder: RunFolder, args: argparse.Namespace, closing: contextlib.ExitStack
+) -> list[object]:
+    """The run's loggers (they write from rank 0 only), closed with the run."""
+    from ..loggers import CSVLogger, TensorBoardLogger
+    from ..runs import METRICS_CSV, TENSORBOARD
+
+    loggers: list[CSVLogger | TensorBoardLogger] = [CSVLogger(folder.path / METRICS_CSV)]
+    if args.tensorboard:
+        loggers.append(TensorBoardLogger(folder.path / TENSORBOARD, every=args.log_every))
+    for logger in loggers:
+        closing.callback(logger.close)
+    return list(loggers)
+
+
+def _finish(
+    folder: RunFolder,
+    config: RunConfig,
+    result: Any,
+    batch_losses: list[tuple[int, float]],
+    data: Any,
+    args: argparse.Namespace,
+) -> None:
+    """Write the finished run's model, metrics and plots, and say where they are."""
+    from ..loaders import select_splits
+    from ..plots import plot_run
+
+    folder.write_results(result)
+    if not args.no_plots:
+        _, evaluated = select_splits(
+            data, limit=config.limit, validation_size=config.validation_size
+        )
+        try:
+            smoothing = config.recipe.label_smoothing
+            drawn = plot_run(
+                folder.path, result, batch_losses, evaluated, label_smoothing=smoothing
+            )
+            print(f"Plots: {', '.join(path.name for path in drawn)}")
+        except ImportError as exc:
+            print(f"Plots skipped: {exc}")
+    print(
+        f"Final {config.evaluated_on} accuracy {100 * result.final.accuracy:.2f}% after "
+        f"{plural(len(result.history), 'epoch', 'epochs')} in {result.history[-1].seconds:.1f} s; "
+        f"the model is in {folder.path} (FashionMLP.from_pretrained)"
+    )
+
+
+class _Console:
+    """What ``train`` prints as the run goes: its header, the seed's loss lines or a
+    progress bar, a line per epoch. Under ``torchrun`` only rank 0 prints."""
+
+    def __init__(self, config: RunConfig, path: Path, *, resumed: bool, main: bool) -> None:
+        self.config = config
+        self.path = path
+        self.resumed = resumed
+        self.main = main
+        self.resume_hint = f"resume with: fashionmlp train --resume {path}"
+        self._progress: Any = None
+
+    def say(self, line: str) -> None:
+        if self.main:
+            print(line, flush=True)
+
+    def fail(self, message: str) -> None:
+        if self.main:
+            fail(message)
+
+    def header(self, device: torch.device) -> str:
+        recipe = self.config.recipe
+        return (
+            f"{'Resuming' if self.resumed else 'Training'} FashionMLP with recipe "
+            f"{recipe.name!r} on {device}: {plural(recipe.epochs, 'epoch', 'epochs')}, batch "
+            f"{recipe.batch_size}, {optimizer_summary(recipe)}, seed {self.config.seed}; "
+            f"run folder {self.path}"
+        )
+
+    def callbacks(self, args: argparse.Namespace) -> list[object]:
+        """The seed's loss lines, or a progress bar on a terminal; then this console."""
+        from ..callbacks import PrintLoss, ProgressBar
+
+        every = self.config.recipe.print_every
+        if not self.main:
+            return []
+        if every:
+            return [self._epoch_header, PrintLoss(every), self]
+        if not args.no_progress and sys.stderr.isatty():
+            with contextlib.suppress(ImportError):  # tqdm is optional: the lines come anyway
+                self._progress = ProgressBar()
+                return [self._progress, self]
+        return [self]
+
+    @staticmethod
+    def _epoch_header(event: BatchEvent) -> None:
+        """The seed tutorial's epoch header, printed before the epoch's first loss line."""
+        if event.batch == 0:
+            print(f"Epoch {event.epoch}\n-------------------------------", flush=True)
+
+    def on_epoch_end(self, epoch: EpochReport) -> None:
+        evaluated_on = self.config.evaluated_on
+        loss = f", {evaluated_on} loss {epoch.eval.loss:.4f}" if epoch.eval.loss is not None else ""
+        self.say(
+            f"Epoch {epoch.epoch}/{epoch.epochs}: train loss {epoch.train.loss:.4f}, "
+            f"{evaluated_on} accuracy {100 * epoch.eval.accuracy:.2f}%{loss}, "
+            f"{epoch.train.seconds:.1f} s (total {epoch.seconds:.1f} s)"
+        )
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
+
+
+def optimizer_summary(recipe: Recipe) -> str:
+    """``sgd lr 0.01``; a Muon recipe has two rates: the hidden matrices' and AdamW's."""
+    if recipe.optimizer == "muon":
+        return f"muon lr {recipe.muon_lr} (hidden weights), adamw lr {recipe.lr} (the rest)"
+    return f"{recipe.optimizer} lr {recipe.lr}"
