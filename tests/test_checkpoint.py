@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import pickle
 import shutil
@@ -10,8 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from conftest import resave
 from fashionmlp import (
     CheckpointError,
     FashionMLP,
@@ -19,6 +21,7 @@ from fashionmlp import (
     load_checkpoint,
     save_checkpoint,
 )
+from fashionmlp.pretrained import write_pretrained
 
 
 def test_round_trip_restores_weights_optimizer_epoch_and_config(tmp_path: Path) -> None:
@@ -127,7 +130,7 @@ def test_a_damaged_checkpoint_of_ours_names_what_is_wrong(
     tmp_path: Path, damage: dict[str, object], named: str
 ) -> None:
     path = save_checkpoint(tmp_path / "c.pt", FashionMLP(hidden_features=8))
-    torch.save({**torch.load(path, weights_only=True), **damage}, path)
+    resave(path, {**torch.load(path, weights_only=True), **damage})
     with pytest.raises(CheckpointError, match=rf"damaged fashionmlp checkpoint \({named} "):
         load_checkpoint(path, FashionMLP(hidden_features=8))
 
@@ -154,7 +157,7 @@ def test_another_kind_of_optimizers_state_is_refused_and_changes_nothing(tmp_pat
     adamw.step()  # still whole
     payload = torch.load(path, weights_only=True)
     payload["optimizer"]["param_groups"][0].pop("params")
-    torch.save(payload, path)
+    resave(path, payload)
     with pytest.raises(CheckpointError, match=r"optimizer state does not fit .*KeyError"):
         load_checkpoint(path, model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
 
@@ -194,18 +197,34 @@ def test_a_checkpoint_of_ours_rebuilds_its_model(tmp_path: Path) -> None:
 
 
 def broken(folder: Path, fault: str) -> Path:
-    """A saved model folder with one fault."""
+    """A saved model folder with one fault.
+
+    The faults of content are written with valid checksums (by write_pretrained), as a
+    writer that got them wrong would write them, so that the checks behind the checksums
+    are the ones that refuse them; the faults of damage change the files on disk.
+    """
     trained_variant().save_pretrained(folder)
     config = json.loads((folder / "config.json").read_text())
     weights = load_file(folder / "model.safetensors")
     if fault == "wrong shape":
-        save_file({**weights, "fc1.weight": torch.zeros(64, 700)}, folder / "model.safetensors")
+        write_pretrained(folder, config, {**weights, "fc1.weight": torch.zeros(64, 700)})
     elif fault == "missing key":
-        save_file(
-            {k: v for k, v in weights.items() if k != "fc2.bias"}, folder / "model.safetensors"
-        )
+        write_pretrained(folder, config, {k: v for k, v in weights.items() if k != "fc2.bias"})
     elif fault == "extra key":
-        save_file({**weights, "fc9.weight": torch.zeros(2)}, folder / "model.safetensors")
+        write_pretrained(folder, config, {**weights, "fc9.weight": torch.zeros(2)})
+    elif fault == "no checksum":
+        document = {k: v for k, v in config.items() if k != "weights_sha256"}
+        (folder / "config.json").write_text(json.dumps(document))
+    elif fault == "a weight changed on disk":
+        data = bytearray((folder / "model.safetensors").read_bytes())
+        data[-100] ^= 0x01  # the lowest bit of a byte of the last tensor
+        (folder / "model.safetensors").write_bytes(bytes(data))
+    elif fault == "a setting changed on disk":
+        text = (folder / "config.json").read_text().replace('"dropout": 0.1', '"dropout": 0.2')
+        (folder / "config.json").write_text(text)
+    elif fault == "NaN weights":
+        nan = torch.full_like(weights["fc2.bias"], math.nan)
+        write_pretrained(folder, config, {**weights, "fc2.bias": nan})
     elif fault == "truncated weights":
         data = (folder / "model.safetensors").read_bytes()
         (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
@@ -214,9 +233,11 @@ def broken(folder: Path, fault: str) -> Path:
     elif fault == "config of another model":
         (folder / "config.json").write_text(json.dumps({**config, "model_type": "bert"}))
     elif fault == "config out of range":
-        (folder / "config.json").write_text(json.dumps({**config, "hidden_layers": 0}))
+        write_pretrained(folder, {**config, "hidden_layers": 0}, weights)
     elif fault == "config of absurd depth":  # found by Hypothesis: it filled the memory
-        (folder / "config.json").write_text(json.dumps({**config, "hidden_layers": 2**40}))
+        write_pretrained(folder, {**config, "hidden_layers": 2**40}, weights)
+    elif fault == "config missing a setting":
+        write_pretrained(folder, {k: v for k, v in config.items() if k != "normalize"}, weights)
     elif fault == "config missing":
         (folder / "config.json").unlink()
     elif fault == "a pickle as weights":
@@ -231,13 +252,18 @@ def broken(folder: Path, fault: str) -> Path:
         ("wrong shape", r"model.safetensors does not fit.*of another size \['fc1.weight'\]"),
         ("missing key", r"model.safetensors does not fit.*missing \['fc2.bias'\]"),
         ("extra key", r"model.safetensors does not fit.*unexpected \['fc9.weight'\]"),
-        ("truncated weights", r"model.safetensors is not a readable safetensors file"),
+        ("truncated weights", r"model.safetensors does not match the checksum in config.json"),
         ("config not JSON", r"config.json is not valid JSON"),
         ("config of another model", r"config.json is not a FashionMLP config \(model_type 'bert'"),
         ("config out of range", r"config.json does not describe a FashionMLP.*hidden_layers"),
         ("config of absurd depth", r"holds 8 tensors, too few for the 1099511627776 hidden"),
         ("config missing", r"config.json is missing"),
+        ("config missing a setting", r"config.json does not describe.*missing setting 'normalize'"),
         ("a pickle as weights", r"model.safetensors is not a readable safetensors file"),
+        ("no checksum", r"config.json holds no weights_sha256 checksum"),
+        ("a weight changed on disk", r"model.safetensors does not match the checksum in config"),
+        ("a setting changed on disk", r"config.json does not match the checksum in model.safe"),
+        ("NaN weights", r"holds NaN or infinite weights \(fc2.bias\)"),
     ],
 )
 def test_broken_model_folders_are_named_errors_that_run_nothing(
@@ -256,7 +282,7 @@ def test_folders_without_a_model_say_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="holds no model.safetensors"):
         FashionMLP.from_pretrained(tmp_path)
     save_checkpoint(tmp_path / "checkpoint.pt", FashionMLP())
-    with pytest.raises(CheckpointError, match="unfinished run.*--resume.*checkpoint.pt"):
+    with pytest.raises(CheckpointError, match="unfinished run.*finish it.*checkpoint.pt"):
         FashionMLP.from_pretrained(tmp_path)
 
 

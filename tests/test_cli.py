@@ -562,11 +562,7 @@ def test_bad_arguments_are_one_line_and_exit_2(
 @pytest.mark.parametrize(
     ("arguments", "status", "message"),
     [
-        (
-            ["train", "--out", "no/such/parent/run"],
-            2,
-            "parent folder no/such/parent does not exist",
-        ),
+        (["train", "--set", "momentum=0.9"], 2, "does not use momentum"),
         (["train", "--set", "colour=red"], 2, "unknown recipe setting 'colour'"),
         (["train", "--validation", "60000"], 2, "validation_size must be between 0 and 59999"),
         (["evaluate", "missing-run"], 1, "missing-run: no such file or folder"),

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from PIL import Image
 
 from fashionmlp import (
+    CheckpointError,
     DatasetError,
     FashionMLP,
     FashionMLPError,
@@ -183,3 +184,54 @@ def test_fuzzed_model_folders_raise_only_our_errors(
     except FashionMLPError:
         return
     assert model(torch.rand(2, 784)).shape == (2, 10)
+
+
+# --- damage on disk: a byte changed in a file of ours is always found ------------------------
+
+
+def _run_files() -> dict[str, bytes]:
+    """A resumable checkpoint (weights, optimizer and schedule) and a model folder's files."""
+    with tempfile.TemporaryDirectory() as folder:
+        model = FashionMLP(hidden_features=4, hidden_layers=1, normalize=(0.3, 0.4))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        model(torch.rand(2, 784)).sum().backward()
+        optimizer.step()
+        save_checkpoint(Path(folder) / "checkpoint.pt", model, optimizer, epoch=1)
+        model.save_pretrained(folder)
+        return {
+            name: (Path(folder) / name).read_bytes()
+            for name in ("checkpoint.pt", "model.safetensors", "config.json")
+        }
+
+
+RUN_FILES = _run_files()
+
+
+@st.composite
+def flipped(draw: st.DrawFn) -> tuple[str, bytes]:
+    """One of our files with one to eight bytes changed (each to another value)."""
+    name = draw(st.sampled_from(sorted(RUN_FILES)))
+    data = bytearray(RUN_FILES[name])
+    for _ in range(draw(st.integers(1, 8))):
+        position = draw(st.integers(0, len(data) - 1))
+        data[position] ^= draw(st.integers(1, 255))
+    return name, bytes(data)
+
+
+@FUZZ
+@given(damage=flipped())
+def test_a_changed_byte_in_a_checkpoint_or_model_folder_is_always_refused(
+    tmp_path: Path, damage: tuple[str, bytes]
+) -> None:
+    for name, data in RUN_FILES.items():
+        (tmp_path / name).write_bytes(data)
+    name, data = damage
+    if data == RUN_FILES[name]:  # two flips of one byte that undid each other
+        return
+    (tmp_path / name).write_bytes(data)
+    source = tmp_path / ("checkpoint.pt" if name == "checkpoint.pt" else "")
+    try:
+        FashionMLP.from_pretrained(source)
+    except CheckpointError:
+        return
+    raise AssertionError(f"{name} with a changed byte loaded without a word")

@@ -62,12 +62,14 @@ def test_a_new_folder_is_named_by_time_under_runs(
         assert other.path != folder.path and other.path.name[:15] == folder.path.name[:15]
 
 
-def test_new_refuses_files_parents_and_foreign_folders(tmp_path: Path) -> None:
+def test_new_refuses_files_and_foreign_folders_and_makes_missing_parents(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(InvalidArgumentError, match="is a file"):
         RunFolder.new(tmp_path / "file")
-    with pytest.raises(InvalidArgumentError, match="parent folder"):
-        RunFolder.new(tmp_path / "missing" / "run")
+    with pytest.raises(InvalidArgumentError, match="file is a file"):
+        RunFolder.new(tmp_path / "file" / "run")  # a file where a parent would be
+    with RunFolder.new(tmp_path / "missing" / "run") as made:
+        assert made.path.is_dir()
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
@@ -99,7 +101,7 @@ def test_the_config_round_trips_with_its_environment(tmp_path: Path) -> None:
     assert written["environment"]["torch"] == str(torch.__version__)
     assert folder.read_config() == SETTINGS
     (folder.path / RUN).write_text("{not json")
-    with pytest.raises(CheckpointError, match="run.json is unreadable"):
+    with pytest.raises(CheckpointError, match="run.json is not valid JSON"):
         folder.read_config()
 
 
@@ -183,11 +185,22 @@ def test_a_new_run_that_fails_before_its_first_checkpoint_leaves_nothing(tmp_pat
     with pytest.raises(RuntimeError), RunFolder.new(path) as folder:
         raise RuntimeError
     assert os.listdir(path) == []
-    with pytest.raises(RuntimeError), RunFolder.new(path) as folder:  # once resumable, kept
+    untrained = {"history": [], "partial": None}
+    with pytest.raises(RuntimeError), RunFolder.new(path) as folder:  # failed in epoch 1
         folder.write_config(SETTINGS, {})
-        save_checkpoint(folder.checkpoint, FashionMLP())
-        raise RuntimeError
-    assert {"run.json", "checkpoint.pt"} <= set(os.listdir(path))
+        save_checkpoint(folder.checkpoint, FashionMLP(), state=untrained)
+        raise RuntimeError("the loss diverged")
+    assert os.listdir(path) == []
+    for failure, state in (
+        (KeyboardInterrupt, untrained),  # interrupted: the command to resume was given
+        (RunFolderError, untrained),  # a disk that filled: free some space and resume
+        (RuntimeError, {"history": [{"epoch": 1}], "partial": None}),  # an epoch done
+    ):
+        with pytest.raises(failure), RunFolder.new(path, overwrite=True) as folder:
+            folder.write_config(SETTINGS, {})
+            save_checkpoint(folder.checkpoint, FashionMLP(), state=state)
+            raise failure("stopped")
+        assert {"run.json", "checkpoint.pt"} <= set(os.listdir(path)), failure
 
 
 def test_a_full_disk_while_saving_the_model_leaves_no_partial_file(small_disk: SmallDisk) -> None:

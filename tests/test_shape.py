@@ -25,7 +25,7 @@ def lint_imports(config: Path, root: Path) -> subprocess.CompletedProcess[str]:
     if not script.exists():
         pytest.skip("import-linter is not installed (pip install 'fashionmlp[test]')")
     return subprocess.run(
-        [str(script), "--config", str(config)],
+        [str(script), "--config", str(config), "--no-cache"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from conftest import BatchCounter, synthetic_loader
+from conftest import BatchCounter, resave, synthetic_loader
 from fashionmlp import (
     CheckpointError,
     EpochReport,
@@ -161,7 +161,7 @@ def test_a_damaged_training_state_is_a_checkpoint_error(tmp_path: Path) -> None:
     state.save(tmp_path / "state.pt")
     saved = torch.load(tmp_path / "state.pt", weights_only=True)
     saved["state"]["torch_rng"] = torch.zeros(3)  # the right key holding the wrong thing
-    torch.save(saved, tmp_path / "state.pt")
+    resave(tmp_path / "state.pt", saved)
     with pytest.raises(CheckpointError, match="damaged training state"):
         new_state().load(tmp_path / "state.pt")
 

@@ -3,10 +3,13 @@ saying why either failed."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 
 def temporary_prefix(name: str) -> str:
@@ -62,6 +65,7 @@ _REASONS = {
     errno.EROFS: ("the file system is read-only", "choose another {place}, on a writable one"),
     errno.EACCES: ("permission denied", "choose another {place}, one you can write to"),
     errno.EPERM: ("permission denied", "choose another {place}, one you can write to"),
+    errno.ENAMETOOLONG: ("the name is too long", "choose another {place}, with a shorter name"),
 }
 
 
@@ -72,40 +76,78 @@ def os_error_fix(exc: OSError, place: str = "folder") -> str:
     return f"{reason}: {fix.format(place=place)}"
 
 
+@contextlib.contextmanager
+def open_regular(path: Path, *, error: type[Exception], what: str = "file") -> Iterator[IO[bytes]]:
+    """``path`` opened for reading, if it is a regular file.
+
+    Anything else is refused before a byte is read: a FIFO or a terminal (reading one
+    could wait forever), a device (``/dev/zero`` never ends), a folder, a name too long. The
+    file is opened without blocking and checked on the open handle, so it cannot be swapped
+    in between.
+
+    Raises:
+        error: ``path`` is missing, not a regular file or unreadable; the message names it
+            and says which.
+    """
+    check_name(path, error=error)
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise error(f"{path}: no such file or folder") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a folder; give a {what}") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    with open(descriptor, "rb") as handle:
+        mode = os.fstat(descriptor).st_mode
+        if stat.S_ISDIR(mode):
+            raise error(f"{path}: is a folder; give a {what}")
+        if not stat.S_ISREG(mode):
+            raise error(f"{path}: is not a regular file ({_kind(mode)}); give a {what}")
+        yield handle
+
+
 def read_regular_file(
     path: Path, *, limit: int, error: type[Exception], what: str = "file"
 ) -> bytes:
-    """The bytes of the regular file ``path``, at most ``limit`` of them.
-
-    Anything else is refused before a byte is read: a FIFO or a terminal (reading one
-    could wait forever), a device (``/dev/zero`` never ends), a folder. The file is opened
-    without blocking and checked on the open handle, so it cannot be swapped in between.
+    """The bytes of the regular file ``path``, at most ``limit`` of them (see
+    :func:`open_regular` for what is refused).
 
     Raises:
         error: ``path`` is missing, not a regular file, larger than ``limit`` or
             unreadable; the message names it and says which.
     """
-    try:
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        raise error(f"{path}: no such {what}") from None
-    except IsADirectoryError:
-        raise error(f"{path} is a folder; give a {what}") from None
-    except OSError as exc:
-        raise error(f"{path} cannot be read ({exc.strerror or exc})") from None
-    with open(descriptor, "rb") as handle:
-        info = os.fstat(descriptor)
-        if stat.S_ISDIR(info.st_mode):
-            raise error(f"{path} is a folder; give a {what}")
-        if not stat.S_ISREG(info.st_mode):
-            raise error(f"{path} is not a regular {what} ({_kind(info.st_mode)}); give a {what}")
+    with open_regular(path, error=error, what=what) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > limit:  # said before reading: read() would first allocate all of it
+            raise error(
+                f"{path}: is {size / 2**20:,.0f} MiB, more than the {limit / 2**20:,.0f} MiB "
+                f"a {what} may be"
+            )
         try:
-            data = handle.read(limit + 1)
+            return handle.read(size)
         except OSError as exc:
-            raise error(f"{path} cannot be read ({exc.strerror or exc})") from None
-        if len(data) > limit:
-            raise error(f"{path} is over {limit:,} bytes, too large for a {what} of ours")
-        return data
+            raise error(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+#: The longest name of one file or folder most file systems take, in bytes.
+NAME_MAX = 255
+
+
+def check_name(path: str | os.PathLike[str], *, error: type[Exception]) -> None:
+    """Refuse a path with a part longer than a file system allows, before the operating
+    system says "File name too long" from somewhere deep.
+
+    Raises:
+        error: A part of ``path`` is longer than :data:`NAME_MAX` bytes.
+    """
+    for part in Path(path).parts:
+        size = len(os.fsencode(part))
+        if size > NAME_MAX:
+            raise error(
+                f"{path}: the name {part[:24]}… is {size} bytes long, more than the "
+                f"{NAME_MAX} a file system allows for one name; choose a shorter one"
+            )
 
 
 def _kind(mode: int) -> str:

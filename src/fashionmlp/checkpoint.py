@@ -11,11 +11,13 @@ carries the model's config (for a model with a settings ``config``, such as a
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import os
 import pickle
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +27,7 @@ import torch
 from torch import nn
 
 from . import settings
-from ._files import atomic_write, os_error_fix
+from ._files import atomic_write, open_regular, os_error_fix, read_regular_file
 from .errors import CheckpointError
 
 __all__ = ["Checkpoint", "describe_file", "load_checkpoint", "load_state", "save_checkpoint"]
@@ -95,6 +97,7 @@ def save_checkpoint(
         3
     """
     path = Path(path)
+    model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper: the module itself
     model_config = getattr(model, "config", None)  # a FashionMLP's, or any settings object
     try:
         # Only JSON-like values load under weights_only=True, so check that now,
@@ -122,7 +125,7 @@ def save_checkpoint(
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     try:
-        atomic_write(path, buffer.getbuffer(), replace=True)
+        atomic_write(path, _seal(buffer.getvalue()), replace=True)
     except OSError as exc:
         raise CheckpointError(
             f"cannot write checkpoint {path}: {os_error_fix(exc)} (any earlier checkpoint "
@@ -151,11 +154,43 @@ def load_checkpoint(
             not plain weights (refused unloaded), or does not fit ``model``.
     """
     path = Path(path)
+    checkpoint = _parse(path, _read_payload(path, map_location))
+    model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper: the module itself
+    if model is not None:
+        load_state(model, checkpoint.model_state, source=str(path))
+    if optimizer is not None:
+        if checkpoint.optimizer_state is None:
+            raise CheckpointError(f"{path} holds no optimizer state to resume from")
+        _load_optimizer_state(optimizer, checkpoint.optimizer_state, path)
+    if scheduler is not None:
+        if checkpoint.scheduler_state is None:
+            raise CheckpointError(f"{path} holds no scheduler state to resume from")
+        scheduler.load_state_dict(checkpoint.scheduler_state)
+    return checkpoint
+
+
+def _read_payload(path: Path, map_location: str | torch.device) -> object:
+    """What ``torch.save`` wrote to ``path``, read with ``weights_only=True`` once its kind
+    and its checksums are found right.
+
+    A checkpoint of ours carries the SHA-256 of its bytes (:func:`_seal`); another zip
+    archive (a ``torch.save(model.state_dict())`` of your own) has its records' CRC-32
+    checksums checked, which torch's own reader does not look at, so that a byte changed on
+    disk inside a tensor cannot load as a silently different weight.
+    """
     kind = describe_file(path)
     if kind not in (_ZIP, _PICKLE):  # torch.save writes a zip; older versions a pickle
         raise CheckpointError(f"{path} is not a fashionmlp checkpoint or weights file ({kind})")
+    data = read_regular_file(path, limit=_MAX_CHECKPOINT_BYTES, error=CheckpointError)
+    sealed = kind == _ZIP and _check_seal(path, data)
+    if kind == _ZIP and not sealed:
+        _check_archive(path, data)
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about a pickle's old format before it refuses it: our one line is
+            # all there is to say.
+            warnings.simplefilter("ignore", UserWarning)
+            payload = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL (\S+)", str(exc))
         if found is None:
@@ -172,18 +207,68 @@ def load_checkpoint(
             f"{path} is not a readable PyTorch checkpoint (damaged or truncated: "
             f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
         ) from exc
-    checkpoint = _parse(path, payload)
-    if model is not None:
-        load_state(model, checkpoint.model_state, source=str(path))
-    if optimizer is not None:
-        if checkpoint.optimizer_state is None:
-            raise CheckpointError(f"{path} holds no optimizer state to resume from")
-        _load_optimizer_state(optimizer, checkpoint.optimizer_state, path)
-    if scheduler is not None:
-        if checkpoint.scheduler_state is None:
-            raise CheckpointError(f"{path} holds no scheduler state to resume from")
-        scheduler.load_state_dict(checkpoint.scheduler_state)
-    return checkpoint
+    if isinstance(payload, dict) and payload.get("format") == _FORMAT and not sealed:
+        raise CheckpointError(f"{path} has lost its checksum: it is damaged; {_DAMAGED}")
+    return payload
+
+
+#: A checkpoint larger than this is refused before it is read.
+_MAX_CHECKPOINT_BYTES = 16 << 30
+_DAMAGED = "use an earlier copy of it, or start the run again"
+#: A zip archive's end-of-central-directory record: its signature, and its length without
+#: the comment that ends it.
+_END, _END_SIZE = b"PK\x05\x06", 22
+#: How a checkpoint's zip comment begins: the SHA-256 of the archive follows.
+_SEAL = b"fashionmlp-sha256:"
+
+
+def _seal(archive: bytes) -> bytes:
+    """``archive`` (``torch.save``'s zip) with the SHA-256 of its bytes as its zip comment,
+    which zip readers, torch's included, skip."""
+    if archive[-_END_SIZE:][:4] != _END or archive[-2:] != b"\x00\x00":
+        raise CheckpointError("torch.save wrote an archive of an unknown layout; cannot seal it")
+    comment = _SEAL + hashlib.sha256(archive).hexdigest().encode()
+    return archive[:-2] + len(comment).to_bytes(2, "little") + comment
+
+
+def _check_seal(path: Path, data: bytes) -> bool:
+    """Whether ``data`` carries our seal; refused if it carries one that does not match.
+
+    Raises:
+        CheckpointError: The seal's checksum differs from the archive's bytes.
+    """
+    length = len(_SEAL) + 64
+    end = len(data) - length - _END_SIZE
+    if end < 0 or data[end : end + 4] != _END or not data[-length:].startswith(_SEAL):
+        return False
+    archive = data[: -length - 2] + b"\x00\x00"
+    if hashlib.sha256(archive).hexdigest().encode() != data[-64:]:
+        raise CheckpointError(
+            f"{path} is damaged: its bytes do not match their checksum (a changed or lost byte "
+            f"on disk); {_DAMAGED}"
+        )
+    return True
+
+
+def _check_archive(path: Path, data: bytes) -> None:
+    """Refuse a zip archive one of whose records does not match its CRC-32 checksum."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            bad = archive.testzip()
+    except (
+        zipfile.BadZipFile,
+        OSError,
+        EOFError,
+        ValueError,
+        KeyError,
+        NotImplementedError,
+    ) as exc:
+        raise CheckpointError(f"{path} is damaged ({exc}); {_DAMAGED}") from None
+    if bad is not None:
+        raise CheckpointError(
+            f"{path} is damaged: its record {bad} does not match its checksum (a changed or "
+            f"lost byte on disk); {_DAMAGED}"
+        )
 
 
 def _load_optimizer_state(
@@ -218,11 +303,24 @@ def _load_optimizer_state(
 
 
 def load_state(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
-    """Load ``state`` into ``model`` strictly: every weight there, none left over, all sizes right.
+    """Load ``state`` into ``model`` strictly: every weight there, none left over, all sizes
+    right, every value finite.
 
     Raises:
-        CheckpointError: Weights are missing, left over or of other sizes; names ``source``.
+        CheckpointError: Weights are missing, left over, of other sizes, or NaN or infinite;
+            names ``source``.
     """
+    broken = [
+        name
+        for name, tensor in state.items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+    if broken:
+        raise CheckpointError(
+            f"{source} holds NaN or infinite weights ({', '.join(broken[:3])}): the run that "
+            "saved them diverged, or the file is damaged; use weights from before that, or "
+            "train again (with a lower learning rate if the loss diverged)"
+        )
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
@@ -259,25 +357,22 @@ def describe_file(path: Path) -> str:
     Raises:
         CheckpointError: There is no such file, or it cannot be read.
     """
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as handle:
+    with open_regular(path, error=CheckpointError) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        try:
             head = handle.read(512)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such file or folder") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"{path} is a folder; give a file") from None
-    except OSError as exc:
-        raise CheckpointError(f"{path} cannot be read ({exc.strerror or exc})") from exc
+        except OSError as exc:
+            raise CheckpointError(f"{path} cannot be read ({exc.strerror or exc})") from exc
     if size == 0:
         return "it looks like an empty file"
     if head.startswith(b"PK\x03\x04"):
         return _ZIP if zipfile.is_zipfile(path) else "it looks like a truncated zip archive"
-    if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:  # PROTO opcode, protocol 2-5
-        return _PICKLE
+    # Before the pickle's test: a header's length can begin with the pickle's first bytes.
     header = int.from_bytes(head[:8], "little")
     if head[8:10] == b'{"' and 0 < header <= size - 8:
         return _SAFETENSORS
+    if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:  # PROTO opcode, protocol 2-5
+        return _PICKLE
     for signature, kind in _SIGNATURES:
         if head.startswith(signature):
             return f"it looks like {kind}"

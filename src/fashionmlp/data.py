@@ -29,7 +29,7 @@ from typing import Final, Literal, NamedTuple
 
 import torch
 
-from ._files import atomic_write, os_error_fix
+from ._files import atomic_write, check_name, os_error_fix
 from .errors import DatasetError, DatasetNotFoundError
 from .model_config import IMAGE_SIZE, NUM_CLASSES
 
@@ -242,6 +242,7 @@ def prepare_dataset(
             it looked and how to get the data).
         DatasetError: A file is present but corrupt, or ``root`` is not writable.
     """
+    check_name(root, error=DatasetError)
     raw = raw_folder(root)
     for spec in _FILES["train"] + (_FILES["test"] if test else ()):
         if (raw / spec.name).exists():

@@ -7,17 +7,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ._files import atomic_write, os_error_fix
+from ._files import atomic_write, check_name, os_error_fix
 from .devices import model_device
 from .errors import CheckpointError, InvalidArgumentError, MissingExtraError
 from .evaluation import eval_mode
-from .model import IMAGE_SIZE
+from .model_config import IMAGE_SIZE
 
 __all__ = ["export_onnx"]
 
@@ -30,14 +33,19 @@ def export_onnx(model: nn.Module, path: str | os.PathLike[str], *, overwrite: bo
     The graph's input is ``images`` and its output ``logits``. Run it with
     onnxruntime: ``session.run(None, {"images": x.numpy()})[0]``.
 
+    The destination is checked before the export runs (its folder must exist and be
+    writable), and torch's progress lines are kept out of the output.
+
     Args:
         model: The model to export (e.g. ``FashionMLP.from_pretrained(run)``).
         path: The ``.onnx`` file to write (atomically).
-        overwrite: Replace an existing file; without it an existing file is refused.
+        overwrite: Replace an earlier export (a ``.onnx`` file) at ``path``; without it an
+            existing file is refused, and a file of another kind is refused even with it.
 
     Raises:
         MissingExtraError: onnx or onnxscript is not installed.
-        InvalidArgumentError: ``path`` exists and ``overwrite`` is false.
+        InvalidArgumentError: ``path`` exists and ``overwrite`` is false or it is no
+            ``.onnx`` file, or its folder is missing.
         CheckpointError: ``path`` cannot be written (the message says why).
 
     Example:
@@ -54,12 +62,10 @@ def export_onnx(model: nn.Module, path: str | os.PathLike[str], *, overwrite: bo
     except ImportError as exc:
         raise MissingExtraError(f"ONNX export needs the export extra: {_EXTRA} ({exc})") from None
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise InvalidArgumentError(
-            f"{path} exists; choose another file, or allow replacing it (--overwrite)"
-        )
+    _check_destination(path, overwrite)
     example = torch.rand(2, 1, IMAGE_SIZE, IMAGE_SIZE, device=model_device(model))
-    with eval_mode(model):
+    # torch.onnx prints its progress ("[torch.onnx] Obtain model graph ...") on stdout.
+    with eval_mode(model), contextlib.redirect_stdout(io.StringIO()):
         program = torch.onnx.export(
             model,
             (example,),
@@ -73,5 +79,27 @@ def export_onnx(model: nn.Module, path: str | os.PathLike[str], *, overwrite: bo
     try:
         atomic_write(path, data, replace=True)
     except OSError as exc:
-        raise CheckpointError(f"cannot write {path}: {os_error_fix(exc)}") from exc
+        raise CheckpointError(f"cannot write {path}: {os_error_fix(exc, 'file')}") from exc
     return path
+
+
+def _check_destination(path: Path, overwrite: bool) -> None:
+    """Refuse a destination the export could not write, or should not, before it runs."""
+    check_name(path, error=InvalidArgumentError)
+    if path.exists() or path.is_symlink():
+        if not overwrite:
+            raise InvalidArgumentError(
+                f"{path} exists; choose another file, or allow replacing it (overwrite=True)"
+            )
+        if path.suffix != ".onnx" or not path.is_file():
+            raise InvalidArgumentError(
+                f"{path} is not an earlier export (a .onnx file): overwrite replaces only "
+                "those; choose another file"
+            )
+    if not path.parent.is_dir():
+        raise InvalidArgumentError(f"{path}: its folder {path.parent} does not exist; create it")
+    try:
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass  # the folder takes a new file: the real write will too, disk space allowing
+    except OSError as exc:
+        raise CheckpointError(f"cannot write {path}: {os_error_fix(exc, 'file')}") from exc

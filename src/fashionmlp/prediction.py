@@ -21,15 +21,16 @@ from __future__ import annotations
 import io
 import math
 import os
-import stat
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 import torch
 from torch import nn
 
+from ._files import read_regular_file
 from .devices import model_device
 from .errors import ImageError, InvalidArgumentError
 from .evaluation import eval_mode
@@ -139,23 +140,8 @@ def load_image(path: str | os.PathLike[str], *, invert: bool | None = None) -> t
 
 
 def _read_image_file(path: str | os.PathLike[str]) -> bytes:
-    try:
-        with open(path, "rb") as file:
-            info = os.fstat(file.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise ImageError(f"{path}: is not a regular file; give an image file")
-            if info.st_size > _MAX_FILE_BYTES:
-                raise ImageError(
-                    f"{path}: is {info.st_size / 2**20:,.0f} MiB, more than the "
-                    f"{_MAX_FILE_BYTES // 2**20} MiB allowed for an image; scale it down first"
-                )
-            return file.read()
-    except FileNotFoundError as exc:
-        raise ImageError(f"{path}: no such file") from exc
-    except IsADirectoryError as exc:
-        raise ImageError(f"{path}: is a folder, not an image") from exc
-    except OSError as exc:
-        raise ImageError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    """The file's bytes; a FIFO, a device or a folder is refused before a byte is read."""
+    return read_regular_file(Path(path), limit=_MAX_FILE_BYTES, error=ImageError, what="image file")
 
 
 def predict(
@@ -172,8 +158,9 @@ def predict(
             its mode after.
         images: Image files (paths) and PIL images, both converted by
             :func:`~fashionmlp.image_to_tensor`, or tensors already in FashionMNIST's
-            convention (see :func:`~fashionmlp.predict_probabilities`), or a
-            sequence of these.
+            convention (see :func:`~fashionmlp.predict_probabilities`), or NumPy arrays (of
+            28x28 pixels, taken as tensors are; of any other shape, ``(H, W)`` or
+            ``(H, W, 3)``, as pictures), or a sequence of these.
         top: How many classes to return per image.
         invert: Passed to :func:`~fashionmlp.image_to_tensor` for files and PIL images.
 
@@ -246,8 +233,19 @@ _RANGE_SLACK = 0.05
 def _as_batch(item: Any, invert: bool | None) -> torch.Tensor:
     if isinstance(item, (str, os.PathLike)):
         return load_image(item, invert=invert).unsqueeze(0)
+    if type(item).__module__ == "numpy" and hasattr(item, "__array__"):
+        item = _from_array(item, invert)
     if not isinstance(item, torch.Tensor):
+        if not hasattr(item, "getbbox"):  # what PIL images have: anything else is no image
+            raise ImageError(
+                f"cannot predict a {type(item).__name__}; give image files, PIL images, "
+                "NumPy arrays or tensors"
+            )
         return image_to_tensor(item, invert=invert).unsqueeze(0)
+    if item.device.type == "meta":
+        raise InvalidArgumentError(
+            "image tensor is on the meta device, so it has no values; give one with pixels"
+        )
     if (
         item.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE)
         or item.dim() not in (2, 3, 4)
@@ -278,6 +276,33 @@ def _as_batch(item: Any, invert: bool | None) -> torch.Tensor:
             "pixels in 0..255"
         )
     return x.reshape(-1, 1, IMAGE_SIZE, IMAGE_SIZE)
+
+
+def _from_array(array: Any, invert: bool | None) -> Any:
+    """A NumPy array as the tensor of pixels it is, or the picture it shows.
+
+    Arrays shaped like FashionMNIST images (``(28, 28)``, ``(N, 28, 28)``, ...) are taken
+    as tensors are; any other 2-D or 3-D array (a photo, ``(H, W)`` or ``(H, W, 3)``) as a
+    PIL image would be.
+    """
+    import numpy as np
+    from PIL import Image
+
+    array = np.ascontiguousarray(array)
+    if array.shape[-2:] == (IMAGE_SIZE, IMAGE_SIZE) or array.dtype.kind not in "uif":
+        try:
+            return torch.from_numpy(array)
+        except TypeError as exc:  # an array of objects, strings, ...
+            raise InvalidArgumentError(
+                f"cannot use an array of dtype {array.dtype}: {exc}"
+            ) from None
+    try:
+        return Image.fromarray(array)
+    except (TypeError, ValueError) as exc:
+        raise ImageError(
+            f"an array of shape {array.shape} and dtype {array.dtype} is not a picture PIL "
+            f"can take ({exc}); give (H, W) or (H, W, 3) pixels"
+        ) from None
 
 
 def _grayscale(image: PILImage) -> torch.Tensor:

@@ -10,9 +10,9 @@ does; :class:`~fashionmlp.FashionMLP` is such a class, and so can be a model of 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
@@ -21,16 +21,17 @@ import torch
 from torch import nn
 from typing_extensions import Self
 
-from . import settings
-from ._files import atomic_write, os_error_fix
+from . import hub, settings
+from ._files import atomic_write, check_name, os_error_fix, read_regular_file
 from .checkpoint import _SAFETENSORS, describe_file, load_checkpoint, load_state
-from .errors import CheckpointError, InvalidArgumentError, MissingExtraError
+from .errors import CheckpointError, InvalidArgumentError
 
 __all__ = [
     "CONFIG_FILE",
     "WEIGHTS_FILE",
     "Pretrained",
     "PretrainedMixin",
+    "WEIGHTS_DIGEST",
     "read_pretrained",
     "write_pretrained",
     "write_weights",
@@ -40,8 +41,6 @@ __all__ = [
 CONFIG_FILE = "config.json"
 #: The model's weights, in a pretrained folder.
 WEIGHTS_FILE = "model.safetensors"
-#: A Hugging Face Hub repository id: ``user/repo``.
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 class PretrainedMixin:
@@ -183,25 +182,16 @@ class PretrainedMixin:
             CheckpointError: The Hub refused or could not be reached.
             MissingExtraError: huggingface_hub is not installed.
         """
-        hub = _hub()
-        api = hub.HfApi(token=token)
-        try:
-            api.create_repo(repo_id, private=private, exist_ok=True)
-            with tempfile.TemporaryDirectory() as folder:
-                self.save_pretrained(folder)
-                commit = api.upload_folder(
-                    repo_id=repo_id,
-                    folder_path=folder,
-                    revision=revision,
-                    commit_message=commit_message,
-                )
-        except Exception as exc:  # network and Hub errors come in many types
-            raise CheckpointError(
-                f"could not push to {repo_id} on the Hugging Face Hub "
-                f"({type(exc).__name__}: {' '.join(str(exc).split())}); check the repository "
-                "id, your token (huggingface-cli login) and the connection"
-            ) from exc
-        return str(getattr(commit, "commit_url", commit))
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder)
+            return hub.upload(
+                Path(folder),
+                repo_id,
+                token,
+                private=private,
+                revision=revision,
+                commit_message=commit_message,
+            )
 
 
 class Pretrained(NamedTuple):
@@ -217,22 +207,21 @@ class Pretrained(NamedTuple):
     weights_source: str
 
 
+#: ``config.json``'s key for the SHA-256 of ``model.safetensors``' bytes; the weights file's
+#: metadata holds the SHA-256 of ``config.json``'s bytes (this key's value read as 64
+#: zeros), so that each file's every byte is covered by a checksum in the other.
+WEIGHTS_DIGEST, _CONFIG_DIGEST = "weights_sha256", "fashionmlp.config_sha256"
+_UNSEALED = "0" * 64
+
+
 def write_pretrained(
     folder: str | os.PathLike[str], config: dict[str, Any], state: dict[str, torch.Tensor]
 ) -> Path:
     """Write ``config.json`` and ``model.safetensors`` to ``folder`` (created if needed).
 
-    Raises:
-        CheckpointError: The folder cannot be created or written.
-    """
-    folder = write_weights(folder, state)
-    document = json.dumps(config, indent=2) + "\n"
-    _write(folder, CONFIG_FILE, document.encode())
-    return folder
-
-
-def write_weights(folder: str | os.PathLike[str], state: dict[str, torch.Tensor]) -> Path:
-    """Write ``state`` as ``folder/model.safetensors`` (the folder created if needed).
+    Each file holds the SHA-256 of the other's bytes (``config.json`` its ``weights_sha256``,
+    the weights file its metadata), so that a byte changed in either afterwards is found
+    when they are read.
 
     Raises:
         CheckpointError: The folder cannot be created or written.
@@ -240,11 +229,28 @@ def write_weights(folder: str | os.PathLike[str], state: dict[str, torch.Tensor]
     from safetensors.torch import save
 
     folder = Path(folder)
-    weights = save(
-        {name: tensor.detach().cpu().contiguous() for name, tensor in state.items()},
-        metadata={"format": "pt"},
-    )
+    unsealed = (json.dumps({**config, WEIGHTS_DIGEST: _UNSEALED}, indent=2) + "\n").encode()
+    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in state.items()}
+    metadata = {"format": "pt", _CONFIG_DIGEST: hashlib.sha256(unsealed).hexdigest()}
+    weights = save(tensors, metadata=metadata)
+    document = unsealed.replace(_UNSEALED.encode(), hashlib.sha256(weights).hexdigest().encode())
     _write(folder, WEIGHTS_FILE, weights)
+    _write(folder, CONFIG_FILE, document)
+    return folder
+
+
+def write_weights(folder: str | os.PathLike[str], state: dict[str, torch.Tensor]) -> Path:
+    """Write ``state`` alone as ``folder/model.safetensors`` (the folder created if needed),
+    for a model that has no config to go with it.
+
+    Raises:
+        CheckpointError: The folder cannot be created or written.
+    """
+    from safetensors.torch import save
+
+    folder = Path(folder)
+    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in state.items()}
+    _write(folder, WEIGHTS_FILE, save(tensors, metadata={"format": "pt"}))
     return folder
 
 
@@ -273,25 +279,28 @@ def read_pretrained(
             file and the fix.
     """
     path = Path(name_or_path)
+    check_name(path, error=CheckpointError)
     if path.is_dir():
         if (path / WEIGHTS_FILE).is_file():
             return _read_folder(path, model)
         if (path / "checkpoint.pt").is_file():
             raise CheckpointError(
-                f"{path} holds an unfinished run (no {WEIGHTS_FILE} yet): finish it with "
-                f"fashionmlp train --resume {path}, or load its last checkpoint on purpose "
-                f"with FashionMLP.from_pretrained('{path / 'checkpoint.pt'}')"
+                f"{path} holds an unfinished run (no {WEIGHTS_FILE} yet): finish it, or load "
+                f"its last checkpoint on purpose with from_pretrained('{path / 'checkpoint.pt'}')"
             )
         raise CheckpointError(
             f"{path} holds no {WEIGHTS_FILE}; give a folder written by model.save_pretrained() "
             "or by fashionmlp train, or a checkpoint file"
         )
-    if path.is_file():
+    if os.path.lexists(path):  # a file, or something else there that is refused as it is
         if path.suffix == ".safetensors":
             return _read_folder(path.parent, model, weights=path)
         return _read_checkpoint(path)
-    if _HUB_ID.fullmatch(str(name_or_path)):
-        folder = _download(str(name_or_path), revision, cache_dir, token, local_files_only)
+    if hub.is_repo_id(str(name_or_path)):
+        files = (CONFIG_FILE, WEIGHTS_FILE)
+        folder = hub.download(
+            str(name_or_path), files, revision, cache_dir, token, local_files_only
+        )
         return _read_folder(folder, model)
     raise CheckpointError(f"{name_or_path}: no such file or folder")
 
@@ -300,43 +309,89 @@ def _read_folder(
     folder: Path, model: type[PretrainedMixin], weights: Path | None = None
 ) -> Pretrained:
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
     weights = weights or folder / WEIGHTS_FILE
     config_file = folder / CONFIG_FILE
-    try:
-        document = json.loads(config_file.read_text())
-    except FileNotFoundError:
+    if not config_file.exists():
         raise CheckpointError(
             f"{config_file} is missing: {weights.name} needs the config.json written beside it "
             "by save_pretrained()"
-        ) from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        )
+    text = read_regular_file(config_file, limit=_MAX_CONFIG_BYTES, error=CheckpointError)
+    document = _config_document(config_file, text, model)
+    kind = describe_file(weights)
+    if kind != _SAFETENSORS:
+        raise CheckpointError(f"{weights} is not a readable safetensors file ({kind}); {_AGAIN}")
+    data = read_regular_file(weights, limit=_MAX_WEIGHTS_BYTES, error=CheckpointError)
+    _check_seals(config_file, text, document, weights, data)
+    try:
+        state = load(data)
+    except (SafetensorError, ValueError) as exc:
         raise CheckpointError(
-            f"{config_file} is not valid JSON ({exc}); it is damaged: write it again with "
-            "model.save_pretrained()"
-        ) from exc
+            f"{weights} is not a readable safetensors file ({exc}); {_AGAIN}"
+        ) from None
+    config = {k: v for k, v in document.items() if k not in ("model_type", WEIGHTS_DIGEST)}
+    return Pretrained(config, state, str(config_file), str(weights))
+
+
+#: A config.json larger than this is not one of ours.
+_MAX_CONFIG_BYTES = 1 << 20
+_AGAIN = "write them again with model.save_pretrained() (or train again)"
+
+
+def _config_document(config_file: Path, text: bytes, model: type[PretrainedMixin]) -> Any:
+    try:
+        document = json.loads(text)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        reason = "nested too deep" if isinstance(exc, RecursionError) else exc
+        raise CheckpointError(
+            f"{config_file} is not valid JSON ({reason}); it is damaged: {_AGAIN}"
+        ) from None
     if not isinstance(document, dict) or document.get("model_type") != model.model_type:
         found = document.get("model_type") if isinstance(document, dict) else None
         raise CheckpointError(
             f"{config_file} is not a {model.__name__} config (model_type {found!r}, expected "
             f"{model.model_type!r}); load that model with the library that made it"
         )
-    kind = describe_file(weights)
-    if kind != _SAFETENSORS:
+    return document
+
+
+def _check_seals(
+    config_file: Path, text: bytes, document: dict[str, Any], weights: Path, data: bytes
+) -> None:
+    """Refuse the two files unless each one's checksum in the other matches its bytes.
+
+    Raises:
+        CheckpointError: A checksum is missing or does not match (the files were changed
+            or damaged after they were written), or the weights' header is unreadable.
+    """
+    digest = document.get(WEIGHTS_DIGEST)
+    if not isinstance(digest, str) or text.count(digest.encode()) != 1:
         raise CheckpointError(
-            f"{weights} is not a readable safetensors file ({kind}); write it again with "
-            "model.save_pretrained()"
+            f"{config_file} holds no {WEIGHTS_DIGEST} checksum (it was not written by "
+            f"save_pretrained() of this library, or it is damaged); {_AGAIN}"
+        )
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise CheckpointError(
+            f"{weights} does not match the checksum in {config_file.name}: one of them was "
+            f"changed or damaged after save_pretrained() wrote both; {_AGAIN}"
         )
     try:
-        state = load_file(weights)
-    except (SafetensorError, OSError, ValueError) as exc:
+        header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
+        sealed = header.get("__metadata__", {}).get(_CONFIG_DIGEST)
+    except (ValueError, AttributeError, RecursionError) as exc:
+        raise CheckpointError(f"{weights} has a damaged header ({exc}); {_AGAIN}") from None
+    unsealed = text.replace(digest.encode(), _UNSEALED.encode())
+    if sealed != hashlib.sha256(unsealed).hexdigest():
         raise CheckpointError(
-            f"{weights} is not a readable safetensors file (damaged or truncated: {exc}); "
-            "write it again with model.save_pretrained()"
-        ) from exc
-    config = {key: value for key, value in document.items() if key != "model_type"}
-    return Pretrained(config, state, str(config_file), str(weights))
+            f"{config_file} does not match the checksum in {weights.name}: one of them was "
+            f"changed or damaged after save_pretrained() wrote both; {_AGAIN}"
+        )
+
+
+#: A weights file larger than this is refused (a FashionMLP of ours is a few MB).
+_MAX_WEIGHTS_BYTES = 4 << 30
 
 
 def _read_checkpoint(path: Path) -> Pretrained:
@@ -348,41 +403,3 @@ def _read_checkpoint(path: Path) -> Pretrained:
             "load_checkpoint(path, model)"
         )
     return Pretrained(checkpoint.model_config, checkpoint.model_state, str(path), str(path))
-
-
-def _hub() -> Any:
-    try:
-        import huggingface_hub
-    except ImportError:
-        raise MissingExtraError(
-            "the Hugging Face Hub needs the hub extra: pip install 'fashionmlp[hub]'"
-        ) from None
-    return huggingface_hub
-
-
-def _download(
-    repo_id: str,
-    revision: str | None,
-    cache_dir: str | os.PathLike[str] | None,
-    token: str | None,
-    local_files_only: bool,
-) -> Path:
-    hub = _hub()
-    try:
-        paths = [
-            hub.hf_hub_download(
-                repo_id,
-                name,
-                revision=revision,
-                cache_dir=cache_dir,
-                token=token,
-                local_files_only=local_files_only,
-            )
-            for name in (CONFIG_FILE, WEIGHTS_FILE)
-        ]
-    except Exception as exc:  # network and Hub errors come in many types; all mean "not there"
-        raise CheckpointError(
-            f"{repo_id}: no such local file or folder, and it could not be had from the "
-            f"Hugging Face Hub ({type(exc).__name__}: {' '.join(str(exc).split())})"
-        ) from exc
-    return Path(paths[1]).parent

@@ -40,6 +40,8 @@ __all__ = ["RECIPES", "Backend", "Recipe", "RunConfig", "get_recipe", "recipe_fr
 
 #: The data pipelines :func:`~fashionmlp.make_loaders` can build.
 Backend = Literal["torchvision", "tensor"]
+#: The images of each of FashionMNIST's splits.
+TRAIN_IMAGES, TEST_IMAGES = 60_000, 10_000
 #: The largest learning rate a recipe takes: far above any that trains, and low enough
 #: that a step's arithmetic stays within float32.
 _MAX_LR = 1e6
@@ -116,6 +118,23 @@ class Recipe(settings.Settings):
     def _label(self) -> str:
         return f"recipe {self.name!r}"
 
+    def unused(self) -> dict[str, str]:
+        """The settings this recipe does not use, each with why: ``momentum`` is SGD's, the
+        ``muon_*`` settings and ``ns_steps`` Muon's, ``warmup`` the one-cycle schedule's.
+
+        Example:
+            >>> sorted(get_recipe("fast").unused())
+            ['momentum', 'nesterov']
+        """
+        unused: dict[str, str] = {}
+        if self.optimizer != "sgd":
+            unused |= dict.fromkeys(("momentum", "nesterov"), "SGD's")
+        if self.optimizer != "muon":
+            unused |= dict.fromkeys(("muon_lr", "muon_weight_decay", "ns_steps"), "Muon's")
+        if self.schedule != "onecycle":
+            unused["warmup"] = "the one-cycle schedule's"
+        return unused
+
 
 @dataclass(frozen=True)
 class RunConfig(settings.Settings):
@@ -142,7 +161,7 @@ class RunConfig(settings.Settings):
 
     def __post_init__(self) -> None:
         settings.check(self, self.settings_name)
-        if not 0 <= self.validation_size < 60_000:
+        if not 0 <= self.validation_size < TRAIN_IMAGES:
             raise InvalidArgumentError(
                 f"validation_size must be between 0 and 59999, got {self.validation_size}"
             )
@@ -151,6 +170,20 @@ class RunConfig(settings.Settings):
     def evaluated_on(self) -> str:
         """``"validation"`` or ``"test"``: what the run's evaluations measure."""
         return "validation" if self.validation_size else "test"
+
+    @property
+    def samples(self) -> dict[str, int]:
+        """The images the run trains and evaluates on, by split, ``limit`` applied: what its
+        figures are about (``--validation 1000 --limit 500`` evaluates 500).
+
+        Example:
+            >>> RunConfig(get_recipe("seed"), validation_size=1000, limit=500).samples
+            {'train': 500, 'validation': 500}
+        """
+        train, evaluated = TRAIN_IMAGES - self.validation_size, self.validation_size or TEST_IMAGES
+        if self.limit is not None:
+            train, evaluated = min(train, self.limit), min(evaluated, self.limit)
+        return {"train": train, self.evaluated_on: evaluated}
 
 
 _SEED = Recipe("seed", epochs=5, batch_size=64, optimizer="sgd", lr=0.01, print_every=100)

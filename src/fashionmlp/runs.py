@@ -36,7 +36,8 @@ from typing import IO, Any
 import torch
 
 from . import __version__, distributed
-from ._files import atomic_write, os_error_fix, temporary_prefix
+from ._files import atomic_write, check_name, os_error_fix, read_regular_file, temporary_prefix
+from .checkpoint import load_checkpoint
 from .errors import CheckpointError, InvalidArgumentError, RunExistsError, RunFolderError
 from .plots import RUN_PLOTS
 from .pretrained import CONFIG_FILE, WEIGHTS_FILE, write_weights
@@ -76,6 +77,8 @@ METRICS_CSV = "metrics.csv"
 TENSORBOARD = "tensorboard"
 #: Held locked (``flock``) by the process training in the folder; it names that process.
 LOCK = ".lock"
+#: What ``run.json`` holds beside the run's settings: records of where and how it ran.
+_RECORDS = ("environment", "data")
 #: Every file a run folder may hold.
 RUN_FILES = (CHECKPOINT, WEIGHTS, CONFIG, RUN, METRICS, METRICS_CSV, TENSORBOARD, LOCK, *RUN_PLOTS)
 
@@ -109,7 +112,7 @@ class RunFolder:
         self.path = Path(path)
         self._lock: IO[str] | None = None
         self._new = False  # claimed for a new run (so a failed start can be undone)
-        self._created = False  # and the folder itself was made for it
+        self._created: list[Path] = []  # the folders made for it, outermost first
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"
@@ -119,10 +122,28 @@ class RunFolder:
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         try:
-            if kind is not None and self._new and not self.checkpoint.exists():
+            if kind is not None and self._new and not self._resumable(kind):
                 self._remove_failed_start()
         finally:
             self.release()
+
+    def _resumable(self, kind: type[BaseException]) -> bool:
+        """Whether a new run that ended with ``kind`` left anything worth resuming.
+
+        Interrupted, or stopped by a file that could not be written (a full disk: free some
+        space and resume), any checkpoint is, even the untrained start's. Failed otherwise
+        (a loss that diverged, say), only one with progress: a run that failed before its
+        first epoch ended is removed whole, so that nothing is left to clean up.
+        """
+        if not self.checkpoint.exists():
+            return False
+        if issubclass(kind, (KeyboardInterrupt, CheckpointError, RunFolderError)):
+            return True
+        try:
+            state = load_checkpoint(self.checkpoint).state
+        except CheckpointError:
+            return False
+        return bool(state.get("history") or state.get("partial"))
 
     @property
     def checkpoint(self) -> Path:
@@ -155,25 +176,14 @@ class RunFolder:
         """
         folder = cls._unused_name() if path is None else cls(path)
         path = folder.path
-        if not path.parent.is_dir():
-            raise InvalidArgumentError(
-                f"{path}: its parent folder {path.parent} does not exist; create it first"
-            )
-        if path.exists() and not path.is_dir():
-            raise InvalidArgumentError(
-                f"{path} is a file, not a folder; choose another {cls.elsewhere}"
-            )
+        check_name(path, error=InvalidArgumentError)
+        for place in (path, *path.parents):
+            if place.exists() and not place.is_dir():
+                raise InvalidArgumentError(
+                    f"{place} is a file, not a folder; choose another {cls.elsewhere}"
+                )
         folder._refuse_foreign_files()  # before anything of ours is written into it
-        if not path.exists():
-            try:
-                path.mkdir()
-                folder._created = True
-            except FileExistsError:
-                pass  # made a moment ago by someone else: the checks below, under the lock
-            except OSError as exc:
-                raise RunFolderError(
-                    f"cannot create {path}: {os_error_fix(exc, cls.elsewhere)}"
-                ) from exc
+        folder._make_folders()
         folder._claim()
         try:
             folder._refuse_foreign_files()
@@ -198,11 +208,10 @@ class RunFolder:
             InvalidArgumentError: No interrupted run is there, or that run finished.
             RunFolderError: Another process is training in it.
         """
+        check_name(path, error=InvalidArgumentError)
         folder = cls(path)
-        if not folder.checkpoint.is_file() or not (folder.path / RUN).is_file():
-            raise InvalidArgumentError(
-                f"{path}: no interrupted run there (it needs {CHECKPOINT} and {RUN})"
-            )
+        if not folder.checkpoint.is_file():
+            raise InvalidArgumentError(f"{path}: no interrupted run there (it has no {CHECKPOINT})")
         folder._claim()
         if folder.finished:
             folder.release()
@@ -228,12 +237,35 @@ class RunFolder:
             {entry.name for entry in self.path.iterdir()} - {LOCK} if self.path.is_dir() else set()
         )
 
+    def _make_folders(self) -> None:
+        """Create the folder and any missing parents, remembering which were made."""
+        missing = [place for place in (self.path, *self.path.parents) if not place.exists()]
+        for place in reversed(missing):
+            try:
+                place.mkdir()
+            except FileExistsError:
+                continue  # made a moment ago by someone else: the checks follow, under the lock
+            except OSError as exc:
+                raise RunFolderError(
+                    f"cannot create {place}: {os_error_fix(exc, self.elsewhere)}"
+                ) from exc
+            self._created.append(place)
+
     def _refuse_foreign_files(self) -> None:
         contents = self._run_files()
-        if contents and (not all(map(_is_run_file, contents)) or RUN not in contents):
+        foreign = sorted(name for name in contents if not _is_run_file(name))
+        if foreign:
+            shown = ", ".join(
+                f"{name}/" if (self.path / name).is_dir() else name for name in foreign
+            )
             raise InvalidArgumentError(
-                f"{self.path} is not empty and is not a fashionmlp run folder; "
-                f"choose a new or empty {self.elsewhere}"
+                f"{self.path} is not a fashionmlp run folder: it holds {shown}, which are not a "
+                f"run's; move them away, or choose a new or empty {self.elsewhere}"
+            )
+        if contents and RUN not in contents:
+            raise InvalidArgumentError(
+                f"{self.path} is not a fashionmlp run folder (it has no {RUN}); choose a new "
+                f"or empty {self.elsewhere}"
             )
 
     def _claim(self) -> None:
@@ -270,17 +302,18 @@ class RunFolder:
         """Remove what a new run that never got going wrote, so the folder can be used again."""
         for name in RUN_FILES:  # atomic_write leaves no temporary files of its own
             _remove(self.path / name)
-        if self._created:
+        for place in reversed(self._created):  # the innermost first; each only if empty
             with contextlib.suppress(OSError):
-                self.path.rmdir()
+                place.rmdir()
 
     def write_config(self, config: RunConfig, environment: Mapping[str, object]) -> None:
-        """Write ``run.json``: the run's settings and where it ran.
+        """Write ``run.json``: the run's settings, the images its figures are about
+        (``data``: :attr:`RunConfig.samples <fashionmlp.RunConfig.samples>`), and where it ran.
 
         Raises:
             RunFolderError: It cannot be written (the message says why).
         """
-        document = {**config.to_dict(), "environment": dict(environment)}
+        document = {**config.to_dict(), "data": config.samples, "environment": dict(environment)}
         self._write(RUN, json.dumps(document, indent=2) + "\n")
 
     def read_config(self) -> RunConfig:
@@ -289,12 +322,48 @@ class RunFolder:
         Raises:
             CheckpointError: The file is unreadable or not a run's settings.
         """
+        path = self.path / RUN
+        data = read_regular_file(path, limit=1 << 20, error=CheckpointError)
         try:
-            document = json.loads((self.path / RUN).read_text())
-            document.pop("environment", None)
-            return RunConfig.from_dict(document)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise CheckpointError(f"{self.path / RUN} is unreadable ({exc})") from exc
+            document = json.loads(data)
+        except (ValueError, RecursionError) as exc:
+            reason = "nested too deep" if isinstance(exc, RecursionError) else exc
+            raise CheckpointError(f"{path} is not valid JSON ({reason})") from None
+        if not isinstance(document, dict):
+            raise CheckpointError(f"{path} holds a {type(document).__name__}, not a run's settings")
+        settings = {key: value for key, value in document.items() if key not in _RECORDS}
+        try:
+            return RunConfig.from_dict(settings)
+        except InvalidArgumentError as exc:
+            raise CheckpointError(f"{path} does not hold a run's settings ({exc})") from None
+
+    def checkpoint_config(self) -> RunConfig:
+        """The run's settings as its checkpoint holds them: what a resume continues
+        (``run.json`` is a record of them, rewritten when the run resumes).
+
+        Raises:
+            CheckpointError: The checkpoint is unreadable or holds no run's settings.
+        """
+        try:
+            return RunConfig.from_dict(load_checkpoint(self.checkpoint).config)
+        except InvalidArgumentError as exc:
+            raise CheckpointError(
+                f"{self.checkpoint} does not hold a run's settings ({exc}); it is not a "
+                "checkpoint of a fashionmlp run: start the run again"
+            ) from None
+
+    def owner(self) -> str | None:
+        """The process training in the folder (``"process 123 on host"``), or ``None``."""
+        try:
+            handle = open(self.path / LOCK)  # noqa: SIM115  # closed below, which unlocks
+        except OSError:
+            return None
+        with handle:
+            try:
+                _lock(handle)
+            except OSError:
+                return " ".join(handle.read().split()) or "another process"
+        return None
 
     def write_results(self, result: FitResult) -> None:
         """Write the finished model and ``metrics.json``.

@@ -8,9 +8,22 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
-__all__ = ["Interrupted", "fail", "plural", "received", "startup_signals", "stop_if_interrupted"]
+if TYPE_CHECKING:
+    from ..model import FashionMLP
+
+__all__ = [
+    "Interrupted",
+    "fail",
+    "load_model",
+    "plural",
+    "received",
+    "startup_signals",
+    "stop_if_interrupted",
+]
 
 
 def fail(message: str) -> None:
@@ -46,8 +59,8 @@ def startup_signals() -> Iterator[None]:
     Python raises KeyboardInterrupt wherever the main thread is; inside the import of a C
     extension (torch, numpy) that can leave a half-imported module or abort the process.
     So until training installs its own handling (StopOnSignal), a signal is only recorded
-    here and :func:`stop_if_interrupted` raises it between steps. A second Ctrl-C leaves
-    at once.
+    here and :func:`stop_if_interrupted` raises it between steps. A second signal (Ctrl-C
+    or SIGTERM) leaves at once.
     """
     global _received
     if threading.current_thread() is not threading.main_thread():
@@ -56,9 +69,9 @@ def startup_signals() -> Iterator[None]:
 
     def record(number: int, frame: FrameType | None) -> None:
         global _received
-        if _received == signal.SIGINT == number:
+        if _received is not None:  # asked twice: whatever the command is doing, it ends now
             sys.stderr.write("fashionmlp: error: interrupted\n")
-            os._exit(128 + signal.SIGINT)
+            os._exit(128 + number)
         _received = number
 
     _received = None
@@ -74,3 +87,27 @@ def stop_if_interrupted() -> None:
     """Raise the signal recorded during start-up, if any: this is a safe point."""
     if _received is not None:
         raise Interrupted(_received)
+
+
+def load_model(path: Path) -> FashionMLP:
+    """The model a command reads (``FashionMLP.from_pretrained``), an unfinished run folder
+    refused in the command line's words: still training, or to be resumed."""
+    from .._files import check_name
+    from ..errors import CheckpointError
+    from ..model import FashionMLP
+    from ..runs import CHECKPOINT, WEIGHTS, RunFolder
+
+    check_name(path, error=CheckpointError)
+    if path.is_dir() and (path / CHECKPOINT).is_file() and not (path / WEIGHTS).is_file():
+        owner = RunFolder(path).owner()
+        last = path / CHECKPOINT
+        if owner is not None:
+            raise CheckpointError(
+                f"{path} is in use by a run of {owner}: it is still training; use it once it "
+                f"finishes (or its last checkpoint, {last})"
+            )
+        raise CheckpointError(
+            f"{path} holds an unfinished run: finish it with fashionmlp train --resume {path}, "
+            f"or use its last checkpoint, {last}"
+        )
+    return FashionMLP.from_pretrained(path)

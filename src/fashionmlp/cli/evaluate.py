@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .common import stop_if_interrupted
+from .common import load_model, stop_if_interrupted
 from .options import add_data_options, add_device_option
 
 if TYPE_CHECKING:
@@ -39,11 +39,11 @@ def run(args: argparse.Namespace) -> int:
     from ..devices import resolve_device
     from ..evaluation import evaluate
     from ..loaders import make_loaders
-    from ..model import CLASSES, FashionMLP
+    from ..model import CLASSES
 
     stop_if_interrupted()
     device = resolve_device(args.device)
-    model = FashionMLP.from_pretrained(args.run).to(device)
+    model = load_model(args.run).to(device)
     note = _evaluated_differently(args.run)
     _, test = make_loaders(args.data_root, backend="tensor", device=device, download=args.download)
     result = evaluate(test, model, torch.nn.CrossEntropyLoss())
@@ -63,14 +63,15 @@ def _evaluated_differently(run: Path) -> str | None:
     if not (run / RUN).is_file():
         return None
     config = RunFolder(run).read_config()
+    evaluated = config.samples[config.evaluated_on]
     if config.validation_size:
         return (
-            f"this run reported accuracy on {config.validation_size} held-out training images "
+            f"this run reported accuracy on {evaluated} held-out training images "
             "(--validation); this is the whole test set, which it never saw"
         )
-    if config.limit is not None and config.limit < 10_000:
+    if evaluated < 10_000:
         return (
-            f"this run (--limit {config.limit}) reported accuracy on the first {config.limit} "
+            f"this run (--limit {config.limit}) reported accuracy on the first {evaluated} "
             "test images; this is the whole test set of 10000"
         )
     return None

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .common import stop_if_interrupted
+from ..errors import InvalidArgumentError
+from .common import load_model, stop_if_interrupted
 
 __all__ = ["add_parser", "run"]
 
@@ -32,12 +33,32 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Export the model the options name; return the exit status."""
     from ..export import export_onnx
-    from ..model import FashionMLP
 
     stop_if_interrupted()
-    model = FashionMLP.from_pretrained(args.run)
     source: Path = args.run
-    out = args.out or (source / "model.onnx" if source.is_dir() else source.with_suffix(".onnx"))
-    export_onnx(model, out, overwrite=args.overwrite)
+    model = load_model(source)
+    out: Path = args.out or (
+        source / "model.onnx" if source.is_dir() else source.with_suffix(".onnx")
+    )
+    _refuse_sources(source, out)
+    try:
+        export_onnx(model, out, overwrite=args.overwrite)
+    except InvalidArgumentError as exc:
+        raise InvalidArgumentError(str(exc).replace("overwrite=True", "--overwrite")) from exc
     print(f"Wrote {out}: input 'images' float32 (N, 1, 28, 28) in [0, 1], output 'logits' (N, 10)")
     return 0
+
+
+def _refuse_sources(source: Path, out: Path) -> None:
+    """Refuse an ``--out`` that is one of the files the model is read from."""
+    from ..pretrained import CONFIG_FILE, WEIGHTS_FILE
+    from ..runs import CHECKPOINT
+
+    read = [source / name for name in (CONFIG_FILE, WEIGHTS_FILE, CHECKPOINT)]
+    read = read if source.is_dir() else [source, source.parent / CONFIG_FILE]
+    for path in read:
+        if out.exists() and path.exists() and out.samefile(path):
+            raise InvalidArgumentError(
+                f"--out {out} is {path.name}, which the model is read from: export writes "
+                "a new file and never replaces what it reads; choose another --out"
+            )

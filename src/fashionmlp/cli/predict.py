@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FashionMLPError
-from .common import fail, stop_if_interrupted
+from .common import fail, load_model, stop_if_interrupted
 from .options import add_device_option, whole_number
 
 __all__ = ["add_parser", "run"]
@@ -42,11 +42,10 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Classify each image; return 1 if any could not be read, else 0."""
     from ..devices import resolve_device
-    from ..model import FashionMLP
     from ..prediction import predict
 
     device = resolve_device(args.device)
-    model = FashionMLP.from_pretrained(args.weights).to(device)
+    model = load_model(args.weights).to(device)
     invert = {"auto": None, "always": True, "never": False}[args.invert]
     failures = 0
     results: list[dict[str, Any]] = []

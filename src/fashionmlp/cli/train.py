@@ -116,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
         stop_if_interrupted()
         with _claim_run_folder(args, main) as folder:
             stop_if_interrupted()
-            return _train_in(folder, config or folder.read_config(), device, args, main=main)
+            config = config or folder.checkpoint_config()
+            return _train_in(folder, config, device, args, main=main)
     finally:
         distributed.shutdown()
 
@@ -138,7 +139,17 @@ def recipe_with_changes(recipe: Recipe, changes: dict[str, Any]) -> Recipe:
     """
     if changes.get("backend") == "torchvision":
         changes = {"hflip": False, "translate": 0, **changes}
-    return settings.override(recipe, changes) if changes else recipe
+    recipe = settings.override(recipe, changes) if changes else recipe
+    unused = recipe.unused()
+    for name in changes:
+        field = name.rsplit(".", 1)[-1]
+        if field in unused:
+            raise InvalidArgumentError(
+                f"recipe {recipe.name!r} does not use {field}, which is {unused[field]} "
+                f"(its optimizer is {recipe.optimizer}, its schedule {recipe.schedule}); "
+                f"leave it out, or change what uses it"
+            )
+    return recipe
 
 
 def _claim_run_folder(args: argparse.Namespace, main: bool) -> RunFolder:
@@ -251,7 +262,9 @@ def _loggers(
     from ..loggers import CSVLogger, TensorBoardLogger
     from ..runs import METRICS_CSV, TENSORBOARD
 
-    loggers: list[CSVLogger | TensorBoardLogger] = [CSVLogger(folder.path / METRICS_CSV)]
+    loggers: list[CSVLogger | TensorBoardLogger] = [
+        CSVLogger(folder.path / METRICS_CSV, rewrite=True)
+    ]
     if args.tensorboard:
         loggers.append(TensorBoardLogger(folder.path / TENSORBOARD, every=args.log_every))
     for logger in loggers:
