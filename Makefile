@@ -11,14 +11,14 @@ PIP := $(BIN)/python -m pip
 # Extra options for `make train`, e.g. make train TRAIN_ARGS="--epochs 10 --device cuda"
 TRAIN_ARGS ?=
 
-.PHONY: train test data install install-dev docs bench clean
+.PHONY: train test data servers install install-dev docs bench clean
 
 train: install data
 	$(BIN)/fashionmlp train --download $(TRAIN_ARGS)
 
 # pytest builds the HTML docs once (tests/test_docs.py, warnings are errors); the doctest
 # builder then runs the examples of the guides.
-test: install-dev data
+test: install-dev data servers
 	$(BIN)/mypy --strict src
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
@@ -26,6 +26,11 @@ test: install-dev data
 
 data:
 	sh scripts/get-data.sh
+
+# The servers the tests start throwaway instances of: PostgreSQL, for studies shared
+# through a database.
+servers:
+	sh scripts/get-postgresql.sh
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev

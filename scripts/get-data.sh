@@ -4,6 +4,7 @@
 # where the package cannot be had, `fashionmlp train --download` uses torchvision's
 # mirrors instead, and the library says so clearly if neither works.
 set -u
+. "$(dirname "$0")/apt.sh"
 DIR=/usr/share/datasets/fashion-mnist
 have_all() {
     for name in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do
@@ -14,21 +15,8 @@ if have_all; then
     echo "dataset: found the Debian package's files in $DIR"
     exit 0
 fi
-if command -v apt-get >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ]; then
-        as_root=""
-    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-        as_root="sudo -n"
-    else
-        as_root="none"
-    fi
-    if [ "$as_root" != none ]; then
-        echo "dataset: installing the Debian package dataset-fashion-mnist"
-        $as_root apt-get update -qq \
-            && DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq dataset-fashion-mnist >/dev/null \
-            && have_all && exit 0
-        echo "dataset: apt-get could not install dataset-fashion-mnist" >&2
-    fi
+if apt_install dataset dataset-fashion-mnist && have_all; then
+    exit 0
 fi
 echo "dataset: no Debian package here (needs apt-get as root); fashionmlp train --download will fetch it from torchvision's mirrors (needs internet)"
 exit 0

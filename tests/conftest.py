@@ -192,3 +192,78 @@ def resave(path: Path, payload: object) -> None:
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     path.write_bytes(_seal(buffer.getvalue()))
+
+
+def _postgres_bin() -> Path | None:
+    """The folder of PostgreSQL's server programs (Debian's postgresql package), if any."""
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (candidate / "initdb").is_file() and (candidate / "pg_ctl").is_file():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server on 127.0.0.1, its database's SQLAlchemy URL.
+
+    The server refuses to run as root, so as root it runs as the postgres user Debian's
+    package made. A missing server fails the test in CI (``.ci/run`` installs it) and skips
+    it elsewhere.
+    """
+    import getpass
+    import shutil
+    import socket
+    import tempfile
+
+    binaries = _postgres_bin()
+    if binaries is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL's server is needed: apt-get install postgresql", pytrace=False)
+        pytest.skip("PostgreSQL's server is not installed (apt-get install postgresql)")
+    as_root = os.geteuid() == 0
+    owner = "postgres" if as_root else getpass.getuser()
+    prefix = ["runuser", "-u", owner, "--"] if as_root else []
+    home = Path(tempfile.mkdtemp(prefix="fashionmlp-pg-"))
+    home.chmod(0o755)
+    if as_root:
+        shutil.chown(home, owner)
+    with socket.socket() as probe:  # a free port on the loopback
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    def pg(*arguments: str) -> None:
+        subprocess.run([*prefix, *arguments], check=True, capture_output=True, timeout=120)
+
+    data = home / "data"
+    pg(str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
+    server_options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off"
+    pg(
+        str(binaries / "pg_ctl"),
+        "-D",
+        str(data),
+        "-o",
+        server_options,
+        "-l",
+        str(home / "log"),
+        "-w",
+        "start",
+    )
+    try:
+        pg(
+            str(binaries / "createdb"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-U",
+            "postgres",
+            "studies",
+        )
+        yield f"postgresql://postgres@127.0.0.1:{port}/studies"
+    finally:
+        subprocess.run(
+            [*prefix, str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=120,
+        )
+        shutil.rmtree(home, ignore_errors=True)

@@ -32,7 +32,7 @@ from fashionmlp import (
     settings,
 )
 from fashionmlp.cli import build_parser, main, run
-from fashionmlp.cli.train import optimizer_summary
+from fashionmlp.cli.console import optimizer_summary
 from fashionmlp.data import load_split
 
 PNGS = {"loss.png", "accuracy.png", "confusion_matrix.png", "misclassified.png"}
@@ -105,10 +105,10 @@ def test_a_fresh_process_reproduces_each_runs_accuracy_with_the_public_api(
     fast_run: Path, variant_run: Path, real_data_root: Path
 ) -> None:
     shapes = {fast_run: (512, 2, 0.0, [0.286, 0.353]), variant_run: (256, 3, 0.1, [0.286, 0.353])}
-    for run, shape in shapes.items():
-        loaded = run_cli_code(REPRODUCE, str(run), str(real_data_root), "5000")
-        reported = json.loads((run / "metrics.json").read_text())["final_test_accuracy"]
-        assert loaded["accuracy"] == reported, run
+    for folder, shape in shapes.items():
+        loaded = run_cli_code(REPRODUCE, str(folder), str(real_data_root), "5000")
+        reported = json.loads((folder / "metrics.json").read_text())["final_test_accuracy"]
+        assert loaded["accuracy"] == reported, folder
         config = loaded["config"]
         assert (
             config["hidden_features"],
@@ -660,18 +660,17 @@ def test_a_run_folder_has_one_owner_and_kill_9_frees_it(
         owner.wait(timeout=60)
     finally:
         owner.kill()
-    resumed = run_cli(
-        "train",
-        "--resume",
-        str(out),
-        "--data-root",
-        str(real_data_root),
-        "--no-plots",
-        "--device",
-        "cpu",
-    )
-    assert resumed.returncode == 0, resumed.stderr
-    assert json.loads((out / "metrics.json").read_text())["epochs"][-1]["epoch"] == 30
+    # The lock is free at once: a resume claims the folder and trains (resuming to the end
+    # is the interruption tests' job; this one stops it once it has begun).
+    resumed = start_cli("train", "--resume", str(out), "--data-root", str(real_data_root))
+    try:
+        wait_for_line(resumed, "Resuming FashionMLP")
+        resumed.send_signal(signal.SIGINT)
+        _, err = resumed.communicate(timeout=120)
+    finally:
+        resumed.kill()
+    assert resumed.returncode == 130, err
+    assert "resume with: fashionmlp train --resume" in err
 
 
 @pytest.mark.real_data
@@ -922,3 +921,42 @@ def test_train_takes_a_recipe_file_and_refuses_a_wrong_field_naming_it(
         err = capsys.readouterr().err
         assert field in err and str(bad) in err and len(err.strip().splitlines()) == 1, err
         assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.real_data
+def test_early_stop_and_keep_best_save_the_best_epochs_model(
+    real_data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    arguments = ["train", "--recipe", "seed", "--backend", "tensor", "--lr", "0.5", "--epochs", "6"]
+    arguments += ["--limit", "2000", "--validation", "500", "--seed", "1", "--no-plots"]
+    arguments += ["--early-stop", "2", "--keep-best", "--device", "cpu"]
+    assert main([*arguments, "--data-root", str(real_data_root), "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    accuracies = [epoch["eval"]["accuracy"] for epoch in metrics["epochs"]]
+    best = 1 + accuracies.index(max(accuracies))
+    assert len(accuracies) < 6 and metrics["model_epoch"] == best < len(accuracies)
+    assert metrics["final_validation_accuracy"] == max(accuracies)
+    assert f"(the model of epoch {best}, the best)" in capsys.readouterr().out
+    assert main(["train", "--resume", str(out), "--keep-best"]) == 2  # kept from the run
+
+
+@pytest.mark.real_data
+def test_a_reader_that_stops_reading_ends_the_command_quietly(
+    fast_run: Path, variant_run: Path, tmp_path: Path
+) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # like `| head` that has had its lines: every write fails
+    command = ["compare", str(fast_run), str(variant_run), "--out", str(tmp_path), "--no-plots"]
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "fashionmlp", *command],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141 and "Traceback" not in done.stderr, done.stderr

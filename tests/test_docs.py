@@ -43,6 +43,8 @@ def test_every_page_of_the_toctree_is_built(built_html: Path) -> None:
         "pretrained",
         "logging",
         "checkpoints",
+        "studies",
+        "architecture",
         "distributed",
         "cli",
         "errors",

@@ -18,6 +18,8 @@ from fashionmlp import (
     BatchEvent,
     CheckpointError,
     EpochReport,
+    EpochStats,
+    EvalResult,
     FitResult,
     InvalidArgumentError,
     Parts,
@@ -30,6 +32,7 @@ from fashionmlp import (
     load_dataset,
     make_loaders,
 )
+from fashionmlp.callbacks import EarlyStopping, KeepBest
 from fashionmlp.model_config import FASHION_MNIST_NORMALIZATION, NO_NORMALIZATION
 from fashionmlp.train import FINITE_CHECK_EVERY
 
@@ -440,3 +443,62 @@ def test_a_callbacks_state_resumes_and_an_outside_logger_sees_the_whole_run(
 def test_fit_of_built_parts_refuses_the_options_of_building() -> None:
     with pytest.raises(InvalidArgumentError, match="leave out seed, device"):
         fit(object.__new__(Parts), seed=3, device="cpu")
+
+
+# --- validation-driven callbacks: early stopping and the best epoch's model ------------------
+
+
+@pytest.mark.real_data
+def test_early_stopping_and_keep_best_resume_their_state(
+    real_data_root: Path, tmp_path: Path
+) -> None:
+    recipe = get_recipe("seed").replace(epochs=6, backend="tensor", lr=0.5)  # it overshoots
+    options: dict[str, Any] = {"seed": 1, "limit": 2000, "validation_size": 500, "device": "cpu"}
+
+    def callbacks() -> list[Any]:
+        return [EarlyStopping(2), KeepBest()]
+
+    unbroken_stop, unbroken_keep = callbacks()
+    unbroken = fit(recipe, real_data_root, callbacks=[unbroken_stop, unbroken_keep], **options)
+    accuracies = [r.eval.accuracy for r in unbroken.history]
+    assert unbroken_stop.stopped_epoch is not None and not unbroken.finished  # stopped early
+    assert unbroken_keep.best_epoch == 1 + accuracies.index(max(accuracies)) < len(accuracies)
+    best_weights = unbroken.model.state_dict()
+    path = tmp_path / "part.pt"
+    fit(
+        recipe,
+        real_data_root,
+        checkpoint_path=path,
+        callbacks=[*callbacks(), stop_in_epoch_2(3)],
+        **options,
+    )
+    stop, keep = callbacks()
+    resumed = fit(recipe, real_data_root, resume_from=path, callbacks=[stop, keep], **options)
+    assert (keep.best_epoch, stop.stopped_epoch) == (
+        unbroken_keep.best_epoch,
+        unbroken_stop.stopped_epoch,
+    )
+    assert len(resumed.history) == len(unbroken.history)
+    for name, value in best_weights.items():
+        assert torch.equal(resumed.model.state_dict()[name], value), name
+
+
+def test_early_stopping_waits_its_patience_and_counts_only_real_gains() -> None:
+    stop = EarlyStopping(2, min_delta=0.01)
+
+    def epoch(number: int, correct: int) -> EpochReport:
+        matrix = tuple(tuple(correct if i == j == 0 else 0 for j in range(10)) for i in range(10))
+        evaluation = EvalResult(correct=correct, total=100, loss=0.5, confusion_matrix=matrix)
+        train = EpochStats(epoch=number, loss_sum=1.0, samples=1, batches=1, seconds=1.0)
+        return EpochReport(number, 9, train, evaluation, seconds=1.0, lr=0.1)
+
+    stop.on_epoch_end(epoch(1, 80))
+    stop.on_epoch_end(epoch(2, 80))  # no gain
+    stop.on_epoch_end(epoch(3, 85))  # a gain: the patience starts again
+    stop.on_epoch_end(epoch(4, 85))
+    with pytest.raises(StopTraining):
+        stop.on_epoch_end(epoch(5, 85))  # two epochs without a gain above 0.01
+    assert stop.stopped_epoch == 5
+    again = EarlyStopping(9)
+    again.load_state_dict(stop.state_dict())
+    assert again.state_dict() == stop.state_dict()

@@ -3,11 +3,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
+import fashionmlp
 from conftest import SmallDisk
 from fashionmlp import (
     CheckpointError,
@@ -22,8 +24,9 @@ from fashionmlp import (
     get_recipe,
     save_checkpoint,
 )
+from fashionmlp.environment import environment, git_commit
 from fashionmlp.errors import RunExistsError
-from fashionmlp.runs import RUN, RUN_FILES, RunFolder, environment, metrics
+from fashionmlp.runs import RUN, RUN_FILES, RunFolder, metrics
 
 SETTINGS = RunConfig(get_recipe("fast").replace(epochs=2), seed=3, limit=50)
 
@@ -91,6 +94,26 @@ def test_an_earlier_run_is_replaced_only_with_overwrite_and_only_its_files(tmp_p
     assert "--" not in str(info.value)  # the library names no command-line flag
     with RunFolder.new(folder.path, overwrite=True) as again:
         assert os.listdir(again.path) == [".lock"]
+
+
+def test_the_environment_names_what_the_figures_depend_on(tmp_path: Path) -> None:
+    facts = environment(torch.device("cpu"), "data")
+    assert facts["threads"] == torch.get_num_threads() and facts["device"] == "cpu"
+    cpu = Path("/proc/cpuinfo")
+    if cpu.is_file() and "model name" in cpu.read_text():  # Linux: the CPU says it itself
+        info = cpu.read_text()
+        assert facts["cpu"] in info and facts["processor"] == facts["cpu"]
+        flags = set(info.split())
+        assert facts["native_bfloat16"] == bool(flags & {"avx512_bf16", "amx_tile"})
+    head = subprocess.run(
+        ["git", "-C", str(Path(fashionmlp.__file__).parent), "rev-parse", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if head.returncode == 0:  # run from a checkout (CI's clone): its commit, maybe -dirty
+        assert str(facts["git_commit"]).startswith(head.stdout.strip())
+    assert git_commit(tmp_path) is None  # not a checkout
 
 
 def test_the_config_round_trips_with_its_environment(tmp_path: Path) -> None:

@@ -11,12 +11,12 @@ in their submodules and are documented there. Names are imported when first used
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 import functools
 import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ._version import __version__ as __version__
 
 # The public API, listed once: type checkers read these imports ("X as X" re-exports X),
 # and at run time the lazy imports and __all__ are derived from them (_public below).

@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from types import FrameType
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 import torch
 
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Callback",
+    "EarlyStopping",
+    "KeepBest",
     "LossHistory",
     "PrintLoss",
     "ProgressBar",
@@ -275,3 +277,148 @@ class StopOnSignal(Callback):
         finally:
             for number, handler in previous.items():
                 signal.signal(number, handler)
+
+
+#: What the validation-driven callbacks watch: the evaluation's accuracy (higher is better)
+#: or loss (lower is better).
+Monitor = Literal["accuracy", "loss"]
+
+
+def _watched(report: EpochReport, monitor: Monitor) -> float:
+    """The epoch's figure, signed so that higher is better."""
+    if monitor == "accuracy":
+        return report.eval.accuracy
+    if report.eval.loss is None:
+        raise InvalidArgumentError("monitor='loss' needs an evaluation loss (give a loss_fn)")
+    return -report.eval.loss
+
+
+def _check_monitor(monitor: str) -> Monitor:
+    if monitor not in ("accuracy", "loss"):
+        raise InvalidArgumentError(f"monitor must be 'accuracy' or 'loss', got {monitor!r}")
+    return monitor  # type: ignore[return-value]
+
+
+class EarlyStopping(Callback):
+    """Stop a run whose evaluation has not improved for ``patience`` epochs.
+
+    An epoch improves on the best so far when its accuracy is higher by more than
+    ``min_delta`` (with ``monitor="loss"``: its loss lower by more than that). The run stops
+    after the epoch that used up the patience, its checkpoint written; its state resumes.
+
+    Args:
+        patience: Epochs without improvement to allow.
+        min_delta: The least gain that counts as an improvement.
+        monitor: ``"accuracy"`` or ``"loss"`` of the evaluation (the validation split when
+            the run has one: do not tune on the test set).
+
+    Example:
+        .. code-block:: python
+
+            fit(get_recipe("long"), validation_size=5000, callbacks=[EarlyStopping(5)])
+    """
+
+    def __init__(self, patience: int, *, min_delta: float = 0.0, monitor: str = "accuracy") -> None:
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+            raise InvalidArgumentError(
+                f"patience must be a whole number of at least 1, got {patience!r}"
+            )
+        if not min_delta >= 0:
+            raise InvalidArgumentError(f"min_delta must be 0 or more, got {min_delta}")
+        self.patience = patience
+        self.min_delta = float(min_delta)
+        self.monitor = _check_monitor(monitor)
+        #: The best figure so far (signed so that higher is better), or ``None``.
+        self.best: float | None = None
+        #: Epochs since the best.
+        self.waited = 0
+        #: The epoch after which it stopped the run, or ``None``.
+        self.stopped_epoch: int | None = None
+
+    def on_epoch_end(self, report: EpochReport) -> None:
+        """Count the epoch; stop the run once the patience is used up."""
+        value = _watched(report, self.monitor)
+        if self.best is None or value > self.best + self.min_delta:
+            self.best, self.waited = value, 0
+            return
+        self.waited += 1
+        if self.waited >= self.patience:
+            self.stopped_epoch = report.epoch
+            raise StopTraining(f"no gain in {self.waited} epochs", at="epoch")
+
+    def state_dict(self) -> dict[str, Any]:
+        """The counts so far, for a checkpoint."""
+        keys = ("patience", "min_delta", "monitor", "best", "waited", "stopped_epoch")
+        return {key: getattr(self, key) for key in keys}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s counts."""
+        self.patience, self.min_delta = int(state["patience"]), float(state["min_delta"])
+        self.monitor = _check_monitor(state["monitor"])
+        self.best, self.waited = state["best"], int(state["waited"])
+        self.stopped_epoch = state["stopped_epoch"]
+
+
+class KeepBest(Callback):
+    """Make the weights of the run's best epoch its model at the end.
+
+    After every epoch whose evaluation is the best so far (``monitor``), the model's
+    weights are copied (to the CPU); when the run ends, finished or stopped after an epoch,
+    they are loaded into the model, so that what is saved is the best epoch's model, not the
+    last's. A run stopped part-way through an epoch (to be resumed) is left as it is. The
+    copy is in the callback's state, so a resumed run keeps it.
+
+    Example:
+        .. code-block:: python
+
+            keep = KeepBest()
+            result = fit(get_recipe("long"), validation_size=5000, callbacks=[keep])
+            print(keep.best_epoch)  # the epoch whose weights result.model holds
+    """
+
+    def __init__(self, monitor: str = "accuracy") -> None:
+        self.monitor = _check_monitor(monitor)
+        #: The best epoch so far, or ``None``.
+        self.best_epoch: int | None = None
+        #: Its figure (accuracy, or loss).
+        self.best_value: float | None = None
+        self._best: float | None = None
+        self._weights: dict[str, torch.Tensor] | None = None
+        self._model: Any = None
+
+    def on_fit_start(self, run: TrainState) -> None:
+        """Know the model whose weights to keep."""
+        self._model = run.model
+
+    def on_epoch_end(self, report: EpochReport) -> None:
+        """Copy the weights if this epoch is the best so far."""
+        value = _watched(report, self.monitor)
+        if self._best is not None and value <= self._best:
+            return
+        self._best, self.best_epoch = value, report.epoch
+        self.best_value = abs(value) if self.monitor == "loss" else value
+        state = self._model.state_dict()
+        self._weights = {
+            name: tensor.detach().to("cpu", copy=True) for name, tensor in state.items()
+        }
+
+    def on_fit_end(self, result: FitResult) -> None:
+        """Load the best epoch's weights into the model (unless stopped mid-epoch)."""
+        if self._weights is not None and result.stopped_at is None:
+            result.model.load_state_dict(self._weights)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The best epoch, its figure and its weights, for a checkpoint."""
+        return {
+            "monitor": self.monitor,
+            "best_epoch": self.best_epoch,
+            "best_value": self.best_value,
+            "best": self._best,
+            "weights": self._weights,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s best epoch."""
+        self.monitor = _check_monitor(state["monitor"])
+        self.best_epoch, self.best_value = state["best_epoch"], state["best_value"]
+        self._best, self._weights = state["best"], state["weights"]

@@ -45,8 +45,15 @@ __all__ = [
     "read_idx",
 ]
 
-#: Folders searched for the Debian package's compressed files, in order.
-SYSTEM_DATA_DIRS: tuple[Path, ...] = (Path("/usr/share/datasets/fashion-mnist"),)
+#: Folders searched for the Debian package's compressed files, in order (or those
+#: ``$FASHIONMLP_SYSTEM_DATA`` lists, separated by ``os.pathsep``, for a copy elsewhere).
+SYSTEM_DATA_DIRS: tuple[Path, ...] = tuple(
+    Path(folder)
+    for folder in os.environ.get(
+        "FASHIONMLP_SYSTEM_DATA", "/usr/share/datasets/fashion-mnist"
+    ).split(os.pathsep)
+    if folder
+)
 
 _IMAGES_MAGIC: Final = 0x00000803  # unsigned bytes, 3 dimensions
 _LABELS_MAGIC: Final = 0x00000801  # unsigned bytes, 1 dimension

@@ -6,7 +6,9 @@ name before it pays for that.
 
 from __future__ import annotations
 
+import platform
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import DeviceError
@@ -15,7 +17,13 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["check_device_name", "model_device", "resolve_device"]
+__all__ = [
+    "check_device_name",
+    "model_device",
+    "native_bfloat16",
+    "processor_name",
+    "resolve_device",
+]
 
 _NAMES = "cpu, cuda, cuda:N, mps or auto"
 _GRAMMAR = re.compile(r"auto|cpu|mps|cuda(?::(\d+))?")
@@ -90,3 +98,34 @@ def model_device(model: nn.Module) -> torch.device:
     for parameter in model.parameters():
         return parameter.device
     return torch.device("cpu")
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively: a CUDA GPU that supports it, or a CPU
+    with AVX-512 BF16 or AMX instructions (elsewhere bfloat16 is emulated, and slower)."""
+    import torch
+
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        # These probes are private to torch.cpu; a torch without them gets float32.
+        return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
+    return False
+
+
+def processor_name(device: torch.device | None = None) -> str:
+    """What computes on ``device``: a CUDA GPU's name, else the CPU's model name
+    (``Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz``, say), as figures must name it."""
+    if device is not None and device.type == "cuda":
+        import torch
+
+        return str(torch.cuda.get_device_name(device))
+    try:  # Linux names the model here; platform.processor() often says only "x86_64"
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"

@@ -19,7 +19,7 @@ from torch import nn
 
 from .augment import Augment
 from .data import Splits, load_dataset
-from .devices import resolve_device
+from .devices import native_bfloat16, resolve_device
 from .loaders import Loader, make_loaders
 from .model import FashionMLP
 from .model_config import NO_NORMALIZATION
@@ -229,11 +229,4 @@ def resolve_autocast(recipe: Recipe, device: torch.device) -> torch.dtype | None
         return None
     if recipe.autocast == "bf16":
         return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    if device.type == "cpu":
-        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-        # These probes are private to torch.cpu; a torch without them gets float32.
-        if any(getattr(torch.cpu, check, lambda: False)() for check in checks):
-            return torch.bfloat16
-    return None
+    return torch.bfloat16 if native_bfloat16(device) else None

@@ -8,9 +8,9 @@ backend a user's own code has chosen.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -27,9 +27,11 @@ __all__ = [
     "RUN_PLOTS",
     "plot_accuracy",
     "plot_confusion_matrix",
+    "plot_curves",
     "plot_losses",
     "plot_misclassified",
     "plot_run",
+    "plot_spread",
 ]
 
 #: The figures :func:`plot_run` draws.
@@ -60,10 +62,7 @@ def plot_run(
         MissingExtraError: matplotlib is not installed (``pip install 'fashionmlp[plots]'``).
         RunFolderError: A figure cannot be written (the message says why).
     """
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise MissingExtraError("plots need matplotlib: pip install 'fashionmlp[plots]'") from None
+    _require_matplotlib()
     folder = Path(folder)
     loss, accuracy, confusion, misclassified = (folder / name for name in RUN_PLOTS)
     try:
@@ -193,6 +192,84 @@ def plot_misclassified(
         f"Misclassified test images: true → predicted ({int((labels != predictions).sum())} in all)"
     )
     return _save(figure, path)
+
+
+def plot_spread(
+    path: str | os.PathLike[str], runs: Sequence[Mapping[str, Any]], evaluated_on: str
+) -> Path:
+    """Accuracy per epoch over several seeds: each run's thin line, their mean, and the mean
+    plus or minus one standard deviation as a band (``runs`` as a seed study's summary
+    holds them: each with its ``seed`` and ``epochs``, the accuracy after each epoch).
+
+    Raises:
+        MissingExtraError: matplotlib is not installed.
+    """
+    _require_matplotlib()
+    figure = _figure(7, 4)
+    axes = figure.add_subplot()
+    length = min(len(run["epochs"]) for run in runs)
+    epochs = list(range(1, length + 1))
+    curves = torch.tensor([run["epochs"][:length] for run in runs], dtype=torch.float64) * 100
+    for run, curve in zip(runs, curves):
+        axes.plot(epochs, curve.tolist(), linewidth=0.7, alpha=0.4, label=f"seed {run['seed']}")
+    mean = curves.mean(0)
+    axes.plot(epochs, mean.tolist(), "o-", color="black", label=f"mean of {len(runs)} seeds")
+    if len(runs) > 1:
+        std = curves.std(0)  # the sample standard deviation, as the summary's
+        axes.fill_between(
+            epochs,
+            (mean - std).tolist(),
+            (mean + std).tolist(),
+            alpha=0.25,
+            color="grey",
+            label="mean ± std",
+        )
+    _whole_epochs(axes)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(f"{evaluated_on} accuracy (%)")
+    axes.set_title(f"{evaluated_on.capitalize()} accuracy over seeds (final {mean[-1]:.2f}%)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    return _save(figure, path)
+
+
+def plot_curves(
+    path: str | os.PathLike[str],
+    curves: Mapping[str, Sequence[float]],
+    *,
+    ylabel: str,
+    title: str,
+) -> Path:
+    """Several runs' figures per epoch, overlaid, one line each (by name).
+
+    Raises:
+        MissingExtraError: matplotlib is not installed.
+    """
+    _require_matplotlib()
+    figure = _figure(7, 4)
+    axes = figure.add_subplot()
+    for name, values in curves.items():
+        axes.plot(range(1, len(values) + 1), list(values), "o-", markersize=3, label=name)
+    _whole_epochs(axes)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    return _save(figure, path)
+
+
+def _whole_epochs(axes: Any) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _require_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise MissingExtraError("plots need matplotlib: pip install 'fashionmlp[plots]'") from None
 
 
 def _figure(width: float, height: float) -> Figure:

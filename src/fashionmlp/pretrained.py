@@ -28,10 +28,10 @@ from .errors import CheckpointError, InvalidArgumentError
 
 __all__ = [
     "CONFIG_FILE",
+    "WEIGHTS_DIGEST",
     "WEIGHTS_FILE",
     "Pretrained",
     "PretrainedMixin",
-    "WEIGHTS_DIGEST",
     "read_pretrained",
     "write_pretrained",
     "write_weights",

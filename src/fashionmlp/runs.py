@@ -23,20 +23,22 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import platform
 import secrets
-import shutil
 import socket
-import sys
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-import torch
-
-from . import __version__, distributed
-from ._files import atomic_write, check_name, os_error_fix, read_regular_file, temporary_prefix
+from ._files import (
+    atomic_write,
+    check_name,
+    lock_exclusive,
+    os_error_fix,
+    read_regular_file,
+    remove_path,
+    temporary_prefix,
+)
 from .checkpoint import load_checkpoint
 from .errors import CheckpointError, InvalidArgumentError, RunExistsError, RunFolderError
 from .plots import RUN_PLOTS
@@ -50,12 +52,12 @@ __all__ = [
     "LOCK",
     "METRICS",
     "METRICS_CSV",
+    "MODEL_FILES",
     "RUN",
     "RUN_FILES",
     "TENSORBOARD",
     "WEIGHTS",
     "RunFolder",
-    "environment",
     "metrics",
 ]
 
@@ -80,7 +82,10 @@ LOCK = ".lock"
 #: What ``run.json`` holds beside the run's settings: records of where and how it ran.
 _RECORDS = ("environment", "data")
 #: Every file a run folder may hold.
-RUN_FILES = (CHECKPOINT, WEIGHTS, CONFIG, RUN, METRICS, METRICS_CSV, TENSORBOARD, LOCK, *RUN_PLOTS)
+#: The model folder's files: the model and its config.
+MODEL_FILES = (WEIGHTS, CONFIG)
+#: Every file a run folder may hold.
+RUN_FILES = (CHECKPOINT, *MODEL_FILES, RUN, METRICS, METRICS_CSV, TENSORBOARD, LOCK, *RUN_PLOTS)
 
 
 class RunFolder:
@@ -193,7 +198,7 @@ class RunFolder:
             if contents - {RUN} and not overwrite:
                 raise RunExistsError(path, finished=WEIGHTS in contents)
             for name in contents:  # only the run's own files, checked above
-                _remove(path / name)
+                remove_path(path / name)
         except BaseException:
             folder.release()
             raise
@@ -277,7 +282,7 @@ class RunFolder:
                 f"cannot write in {self.path}: {os_error_fix(exc, self.elsewhere)}"
             ) from exc
         try:
-            _lock(handle)
+            lock_exclusive(handle)
         except OSError:
             handle.seek(0)
             owner = " ".join(handle.read().split()) or "another process"
@@ -301,7 +306,7 @@ class RunFolder:
     def _remove_failed_start(self) -> None:
         """Remove what a new run that never got going wrote, so the folder can be used again."""
         for name in RUN_FILES:  # atomic_write leaves no temporary files of its own
-            _remove(self.path / name)
+            remove_path(self.path / name)
         for place in reversed(self._created):  # the innermost first; each only if empty
             with contextlib.suppress(OSError):
                 place.rmdir()
@@ -360,13 +365,13 @@ class RunFolder:
             return None
         with handle:
             try:
-                _lock(handle)
+                lock_exclusive(handle)
             except OSError:
                 return " ".join(handle.read().split()) or "another process"
         return None
 
-    def write_results(self, result: FitResult) -> None:
-        """Write the finished model and ``metrics.json``.
+    def write_results(self, result: FitResult, *, model_epoch: int | None = None) -> None:
+        """Write the finished model and ``metrics.json`` (see :func:`metrics`).
 
         The model goes in with its own ``save_pretrained`` (``config.json`` +
         ``model.safetensors``: a :class:`~fashionmlp.FashionMLP` has it); a model without
@@ -377,7 +382,8 @@ class RunFolder:
             save_pretrained(self.path)
         else:
             write_weights(self.path, result.model.state_dict())
-        self._write(METRICS, json.dumps(metrics(result), indent=2) + "\n")
+        figures = metrics(result, model_epoch=model_epoch)
+        self._write(METRICS, json.dumps(figures, indent=2) + "\n")
 
     def _write(self, name: str, text: str) -> None:
         try:
@@ -397,49 +403,23 @@ def _is_run_file(name: str) -> bool:
     return name in RUN_FILES or any(name.startswith(temporary_prefix(own)) for own in RUN_FILES)
 
 
-def _remove(path: Path) -> None:
-    """Remove a run's file or folder (the TensorBoard one), if there."""
-    if path.is_dir():
-        shutil.rmtree(path)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+def metrics(result: FitResult, *, model_epoch: int | None = None) -> dict[str, Any]:
+    """The figures of ``metrics.json``: every epoch, the saved model's result, the time to
+    90%.
 
-
-def _lock(handle: IO[str]) -> None:
-    """Lock ``handle``'s file for this process without waiting; OSError if another holds it."""
-    if sys.platform == "win32":
-        import msvcrt
-
-        handle.seek(0)
-        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-    else:
-        import fcntl
-
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-
-def environment(device: torch.device, data_root: str | os.PathLike[str]) -> dict[str, object]:
-    """Where a run ran: device, data root, versions, processes (kept in ``config.json``)."""
-    return {
-        "device": str(device),
-        "data_root": str(data_root),
-        "fashionmlp": __version__,
-        "torch": str(torch.__version__),
-        "python": platform.python_version(),
-        "processes": distributed.world_size(),
-    }
-
-
-def metrics(result: FitResult) -> dict[str, Any]:
-    """The figures of ``metrics.json``: every epoch, the final result, the time to 90%."""
+    ``model_epoch`` is the epoch whose weights the run's model holds, when not the last
+    (:class:`~fashionmlp.callbacks.KeepBest`'s): ``final`` is then that epoch's evaluation,
+    and ``model_epoch`` says which it is.
+    """
     evaluated_on = result.history[-1].evaluated_on
     reached = [report.seconds for report in result.history if report.eval.accuracy >= 0.90]
+    kept = result.history[model_epoch - 1] if model_epoch else result.history[-1]
     return {
         "evaluated_on": evaluated_on,
         "epochs": [report.to_dict() for report in result.history],
-        "final": result.final.to_dict(),
-        f"final_{evaluated_on}_accuracy": result.final.accuracy,
+        "model_epoch": kept.epoch,
+        "final": kept.eval.to_dict(),
+        f"final_{evaluated_on}_accuracy": kept.eval.accuracy,
         "wall_seconds": result.history[-1].seconds,
         "seconds_to_90_percent": reached[0] if reached else None,
         "precision": result.precision,

@@ -1,7 +1,9 @@
 """The ``fashionmlp`` command line: a thin front end over the public API.
 
-Commands, one module each: ``train`` (a recipe, to a run folder), ``evaluate`` (a run or
-weights on the test set), ``predict`` (image files) and ``export`` (ONNX). Every failure
+Commands, one module each: ``train`` (a recipe, to a run folder; ``--seeds`` for several),
+``evaluate`` (a run or weights on the test set), ``predict`` (image files), ``export``
+(ONNX), ``sweep`` (a recipe tuned on Optuna) and ``compare`` (runs and studies side by
+side). Every failure
 the library reports becomes one line on stderr and an exit status: 2 for a mistake on the
 command line, 1 for a failed run, 130 or 143 when stopped by Ctrl-C or SIGTERM;
 ``--debug`` shows the traceback instead.
@@ -21,14 +23,14 @@ from typing import NoReturn
 
 from .. import __version__
 from ..errors import FashionMLPError, InvalidArgumentError
-from . import evaluate, export, predict, train
+from . import compare, evaluate, export, predict, sweep, train
 from .common import Interrupted, fail, startup_signals
 from .options import Parser
 
 __all__ = ["build_parser", "main", "run"]
 
 #: The commands, in the order ``--help`` lists them; each module adds its parser.
-COMMANDS = (train, evaluate, predict, export)
+COMMANDS = (train, evaluate, predict, export, sweep, compare)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         fail("interrupted")
         return 128 + signal.SIGINT
+    except BrokenPipeError:  # `fashionmlp compare ... | head`: the reader has had enough
+        # Python's documented remedy: point stdout at devnull so that its flush at exit
+        # does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE (13), as shells report it; Windows has no SIGPIPE
 
 
 def run() -> NoReturn:

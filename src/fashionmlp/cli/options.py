@@ -32,6 +32,7 @@ __all__ = [
     "add_recipe_options",
     "recipe_changes",
     "recipe_destinations",
+    "seed_list",
     "whole_number",
 ]
 
@@ -227,3 +228,20 @@ def field_docs(cls: type) -> dict[str, str]:
             docs[field.group(1)] = " ".join(comment)
         comment = []
     return docs
+
+
+def seed_list(text: str) -> list[int]:
+    """``0-4`` or ``0,3,7``: the seeds, each once, in order."""
+    try:
+        if "-" in text and "," not in text:
+            first, last = (int(part) for part in text.split("-"))
+            seeds = list(range(first, last + 1))
+        else:
+            seeds = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected A-B or A,B,C (whole numbers), got {text!r}"
+        ) from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"expected distinct seeds of 0 or more, got {text!r}")
+    return seeds

@@ -6,33 +6,39 @@ import argparse
 import contextlib
 import dataclasses
 import signal
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import settings
 from ..errors import InvalidArgumentError, RunExistsError
 from ..recipes import Recipe, RunConfig, recipe_from
-from .common import fail, plural, received, stop_if_interrupted
+from .common import plural, received, stop_if_interrupted
+from .console import RunConsole
 from .options import (
     add_data_options,
     add_device_option,
     add_recipe_options,
     recipe_changes,
     recipe_destinations,
+    seed_list,
     whole_number,
+)
+from .run_options import (
+    add_output_options,
+    add_validation_options,
+    run_loggers,
+    validation_callbacks,
 )
 
 if TYPE_CHECKING:
     import torch
 
-    from ..records import BatchEvent, EpochReport
     from ..runs import RunFolder
 
 __all__ = ["add_parser", "run"]
 
-#: The options of a run that a resumed run takes from its folder instead.
-_RUN_OPTIONS = ("recipe", "set", "seed", "limit", "validation", "out")
+#: The options of a run that a resumed run takes from its folder (or checkpoint) instead.
+_RUN_OPTIONS = ("recipe", "set", "seed", "seeds", "limit", "validation", "out", "early_stop")
 
 
 def add_parser(commands: Any) -> argparse.ArgumentParser:
@@ -47,6 +53,14 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     run_group = train.add_argument_group("the run")
     run_group.add_argument(
         "--seed", type=whole_number(0, 2**63 - 1), help="random seed (default: drawn and recorded)"
+    )
+    run_group.add_argument(
+        "--seeds",
+        type=seed_list,
+        metavar="A-B|A,B,...",
+        help="train once per seed, each in --out/seed-<N>/, and summarize them: mean, "
+        "standard deviation, min, max and 95%% interval of the accuracy and time "
+        "(--out/summary.json, summary.csv, accuracy.png; a rerun continues the study)",
     )
     run_group.add_argument(
         "--limit", type=whole_number(1), help="use only the first N samples of each split"
@@ -69,39 +83,19 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     run_group.add_argument(
         "--overwrite", action="store_true", help="replace a finished run in --out"
     )
-    _output_options(train.add_argument_group("output"))
+    add_validation_options(run_group)
+    add_output_options(train.add_argument_group("output"))
     add_data_options(train)
     add_device_option(train)
     return train
 
 
-def _output_options(group: Any) -> None:
-    group.add_argument(
-        "--no-progress", action="store_true", help="plain lines instead of a progress bar"
-    )
-    group.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
-    group.add_argument(
-        "--tensorboard",
-        action="store_true",
-        help="also write TensorBoard event files to RUN/tensorboard "
-        "(pip install 'fashionmlp[tensorboard]'; then: tensorboard --logdir runs)",
-    )
-    group.add_argument(
-        "--log-every",
-        type=whole_number(1),
-        default=50,
-        metavar="N",
-        help="steps between two batch-loss points in TensorBoard (default 50)",
-    )
-    group.add_argument(
-        "--no-finite-check",
-        action="store_true",
-        help="keep training when the loss becomes NaN or infinite (default: stop)",
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     """Train (or resume) the run the options describe; return the exit status."""
+    if args.seeds is not None:
+        from .seeds import train_seeds
+
+        return train_seeds(args)
     config = None if args.resume is not None else new_run_config(args)  # checked before torch
     stop_if_interrupted()
     from .. import distributed
@@ -184,14 +178,15 @@ def _run_folder_class() -> type[RunFolder]:
 
 
 def _refuse_settings_beside_resume(args: argparse.Namespace) -> None:
-    given = [f"--{name}" for name in _RUN_OPTIONS if getattr(args, name) is not None]
+    given = [
+        f"--{name.replace('_', '-')}" for name in _RUN_OPTIONS if getattr(args, name) is not None
+    ]
     given += [
         "--" + path.rsplit(".", 1)[-1].replace("_", "-")
         for dest, path in recipe_destinations().items()
         if getattr(args, dest) is not None
     ]
-    if args.overwrite:
-        given.append("--overwrite")
+    given += ["--overwrite"] * args.overwrite + ["--keep-best"] * args.keep_best
     if given:
         raise InvalidArgumentError(
             f"--resume keeps the run's own settings; leave out {', '.join(given)}"
@@ -206,21 +201,23 @@ def _train_in(
     *,
     main: bool,
 ) -> int:
-    from ..callbacks import LossHistory, StopOnSignal
+    from ..callbacks import KeepBest, LossHistory, StopOnSignal
     from ..data import default_data_root, load_dataset
+    from ..environment import environment
     from ..fitting import fit
-    from ..runs import environment
 
     data_root = args.data_root or default_data_root()
     if main:
         folder.write_config(config, environment(device, data_root))
     stop_if_interrupted()
-    console = _Console(config, folder.path, resumed=args.resume is not None, main=main)
+    console = RunConsole(config, folder.path, resumed=args.resume is not None, main=main)
     console.say(console.header(device))
     batch_losses = LossHistory()
     stop = StopOnSignal()
+    chosen = validation_callbacks(args, folder)
     with stop.installed(), contextlib.ExitStack() as closing:
-        callbacks = [batch_losses, *_loggers(folder, args, closing), *console.callbacks(args)]
+        callbacks = [batch_losses, *chosen, *run_loggers(folder, args, closing)]
+        callbacks += console.callbacks(args)
         closing.callback(console.close)  # a stopped run's bar ends before the message
         stop.received = stop.received or received()  # one that came just before
         data = load_dataset(data_root, download=args.download, test=config.validation_size == 0)
@@ -251,25 +248,9 @@ def _train_in(
         )
         return 128 + (stop.received or signal.SIGINT)
     if main:
-        _finish(folder, config, result, batch_losses.pairs, data, args)
+        kept = next((c.best_epoch for c in chosen if isinstance(c, KeepBest)), None)
+        _finish(folder, config, result, batch_losses.pairs, data, args, kept)
     return 0
-
-
-def _loggers(
-    folder: RunFolder, args: argparse.Namespace, closing: contextlib.ExitStack
-) -> list[object]:
-    """The run's loggers (they write from rank 0 only), closed with the run."""
-    from ..loggers import CSVLogger, TensorBoardLogger
-    from ..runs import METRICS_CSV, TENSORBOARD
-
-    loggers: list[CSVLogger | TensorBoardLogger] = [
-        CSVLogger(folder.path / METRICS_CSV, rewrite=True)
-    ]
-    if args.tensorboard:
-        loggers.append(TensorBoardLogger(folder.path / TENSORBOARD, every=args.log_every))
-    for logger in loggers:
-        closing.callback(logger.close)
-    return list(loggers)
 
 
 def _finish(
@@ -279,12 +260,13 @@ def _finish(
     batch_losses: list[tuple[int, float]],
     data: Any,
     args: argparse.Namespace,
+    model_epoch: int | None,
 ) -> None:
     """Write the finished run's model, metrics and plots, and say where they are."""
     from ..loaders import select_splits
     from ..plots import plot_run
 
-    folder.write_results(result)
+    folder.write_results(result, model_epoch=model_epoch)
     if not args.no_plots:
         _, evaluated = select_splits(
             data, limit=config.limit, validation_size=config.validation_size
@@ -297,79 +279,10 @@ def _finish(
             print(f"Plots: {', '.join(path.name for path in drawn)}")
         except ImportError as exc:
             print(f"Plots skipped: {exc}")
+    kept = result.history[model_epoch - 1] if model_epoch else result.history[-1]
+    which = f" (the model of epoch {kept.epoch}, the best)" if model_epoch else ""
     print(
-        f"Final {config.evaluated_on} accuracy {100 * result.final.accuracy:.2f}% after "
+        f"Final {config.evaluated_on} accuracy {100 * kept.eval.accuracy:.2f}%{which} after "
         f"{plural(len(result.history), 'epoch', 'epochs')} in {result.history[-1].seconds:.1f} s; "
         f"the model is in {folder.path} (FashionMLP.from_pretrained)"
     )
-
-
-class _Console:
-    """What ``train`` prints as the run goes: its header, the seed's loss lines or a
-    progress bar, a line per epoch. Under ``torchrun`` only rank 0 prints."""
-
-    def __init__(self, config: RunConfig, path: Path, *, resumed: bool, main: bool) -> None:
-        self.config = config
-        self.path = path
-        self.resumed = resumed
-        self.main = main
-        self.resume_hint = f"resume with: fashionmlp train --resume {path}"
-        self._progress: Any = None
-
-    def say(self, line: str) -> None:
-        if self.main:
-            print(line, flush=True)
-
-    def fail(self, message: str) -> None:
-        if self.main:
-            fail(message)
-
-    def header(self, device: torch.device) -> str:
-        recipe = self.config.recipe
-        return (
-            f"{'Resuming' if self.resumed else 'Training'} FashionMLP with recipe "
-            f"{recipe.name!r} on {device}: {plural(recipe.epochs, 'epoch', 'epochs')}, batch "
-            f"{recipe.batch_size}, {optimizer_summary(recipe)}, seed {self.config.seed}; "
-            f"run folder {self.path}"
-        )
-
-    def callbacks(self, args: argparse.Namespace) -> list[object]:
-        """The seed's loss lines, or a progress bar on a terminal; then this console."""
-        from ..callbacks import PrintLoss, ProgressBar
-
-        every = self.config.recipe.print_every
-        if not self.main:
-            return []
-        if every:
-            return [self._epoch_header, PrintLoss(every), self]
-        if not args.no_progress and sys.stderr.isatty():
-            with contextlib.suppress(ImportError):  # tqdm is optional: the lines come anyway
-                self._progress = ProgressBar()
-                return [self._progress, self]
-        return [self]
-
-    @staticmethod
-    def _epoch_header(event: BatchEvent) -> None:
-        """The seed tutorial's epoch header, printed before the epoch's first loss line."""
-        if event.batch == 0:
-            print(f"Epoch {event.epoch}\n-------------------------------", flush=True)
-
-    def on_epoch_end(self, epoch: EpochReport) -> None:
-        evaluated_on = self.config.evaluated_on
-        loss = f", {evaluated_on} loss {epoch.eval.loss:.4f}" if epoch.eval.loss is not None else ""
-        self.say(
-            f"Epoch {epoch.epoch}/{epoch.epochs}: train loss {epoch.train.loss:.4f}, "
-            f"{evaluated_on} accuracy {100 * epoch.eval.accuracy:.2f}%{loss}, "
-            f"{epoch.train.seconds:.1f} s (total {epoch.seconds:.1f} s)"
-        )
-
-    def close(self) -> None:
-        if self._progress is not None:
-            self._progress.close()
-
-
-def optimizer_summary(recipe: Recipe) -> str:
-    """``sgd lr 0.01``; a Muon recipe has two rates: the hidden matrices' and AdamW's."""
-    if recipe.optimizer == "muon":
-        return f"muon lr {recipe.muon_lr} (hidden weights), adamw lr {recipe.lr} (the rest)"
-    return f"{recipe.optimizer} lr {recipe.lr}"

@@ -1,0 +1,334 @@
+"""A recipe over several seeds: one run folder each, and the mean, spread and confidence
+interval of their final accuracy and wall time.
+
+:func:`repeat` trains ``DIR/seed-<N>/`` for each seed (a rerun continues: finished seeds
+are kept, an interrupted one resumes) and writes ``DIR/summary.json``, ``summary.csv`` and
+``accuracy.png`` (each epoch's mean accuracy, the spread over seeds as a band).
+:func:`summarize` computes the same summary from any finished run folders. The 95%
+interval is Student's t interval of the mean, from SciPy (``pip install
+'fashionmlp[stats]'``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .._files import atomic_write
+from ..callbacks import KeepBest, LossHistory
+from ..data import Splits, default_data_root, load_dataset
+from ..devices import resolve_device
+from ..environment import environment
+from ..errors import CheckpointError, InvalidArgumentError, MissingExtraError
+from ..fitting import fit
+from ..loaders import select_splits
+from ..loggers import CSVLogger
+from ..plots import plot_run
+from ..recipes import Recipe, RunConfig
+from ..records import FitResult
+from ..runs import METRICS, METRICS_CSV, RUN, RunFolder
+
+__all__ = ["SEED_SUMMARY", "SeedSummary", "Spread", "repeat", "spread", "summarize"]
+
+#: The summary of a seed study, in its folder.
+SEED_SUMMARY = "summary.json"
+
+
+@dataclass(frozen=True)
+class Spread:
+    """How a figure varies over seeds."""
+
+    #: The number of values.
+    n: int
+    #: Their mean.
+    mean: float
+    #: Their sample standard deviation (``n - 1`` in the denominator; ``nan`` for one value).
+    std: float
+    #: The least value.
+    min: float
+    #: The greatest value.
+    max: float
+    #: Student's t 95% confidence interval of the mean, or ``None`` for one value.
+    ci95: tuple[float, float] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``std`` is ``None`` for one value)."""
+        std = None if math.isnan(self.std) else self.std
+        ci95 = list(self.ci95) if self.ci95 is not None else None
+        return {
+            "n": self.n,
+            "mean": self.mean,
+            "std": std,
+            "min": self.min,
+            "max": self.max,
+            "ci95": ci95,
+        }
+
+
+def spread(values: Sequence[float]) -> Spread:
+    """The :class:`Spread` of ``values``.
+
+    Raises:
+        InvalidArgumentError: ``values`` is empty.
+        MissingExtraError: SciPy is not installed (needed for two values or more).
+
+    Example:
+        >>> from fashionmlp.studies import spread
+        >>> s = spread([0.90, 0.91, 0.92])
+        >>> round(s.mean, 4), round(s.std, 4), [round(b, 4) for b in s.ci95]
+        (0.91, 0.01, [0.8852, 0.9348])
+    """
+    if not values:
+        raise InvalidArgumentError("no values to summarize")
+    n, mean = len(values), statistics.fmean(values)
+    if n == 1:
+        return Spread(1, mean, math.nan, values[0], values[0], None)
+    try:
+        from scipy import stats
+    except ImportError:
+        raise MissingExtraError(
+            "the confidence interval needs SciPy: pip install 'fashionmlp[stats]'"
+        ) from None
+    std = statistics.stdev(values)
+    low, high = stats.t.interval(0.95, n - 1, loc=mean, scale=std / math.sqrt(n))
+    return Spread(n, mean, std, min(values), max(values), (float(low), float(high)))
+
+
+@dataclass(frozen=True)
+class SeedSummary:
+    """The final accuracy and wall time of one recipe over several seeds."""
+
+    #: The recipe's name.
+    recipe: str
+    #: ``"test"`` or ``"validation"``: what the accuracies measure.
+    evaluated_on: str
+    #: The seeds, in order.
+    seeds: tuple[int, ...]
+    #: The final accuracy's spread (fractions, in ``[0, 1]``).
+    accuracy: Spread
+    #: The wall time's spread, in seconds.
+    seconds: Spread
+    #: Each run, with its seed, folder, final accuracy, seconds and accuracy per epoch.
+    runs: tuple[dict[str, Any], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The form of ``summary.json``."""
+        return {
+            "recipe": self.recipe,
+            "evaluated_on": self.evaluated_on,
+            "seeds": list(self.seeds),
+            "accuracy": self.accuracy.to_dict(),
+            "seconds": self.seconds.to_dict(),
+            "runs": list(self.runs),
+        }
+
+
+def summarize(folders: Sequence[str | os.PathLike[str]]) -> SeedSummary:
+    """The summary of finished run folders of one recipe (their ``metrics.json``).
+
+    Raises:
+        CheckpointError: A folder is not a finished run's, or the runs are of several
+            recipes or evaluated on different splits.
+    """
+    runs = [_run_record(Path(folder)) for folder in folders]
+    if not runs:
+        raise InvalidArgumentError("no run folders to summarize")
+    for key in ("recipe", "evaluated_on"):
+        if len({json.dumps(run[key]) for run in runs}) > 1:
+            raise CheckpointError(f"the runs differ in {key}: summarize runs of one recipe")
+    return SeedSummary(
+        recipe=runs[0]["recipe"]["name"],
+        evaluated_on=runs[0]["evaluated_on"],
+        seeds=tuple(run["seed"] for run in runs),
+        accuracy=spread([run["accuracy"] for run in runs]),
+        seconds=spread([run["seconds"] for run in runs]),
+        runs=tuple({k: v for k, v in run.items() if k != "recipe"} for run in runs),
+    )
+
+
+def _run_record(folder: Path) -> dict[str, Any]:
+    try:
+        settings = json.loads((folder / RUN).read_text())
+        metrics = json.loads((folder / METRICS).read_text())
+        return {
+            "seed": settings["seed"],
+            "folder": folder.name,
+            "recipe": settings["recipe"],
+            "evaluated_on": metrics["evaluated_on"],
+            "accuracy": metrics["final"]["accuracy"],
+            "seconds": metrics["wall_seconds"],
+            "epochs": [epoch["eval"]["accuracy"] for epoch in metrics["epochs"]],
+        }
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(
+            f"{folder} is not a finished run's folder ({type(exc).__name__}: {exc}); finish "
+            "it, or leave it out"
+        ) from None
+
+
+#: What gives a seed's run its extra callbacks (printing, logging): the run's settings in,
+#: callbacks out.
+CallbacksFor = Callable[[RunConfig], Sequence[object]]
+
+
+def repeat(
+    recipe: Recipe,
+    seeds: Sequence[int],
+    out: str | os.PathLike[str],
+    *,
+    data: Splits | None = None,
+    root: str | os.PathLike[str] | None = None,
+    download: bool = False,
+    device: str = "auto",
+    limit: int | None = None,
+    validation_size: int = 0,
+    callbacks: CallbacksFor | None = None,
+    plots: bool = True,
+) -> SeedSummary | None:
+    """Train ``recipe`` once per seed, in ``out/seed-<N>/``, then summarize the runs.
+
+    Each run folder is a complete ``fashionmlp train`` run folder. A rerun continues the
+    study: a seed's finished folder is kept as it is, an interrupted one resumes.
+
+    Args:
+        recipe: What to train.
+        seeds: The seeds, each once.
+        out: The study folder (made if needed).
+        data: The dataset already loaded (default: read once from ``root``).
+        root: The data root; download: allow the dataset's download; device: where to train.
+        limit: Use only the first ``limit`` images of each split.
+        validation_size: Evaluate on held-out training images instead of the test set.
+        callbacks: Gives each run's extra callbacks, from its settings (a
+            :class:`~fashionmlp.StopOnSignal` among them stops the study with its run).
+        plots: Draw each run's figures and the study's accuracy band (needs matplotlib).
+
+    Returns:
+        The summary (also written as ``summary.json``, ``summary.csv`` and
+        ``accuracy.png``), or ``None`` when a callback stopped a run (the study resumes
+        when called again).
+
+    Raises:
+        InvalidArgumentError: No seed, a seed twice, or a seed's folder holding another run.
+    """
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise InvalidArgumentError(f"give each seed once, at least one; got {list(seeds)}")
+    folder = Path(out)
+    target = resolve_device(device)
+    if data is None:
+        data = load_dataset(root, download=download, test=validation_size == 0)
+    for seed in seeds:
+        config = RunConfig(recipe, seed=seed, limit=limit, validation_size=validation_size)
+        extra = list(callbacks(config)) if callbacks is not None else []
+        where = (str(target), str(root if root is not None else default_data_root()))
+        if not _train_seed(folder / f"seed-{seed}", config, data, where, extra, plots):
+            return None
+    summary = summarize([folder / f"seed-{seed}" for seed in seeds])
+    write_summary(folder, summary, plots=plots)
+    return summary
+
+
+def _train_seed(
+    path: Path,
+    config: RunConfig,
+    data: Splits,
+    where: tuple[str, str],
+    extra: list[object],
+    plots: bool,
+) -> bool:
+    """Train one seed's run folder to its end (or leave it finished); whether it finished."""
+    run = RunFolder(path)
+    if run.finished:
+        return True
+    resume = run.checkpoint.is_file()
+    with RunFolder.interrupted(path) if resume else RunFolder.new(path) as folder:
+        if resume and folder.checkpoint_config() != config:
+            raise InvalidArgumentError(
+                f"{path} holds a run of other settings; move it away, or give another folder"
+            )
+        device, root = where
+        folder.write_config(config, environment(resolve_device(device), root))
+        history = LossHistory()
+        log = CSVLogger(folder.path / METRICS_CSV, rewrite=True)
+        try:
+            result = fit(
+                config,
+                data=data,
+                device=device,
+                callbacks=[history, log, *extra],
+                checkpoint_path=folder.checkpoint,
+                resume_from=folder.checkpoint if resume else None,
+            )
+        finally:
+            log.close()
+        if result.stopped_at is not None:
+            return False
+        kept = next((c.best_epoch for c in extra if isinstance(c, KeepBest)), None)
+        _finish(folder, config, result, history, data, plots, kept)
+    return True
+
+
+def _finish(
+    folder: RunFolder,
+    config: RunConfig,
+    result: FitResult,
+    history: LossHistory,
+    data: Splits,
+    plots: bool,
+    model_epoch: int | None,
+) -> None:
+    folder.write_results(result, model_epoch=model_epoch)
+    if plots:
+        _, evaluated = select_splits(
+            data, limit=config.limit, validation_size=config.validation_size
+        )
+        try:
+            plot_run(
+                folder.path,
+                result,
+                history.pairs,
+                evaluated,
+                label_smoothing=config.recipe.label_smoothing,
+            )
+        except MissingExtraError:
+            pass  # matplotlib is optional: the run is complete without its figures
+
+
+def write_summary(folder: Path, summary: SeedSummary, *, plots: bool = True) -> list[Path]:
+    """Write ``summary.json``, ``summary.csv`` (a row per seed, then the mean, spread and
+    interval) and, with matplotlib, ``accuracy.png``; return the files written."""
+    written = [folder / SEED_SUMMARY, folder / "summary.csv"]
+    atomic_write(
+        written[0], (json.dumps(summary.to_dict(), indent=2) + "\n").encode(), replace=True
+    )
+    atomic_write(written[1], _table(summary).encode(), replace=True)
+    if plots:
+        try:
+            from ..plots import plot_spread
+
+            written.append(plot_spread(folder / "accuracy.png", summary.runs, summary.evaluated_on))
+        except MissingExtraError:
+            pass
+    return written
+
+
+def _table(summary: SeedSummary) -> str:
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["seed", "accuracy", "seconds"])
+    for run in summary.runs:
+        writer.writerow([run["seed"], run["accuracy"], run["seconds"]])
+    accuracy, seconds = summary.accuracy.to_dict(), summary.seconds.to_dict()
+    for statistic in ("mean", "std", "min", "max"):
+        writer.writerow([statistic, accuracy[statistic], seconds[statistic]])
+    for index, bound in enumerate(("ci95_low", "ci95_high")):
+        low_high = (accuracy["ci95"], seconds["ci95"])
+        writer.writerow([bound, *(pair[index] if pair else "" for pair in low_high)])
+    return text.getvalue()

@@ -1,0 +1,359 @@
+"""Sweeps on Optuna: search spaces, trials judged on validation alone, pruning, storages
+shared by worker processes (the study folder's journal, a real PostgreSQL), workers that
+die, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fashionmlp import InvalidArgumentError, Recipe, get_recipe
+from fashionmlp.cli import main
+from fashionmlp.data import raw_folder
+
+optuna = pytest.importorskip("optuna")
+
+from fashionmlp.studies import DEFAULT_SPACE, SearchSpace, sweep
+from fashionmlp.studies import storage as storage_module
+from fashionmlp.studies.storage import open_storage, retry_orphans, worker_name
+
+#: A space wide enough that bad trials are plainly below the median, so pruning shows.
+WIDE = """
+[lr]
+type = "log-float"
+low = 1e-4
+high = 3e-2
+
+[muon_lr]
+type = "log-float"
+low = 1e-3
+high = 0.1
+"""
+
+#: A quick trial: four epochs of 3,000 images, judged on 1,000 held-out ones.
+QUICK = ["--epochs", "4", "--limit", "3000", "--validation", "1000", "--device", "cpu"]
+#: A longer one, for a kill to land in: eight epochs.
+LONGER = ["--epochs", "8", *QUICK[2:]]
+
+
+@pytest.fixture
+def train_only_root(real_data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A data root with the training files alone, and no other copy to find: a sweep that
+    opened the test set would fail. Worker processes are told too, through the environment."""
+    root = tmp_path / "data"
+    raw_folder(root).mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        shutil.copy(raw_folder(real_data_root) / name, raw_folder(root) / name)
+    monkeypatch.setattr("fashionmlp.data.SYSTEM_DATA_DIRS", ())
+    monkeypatch.setenv("FASHIONMLP_SYSTEM_DATA", str(tmp_path / "nowhere"))
+    return root
+
+
+def trials_csv(folder: Path) -> list[dict[str, str]]:
+    with open(folder / "trials.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+# --- search spaces -------------------------------------------------------------------------
+
+
+def test_a_space_file_names_recipe_fields_and_their_ranges(tmp_path: Path) -> None:
+    (tmp_path / "space.toml").write_text(
+        WIDE + '\n["model.dropout"]\ntype = "float"\nlow = 0.0\nhigh = 0.3\n'
+        '\n[batch_size]\ntype = "choice"\nchoices = [1024, 2048]\n'
+    )
+    space = SearchSpace.load(tmp_path / "space.toml")
+    assert [p.field for p in space.params] == ["lr", "muon_lr", "model.dropout", "batch_size"]
+    assert SearchSpace.from_dict(space.to_dict()) == space
+    DEFAULT_SPACE.check(get_recipe("fast"))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[colour]\ntype = "float"\nlow = 0\nhigh = 1', "unknown recipe setting 'colour'"),
+        ('[lr]\ntype = "float"\nlow = 0.1\nhigh = 0.01', r"low \(0.1\) must be below high"),
+        ('[lr]\ntype = "gaussian"\nlow = 0\nhigh = 1', "type must be one of"),
+        ('[lr]\ntype = "log-float"\nlow = 0\nhigh = 1', "needs low above 0"),
+        ('[epochs]\ntype = "float"\nlow = 1\nhigh = 9', "not a number to range over with float"),
+        ('[dropout]\ntype = "float"\nlow = 0\nhigh = 1', r"dropout = 1.0 does not fit"),
+        ('[lr]\ntype = "float"\nlow = 0.1', "takes exactly high, low, type"),
+        ("[lr", "not valid TOML"),
+        ("lr = 3", "is not a parameter's table"),
+    ],
+)
+def test_a_bad_space_file_is_refused_in_one_line_naming_it(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    (tmp_path / "space.toml").write_text(text)
+    with pytest.raises(InvalidArgumentError, match=message) as info:
+        SearchSpace.load(tmp_path / "space.toml")
+    assert len(str(info.value).splitlines()) == 1
+
+
+# --- sweeps ----------------------------------------------------------------------------------
+
+
+@pytest.mark.real_data
+def test_twelve_trials_with_two_workers_prune_and_never_open_the_test_set(
+    train_only_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "space.toml").write_text(WIDE)
+    out = tmp_path / "study"
+    arguments = [
+        "sweep",
+        "--trials",
+        "12",
+        "--workers",
+        "2",
+        "--space",
+        str(tmp_path / "space.toml"),
+    ]
+    arguments += [*QUICK, "--data-root", str(train_only_root), "--out", str(out)]
+    assert main(arguments) == 0
+    rows = trials_csv(out)
+    states = [row["state"] for row in rows]
+    finished = [state for state in states if state in ("COMPLETE", "PRUNED")]
+    assert 12 <= len(finished) <= 12 + 2 - 1 and set(states) <= {"COMPLETE", "PRUNED"}
+    assert "PRUNED" in states  # the median pruner at work
+    pruned = [row for row in rows if row["state"] == "PRUNED"]
+    assert all(row["epoch_4"] == "" for row in pruned)  # stopped before their last epoch
+    printed = capsys.readouterr().out
+    assert "Best validation accuracy" in printed and "pruned" in printed
+    best = Recipe.load(out / "best-recipe.toml")
+    assert best.name == "fast-best" and best.epochs == 4
+
+
+@pytest.mark.real_data
+def test_the_best_recipe_trains_with_train_recipe_file(
+    real_data_root: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "study"
+    sweep(
+        get_recipe("fast").replace(epochs=2),
+        out,
+        trials=2,
+        limit=2000,
+        validation_size=500,
+        device="cpu",
+        root=real_data_root,
+        pruner="none",
+    )
+    run = ["train", "--recipe", str(out / "best-recipe.toml"), "--limit", "1000", "--no-plots"]
+    run += ["--device", "cpu", "--data-root", str(real_data_root), "--out", str(tmp_path / "run")]
+    assert main(run) == 0
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+@pytest.mark.real_data
+def test_rerunning_continues_the_study_and_another_space_is_refused(
+    real_data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "study"
+    common = ["--epochs", "2", "--limit", "2000", "--validation", "500", "--device", "cpu"]
+    common += ["--pruner", "none", "--data-root", str(real_data_root), "--out", str(out)]
+    assert main(["sweep", "--trials", "2", *common]) == 0
+    assert main(["sweep", "--trials", "3", *common]) == 0
+    assert len(trials_csv(out)) == 3  # one more, not three more
+    assert main(["sweep", "--trials", "3", *common]) == 0
+    assert len(trials_csv(out)) == 3  # finished: nothing more to run
+    capsys.readouterr()
+    (tmp_path / "space.toml").write_text(WIDE)
+    assert main(["sweep", "--trials", "4", "--space", str(tmp_path / "space.toml"), *common]) == 2
+    err = capsys.readouterr().err
+    assert "exists with other settings" in err and len(err.strip().splitlines()) == 1
+    assert main(["sweep", "--trials", "4", "--epochs", "3", *common[2:]]) == 2  # another recipe
+    assert "recipe.epochs: 2 saved, 3 now" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--storage", "mongodb://nowhere/db"], "is not a database URL Optuna takes"),
+        (["--storage", "postgresql://x@127.0.0.1:1/db"], "cannot open storage"),
+        (["--storage", "sqlite:////no/such/folder/x.db"], "cannot open storage"),
+        (["--validation", "0"], "--validation: must be at least 1"),
+        (["--workers", "0"], "--workers: must be at least 1"),
+        (["--set", "colour=red"], "unknown recipe setting 'colour'"),
+    ],
+)
+def test_bad_sweep_input_is_one_line_and_a_non_zero_exit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], arguments: list[str], message: str
+) -> None:
+    pytest.importorskip("psycopg")
+    try:
+        status = main(["sweep", "--trials", "1", "--out", str(tmp_path / "s"), *arguments])
+    except SystemExit as exit_:  # argparse's
+        status = int(exit_.code or 0)
+    err = capsys.readouterr().err
+    assert status == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_storage_url_keeps_its_password_out_of_messages() -> None:
+    from fashionmlp.studies.storage import describe_storage
+
+    assert describe_storage("postgresql://ann:secret@db:5432/x") == "postgresql://ann:***@db:5432/x"
+
+
+# --- many processes, one study: PostgreSQL, and workers that die -----------------------------
+
+
+def start_sweep(*arguments: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "fashionmlp", "sweep", *arguments],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def study_trials(url: str, name: str) -> list[Any]:
+    study = optuna.load_study(study_name=name, storage=open_storage(url, Path(".")))
+    return list(study.get_trials(deepcopy=False))
+
+
+@pytest.mark.real_data
+def test_two_processes_share_one_study_through_a_real_postgresql(
+    real_data_root: Path, tmp_path: Path, postgres_url: str
+) -> None:
+    pytest.importorskip("psycopg")
+    common = ["--trials", "4", *QUICK, "--storage", postgres_url, "--study", "shared"]
+    common += ["--data-root", str(real_data_root)]
+    first = start_sweep(*common, "--out", str(tmp_path / "a"))
+    second = start_sweep(*common, "--out", str(tmp_path / "b"))
+    for process in (first, second):
+        _, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err
+    trials = study_trials(postgres_url, "shared")
+    finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert 4 <= len(finished) <= 4 + 2 - 1  # the two processes are the study's two workers
+    assert all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)  # none lost or hanging
+    assert sorted(t.number for t in trials) == list(range(len(trials)))  # none run twice
+    workers = {t.user_attrs["worker"] for t in trials}
+    assert len(workers) == 2  # both took part
+    assert {row["number"] for row in trials_csv(tmp_path / "b")} == {str(t.number) for t in trials}
+
+
+def wait_for_running_trial(url: str, name: str, deadline: float) -> Any:
+    while time.monotonic() < deadline:
+        try:
+            running = [  # its worker named: the objective has begun
+                t
+                for t in study_trials(url, name)
+                if t.state.name == "RUNNING" and "worker" in t.user_attrs
+            ]
+        except Exception:  # the study is not made yet
+            running = []
+        if running:
+            return running[0]
+        time.sleep(0.2)
+    raise AssertionError("no trial started")
+
+
+@pytest.mark.real_data
+def test_a_worker_killed_mid_trial_has_its_trial_failed_retried_and_the_study_finished(
+    real_data_root: Path, tmp_path: Path, postgres_url: str
+) -> None:
+    pytest.importorskip("psycopg")
+    common = ["--trials", "2", *LONGER, "--storage", postgres_url, "--study", "killed"]
+    common += ["--heartbeat", "1", "--pruner", "none", "--data-root", str(real_data_root)]
+    victim = start_sweep(*common, "--out", str(tmp_path / "a"))
+    try:
+        trial = wait_for_running_trial(postgres_url, "killed", time.monotonic() + 300)
+        assert trial.user_attrs["worker"].endswith(f":{victim.pid}")
+        victim.kill()  # kill -9, mid-trial
+        victim.wait(timeout=60)
+    finally:
+        victim.kill()
+    time.sleep(3)  # past the grace period of two heartbeats
+    survivor = start_sweep(*common, "--out", str(tmp_path / "b"))
+    _, err = survivor.communicate(timeout=600)
+    assert survivor.returncode == 0, err
+    trials = study_trials(postgres_url, "killed")
+    failed = [t for t in trials if t.state.name == "FAIL"]
+    assert [t.number for t in failed] == [trial.number]  # the killed one, failed once
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == trial.number]
+    assert retries and retries[0].params == trial.params  # run again, same parameters
+    others = [t for t in trials if t.number != trial.number]
+    assert all(t.state.name == "COMPLETE" for t in others)  # the other trials untouched
+    assert len([t for t in trials if t.state.name == "COMPLETE"]) >= 2
+
+
+@pytest.mark.real_data
+def test_a_killed_worker_of_the_journal_storage_is_retried_on_the_next_run(
+    real_data_root: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "study"
+    common = ["--trials", "3", *LONGER, "--pruner", "none", "--data-root", str(real_data_root)]
+    victim = start_sweep(*common, "--out", str(out))
+    try:
+        deadline = time.monotonic() + 300
+        while not (out / "study.log").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        storage = open_storage(None, out)
+        while time.monotonic() < deadline:
+            study = optuna.load_study(study_name="fashionmlp", storage=storage)
+            running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+            if any("worker" in t.user_attrs for t in running):  # its objective has begun
+                break
+            time.sleep(0.2)
+        victim.kill()
+        victim.wait(timeout=60)
+    finally:
+        victim.kill()
+    assert main(["sweep", *common, "--out", str(out)]) == 0
+    rows = trials_csv(out)
+    assert [row["state"] for row in rows].count("FAIL") == 1
+    retried = [row for row in rows if row["retry_of"]]
+    assert len(retried) == 1 and retried[0]["state"] == "COMPLETE"
+    assert len([row for row in rows if row["state"] == "COMPLETE"]) == 3
+
+
+@pytest.mark.real_data
+def test_ctrl_c_stops_a_sweep_cleanly_and_the_study_resumes(
+    real_data_root: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "study"
+    common = ["--trials", "3", *QUICK, "--pruner", "none", "--data-root", str(real_data_root)]
+    process = start_sweep(*common, "--out", str(out))
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith("Trial 0:"):
+                break
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "run the same command to continue" in err
+    assert main(["sweep", *common, "--out", str(out)]) == 0
+    finished = [row for row in trials_csv(out) if row["state"] == "COMPLETE"]
+    assert len(finished) == 3
+
+
+def test_orphans_are_running_trials_whose_worker_is_gone_or_never_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study = optuna.create_study(storage=open_storage(None, tmp_path), study_name="s")
+    live, dead, unnamed = study.ask(), study.ask(), study.ask()
+    live.set_user_attr("worker", worker_name())
+    dead.set_user_attr("worker", f"{socket.gethostname()}:{2**22 + 12345}")  # no such pid
+    assert retry_orphans(study) == [dead.number]  # the unnamed one may be starting still
+    monkeypatch.setattr(storage_module, "_UNNAMED_GRACE", 0.0)
+    assert retry_orphans(study) == [unnamed.number]  # named by now, had it lived
+    states = {t.number: t.state.name for t in study.get_trials()}
+    assert states[live.number] == "RUNNING" and states[dead.number] == "FAIL"
+    queued = [t for t in study.get_trials() if t.state.name == "WAITING"]
+    assert sorted(t.user_attrs["retry_of"] for t in queued) == [dead.number, unnamed.number]
