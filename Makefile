@@ -28,9 +28,13 @@ data:
 	sh scripts/get-data.sh
 
 # The servers the tests start throwaway instances of: PostgreSQL, for studies shared
-# through a database.
-servers:
+# through a database, and MLflow's tracking server (the full mlflow package; the library
+# itself needs only mlflow-skinny).
+servers: $(VENV)/.installed-servers
+$(VENV)/.installed-servers: constraints.txt $(VENV)/.installed-dev
 	sh scripts/get-postgresql.sh
+	$(PIP) install -q -c constraints.txt 'mlflow>=3.7'
+	touch $@
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -129,6 +130,38 @@ def interruptible_run_options(data_root: Path) -> list[str]:
         "--data-root",
         str(data_root),
     ]
+
+
+def start_cli(*arguments: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """``python -m fashionmlp ARGUMENTS`` started, its output read as text."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "fashionmlp", *arguments],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def wait_for_line(process: subprocess.Popen[str], prefix: str) -> None:
+    """Read ``process``'s output up to a line that starts with ``prefix``."""
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith(prefix):
+            return
+    raise AssertionError(f"the process ended before printing {prefix!r}: {process.stderr}")
+
+
+def interrupt_after_line(process: subprocess.Popen[str], prefix: str) -> str:
+    """Ctrl-C ``process`` once it prints a line starting ``prefix``; its stderr, once it
+    has ended."""
+    try:
+        wait_for_line(process, prefix)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    return err
 
 
 class SmallDisk:

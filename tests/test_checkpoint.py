@@ -173,11 +173,13 @@ def trained_variant() -> FashionMLP:
 def test_save_pretrained_round_trips_to_identical_outputs(tmp_path: Path) -> None:
     model = trained_variant()
     folder = model.save_pretrained(tmp_path / "model")
-    assert sorted(os.listdir(folder)) == ["config.json", "model.safetensors"]
+    assert sorted(os.listdir(folder)) == ["README.md", "config.json", "model.safetensors"]
     loaded = FashionMLP.from_pretrained(folder)
     assert not loaded.training and loaded.config == model.config
     x = torch.rand(16, 1, 28, 28)
     assert torch.equal(loaded(x), model.eval()(x))
+    (folder / "README.md").unlink()  # the card is for people: the model is the same without
+    assert torch.equal(FashionMLP.from_pretrained(folder)(x), loaded(x))
     weights = load_file(folder / "model.safetensors")  # the ecosystem's own reader
     assert weights.keys() == model.state_dict().keys()
     assert torch.equal(weights["fc4.weight"], model.fc4.weight)

@@ -160,6 +160,7 @@ def test_the_command_line_runs_unchanged_under_torchrun(torchrun_run: tuple[Path
         "model.safetensors",
         "metrics.json",
         "metrics.csv",
+        "README.md",
         "tensorboard",
         ".lock",
     }

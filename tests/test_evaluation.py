@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -70,9 +71,22 @@ def test_without_loss_fn_the_loss_is_none_and_to_dict_is_complete() -> None:
         "total",
         "loss",
         "confusion_matrix",
+        "top_k_correct",
+        "nll_sum",
+        "calibration",
         "accuracy",
         "per_class_accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "macro_precision",
+        "macro_recall",
+        "macro_f1",
+        "top_k_accuracy",
+        "nll",
+        "ece",
     }
+    assert EvalResult.from_dict(json.loads(json.dumps(data))) == result
     assert isinstance(result, EvalResult) and data["total"] == 30
 
 
@@ -124,3 +138,55 @@ def test_non_finite_inputs_are_refused_after_the_pass(device_reads: list[str]) -
     with pytest.raises(InvalidArgumentError, match="1 sample.*NaN or infinite"):
         evaluate(loader, FashionMLP(hidden_features=8))
     assert len(device_reads) == 1  # the check rode on the one read
+
+
+def test_the_reported_figures_match_their_definitions_computed_from_the_logits() -> None:
+    torch.manual_seed(0)
+    model = FashionMLP(hidden_features=16)
+    x, y = torch.rand(300, 1, 28, 28), torch.randint(0, 10, (300,))
+    loader = DataLoader(TensorDataset(x, y), batch_size=64)
+    result = evaluate(loader, model, nn.CrossEntropyLoss())
+    with torch.no_grad():
+        logits = model.eval()(x).double()
+    predicted, confidence = logits.argmax(1), logits.softmax(1).max(1).values
+    for c in range(10):
+        tp = int(((predicted == c) & (y == c)).sum())
+        fp, fn = int(((predicted == c) & (y != c)).sum()), int(((predicted != c) & (y == c)).sum())
+        precision = tp / (tp + fp) if tp + fp else math.nan
+        recall = tp / (tp + fn)
+        assert result.precision[c] == pytest.approx(precision, nan_ok=True)
+        assert result.recall[c] == pytest.approx(recall)
+        if not math.isnan(precision):
+            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+            assert result.f1[c] == pytest.approx(f1)
+    for k in (1, 3, 5):
+        hits = (logits.topk(k, dim=1).indices == y[:, None]).any(1).double().mean()
+        assert result.top_k_accuracy[k] == pytest.approx(float(hits))
+    assert result.top_k_accuracy[1] == result.accuracy
+    nll = float(nn.functional.cross_entropy(logits, y))
+    assert result.nll == pytest.approx(nll, rel=1e-5) and result.loss == pytest.approx(
+        nll, rel=1e-5
+    )
+    bins = (confidence * 15).long().clamp(max=14)
+    right = (predicted == y).double()
+    gaps = [abs(float(confidence[bins == b].sum() - right[bins == b].sum())) for b in range(15)]
+    assert result.ece == pytest.approx(sum(gaps) / len(y), abs=1e-6)  # float32 sums
+    scalars = result.scalars()
+    assert set(scalars) == {
+        "accuracy",
+        "loss",
+        "top3_accuracy",
+        "top5_accuracy",
+        "macro_precision",
+        "macro_recall",
+        "macro_f1",
+        "nll",
+        "ece",
+    }
+
+
+def test_a_model_of_fewer_classes_counts_only_the_top_k_it_has() -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 3))
+    x, y = torch.rand(40, 1, 28, 28), torch.randint(0, 3, (40,))
+    result = evaluate(DataLoader(TensorDataset(x, y), batch_size=16), model)
+    assert set(result.top_k_accuracy) == {1, 3} and result.top_k_accuracy[3] == 1.0

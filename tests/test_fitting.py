@@ -455,14 +455,14 @@ def test_early_stopping_and_keep_best_resume_their_state(
     recipe = get_recipe("seed").replace(epochs=6, backend="tensor", lr=0.5)  # it overshoots
     options: dict[str, Any] = {"seed": 1, "limit": 2000, "validation_size": 500, "device": "cpu"}
 
-    def callbacks() -> list[Any]:
-        return [EarlyStopping(2), KeepBest()]
+    def callbacks() -> list[Any]:  # no gain of 99 points comes: a stop after epoch 4
+        return [EarlyStopping(3, min_delta=0.99), KeepBest()]
 
     unbroken_stop, unbroken_keep = callbacks()
     unbroken = fit(recipe, real_data_root, callbacks=[unbroken_stop, unbroken_keep], **options)
     accuracies = [r.eval.accuracy for r in unbroken.history]
-    assert unbroken_stop.stopped_epoch is not None and not unbroken.finished  # stopped early
-    assert unbroken_keep.best_epoch == 1 + accuracies.index(max(accuracies)) < len(accuracies)
+    assert unbroken_stop.stopped_epoch == 4 and not unbroken.finished  # stopped early
+    assert unbroken_keep.best_epoch == 1 + accuracies.index(max(accuracies))
     best_weights = unbroken.model.state_dict()
     path = tmp_path / "part.pt"
     fit(

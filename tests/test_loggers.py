@@ -17,6 +17,9 @@ from fashionmlp import (
     FashionMLP,
     InvalidArgumentError,
     MissingExtraError,
+    RunConfig,
+    fit,
+    get_recipe,
     train_epoch,
 )
 from fashionmlp.loggers import BATCH_COLUMNS, EPOCH_COLUMNS, CSVLogger, TensorBoardLogger
@@ -73,7 +76,7 @@ def test_each_epoch_is_one_row_written_as_it_comes(tmp_path: Path) -> None:
     assert [row["epoch"] for row in rows(path)] == ["1"]  # flushed: readable at once
     logger.on_epoch_end(report(2, 0.85))
     logger.close()
-    written = rows(path)
+    written, kept = rows(path), report(2, 0.85).eval
     assert tuple(written[0]) == EPOCH_COLUMNS
     assert written[1] == {
         "epoch": "2",
@@ -84,7 +87,16 @@ def test_each_epoch_is_one_row_written_as_it_comes(tmp_path: Path) -> None:
         "lr": "0.005",
         "seconds": "3.0",
         "evaluated_on": "validation",
+        # the figures this record lacks are empty; those of its confusion matrix are there
+        "eval_top3_accuracy": "",
+        "eval_top5_accuracy": "",
+        **{f"eval_{name}": str(getattr(kept, name)) for name in MACROS},
+        "eval_nll": "",
+        "eval_ece": "",
     }
+
+
+MACROS = ("macro_precision", "macro_recall", "macro_f1")
 
 
 def test_an_empty_file_is_taken_as_new_and_gets_the_header(tmp_path: Path) -> None:
@@ -167,3 +179,37 @@ def test_tensorboard_without_its_extra_is_a_clear_error(
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
     with pytest.raises(MissingExtraError, match=r"pip install 'fashionmlp\[tensorboard\]'"):
         TensorBoardLogger(tmp_path / "tb")
+
+
+@pytest.mark.real_data
+def test_tensorboard_writes_hyperparameters_with_final_metrics_for_the_hparams_tab(
+    real_data_root: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    config = RunConfig(get_recipe("fast").replace(epochs=1), seed=5, limit=1000)
+    logger = TensorBoardLogger(tmp_path / "tb")
+    result = fit(config, root=real_data_root, device="cpu", callbacks=[logger])
+    logger.close()
+
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")
+    plugin = {
+        tag: plugin_data_pb2.HParamsPluginData.FromString(raw) for tag, raw in content.items()
+    }
+    experiment = plugin["_hparams_/experiment"].experiment
+    names = {info.name.tag for info in experiment.metric_infos}
+    assert {"hparams/test_accuracy", "hparams/test_loss", "hparams/test_macro_f1"} <= names
+    assert {"hparams/test_ece", "hparams/test_nll", "hparams/test_top5_accuracy"} <= names
+    started = plugin["_hparams_/session_start_info"].session_start_info.hparams
+    assert started["lr"].number_value == pytest.approx(config.recipe.lr)
+    assert started["seed"].number_value == 5 and started["limit"].number_value == 1000
+    assert started["model.hidden_features"].number_value == 512
+    assert started["optimizer"].string_value == config.recipe.optimizer
+    # The tab shows a session's metrics from scalars of those tags in the same run.
+    (final,) = events.Scalars("hparams/test_accuracy")
+    assert final.value == pytest.approx(result.final.accuracy)
+    assert final.step == result.history[-1].step

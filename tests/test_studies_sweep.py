@@ -5,26 +5,23 @@ die, and bad input."""
 from __future__ import annotations
 
 import csv
-import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from conftest import interrupt_after_line, start_cli
 from fashionmlp import InvalidArgumentError, Recipe, get_recipe
 from fashionmlp.cli import main
 from fashionmlp.data import raw_folder
 
 optuna = pytest.importorskip("optuna")
 
-from fashionmlp.studies import DEFAULT_SPACE, SearchSpace, sweep
-from fashionmlp.studies import storage as storage_module
+from fashionmlp.studies import DEFAULT_SPACE, SearchSpace, storage as storage_module, sweep
 from fashionmlp.studies.storage import open_storage, retry_orphans, worker_name
 
 #: A space wide enough that bad trials are plainly below the median, so pruning shows.
@@ -209,13 +206,7 @@ def test_a_storage_url_keeps_its_password_out_of_messages() -> None:
 
 
 def start_sweep(*arguments: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "fashionmlp", "sweep", *arguments],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
+    return start_cli("sweep", *arguments, env=env)
 
 
 def study_trials(url: str, name: str) -> list[Any]:
@@ -327,15 +318,7 @@ def test_ctrl_c_stops_a_sweep_cleanly_and_the_study_resumes(
     out = tmp_path / "study"
     common = ["--trials", "3", *QUICK, "--pruner", "none", "--data-root", str(real_data_root)]
     process = start_sweep(*common, "--out", str(out))
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if line.startswith("Trial 0:"):
-                break
-        process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=120)
-    finally:
-        process.kill()
+    err = interrupt_after_line(process, "Trial 0:")
     assert process.returncode == 130, err
     assert "Traceback" not in err and "run the same command to continue" in err
     assert main(["sweep", *common, "--out", str(out)]) == 0

@@ -12,7 +12,7 @@ from torch import nn
 from . import distributed
 from .devices import model_device
 from .errors import InvalidArgumentError
-from .records import EvalResult
+from .records import CALIBRATION_BINS, TOP_K, EvalResult
 from .step import LossFn, autocast_context, call_loss, input_dtype, to_model
 
 __all__ = ["eval_mode", "evaluate"]
@@ -103,15 +103,22 @@ def evaluate(
 class _Counts:
     """An evaluation's figures, summed on the device batch by batch and read once at the end.
 
-    Samples with a label outside ``0..C-1`` and samples holding a NaN or infinite value are
-    counted too, so checking for them costs no read of its own.
+    Beside the confusion matrix and the loss: the top-k hits, the labels' negative
+    log-likelihood and the confidence bins of the calibration error. Samples with a label
+    outside ``0..C-1`` and samples holding a NaN or infinite value are counted too, so
+    checking for them costs no read of its own.
     """
 
     def __init__(self, classes: int, device: torch.device, keep_predictions: bool) -> None:
         self.classes = classes
         self.device = device
+        self.ks = [k for k in TOP_K if k <= classes]
         self.confusion = torch.zeros(classes * classes, dtype=torch.int64, device=device)
         self.loss_sum = torch.zeros((), device=device)
+        self.nll_sum = torch.zeros((), device=device)
+        self.top_k = torch.zeros(len(self.ks), dtype=torch.int64, device=device)
+        # per bin: samples, summed confidence, right answers
+        self.bins = torch.zeros(3, CALIBRATION_BINS, device=device)
         self.bad_labels = torch.zeros((), dtype=torch.int64, device=device)
         self.bad_inputs = torch.zeros((), dtype=torch.int64, device=device)
         self.predicted: list[torch.Tensor] | None = [] if keep_predictions else None
@@ -131,18 +138,38 @@ class _Counts:
         # device; a bad label counts nowhere rather than outside the matrix.
         cells = torch.where(valid, y * classes + labels, 0)
         self.confusion.index_add_(0, cells, valid.to(torch.int64))
+        self._add_scores(pred, torch.where(valid, y, 0), labels, valid)
         if self.predicted is not None:
             self.predicted.append(labels)
+
+    def _add_scores(
+        self, pred: torch.Tensor, y: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor
+    ) -> None:
+        """Top-k hits, the labels' log-likelihood and the confidence bins, valid samples only."""
+        log_probs = torch.log_softmax(pred.float(), dim=1)
+        weight = valid.to(log_probs.dtype)
+        self.nll_sum -= (log_probs.gather(1, y[:, None]).squeeze(1) * weight).sum()
+        hits = (pred.topk(self.ks[-1], dim=1).indices == y[:, None]).cumsum(1)
+        self.top_k += (hits[:, [k - 1 for k in self.ks]] * valid[:, None]).sum(0)
+        confidence = log_probs.max(1).values.exp()
+        which = (confidence * CALIBRATION_BINS).long().clamp_(0, CALIBRATION_BINS - 1)  # NaN: 0
+        right = (labels == y).to(weight.dtype)
+        for row, values in enumerate((weight, confidence * weight, right * weight)):
+            self.bins[row].index_add_(0, which, values)
 
     def result(self, *, with_loss: bool) -> EvalResult:
         """The figures, summed over the processes under torchrun: the one read."""
         classes = self.classes
         wide = torch.float32 if self.device.type == "mps" else torch.float64  # MPS: no float64
         checks = torch.stack([self.bad_labels, self.bad_inputs]).to(wide)
-        figures = torch.cat([self.confusion.to(wide), self.loss_sum.to(wide).reshape(1), checks])
-        *counts, loss_total, labels_outside, inputs_not_finite = distributed.reduce_sum(
-            figures
-        ).tolist()
+        sums = torch.stack([self.loss_sum, self.nll_sum]).to(wide)
+        parts = [self.confusion, sums, self.top_k, self.bins.reshape(-1), checks]
+        figures = distributed.reduce_sum(torch.cat([part.to(wide) for part in parts])).tolist()
+        square, bins = classes * classes, 3 * CALIBRATION_BINS
+        counts, figures = figures[:square], figures[square:]
+        (loss_total, nll_total), figures = figures[:2], figures[2:]
+        top_k, figures = figures[: len(self.ks)], figures[len(self.ks) :]
+        binned, (labels_outside, inputs_not_finite) = figures[:bins], figures[bins:]
         if labels_outside:
             raise InvalidArgumentError(
                 f"the loader gave {int(labels_outside)} label(s) outside 0..{classes - 1}; this "
@@ -164,6 +191,12 @@ class _Counts:
             total=total,
             loss=loss_total / total if with_loss else None,
             confusion_matrix=matrix,
+            top_k_correct=tuple(int(count) for count in top_k),
+            nll_sum=nll_total,
+            calibration=tuple(
+                (binned[i], binned[CALIBRATION_BINS + i], binned[2 * CALIBRATION_BINS + i])
+                for i in range(CALIBRATION_BINS)
+            ),
             predictions=(
                 distributed.gather_strided(torch.cat(predicted)).cpu() if predicted else None
             ),

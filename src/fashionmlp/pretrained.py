@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
@@ -25,6 +26,8 @@ from . import hub, settings
 from ._files import atomic_write, check_name, os_error_fix, read_regular_file
 from .checkpoint import _SAFETENSORS, describe_file, load_checkpoint, load_state
 from .errors import CheckpointError, InvalidArgumentError
+from .model_card import model_card, write_model_card
+from .records import EvalResult
 
 __all__ = [
     "CONFIG_FILE",
@@ -78,11 +81,27 @@ class PretrainedMixin:
         """
         return None
 
-    def save_pretrained(self, folder: str | os.PathLike[str]) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` to ``folder`` (Hugging Face's layout).
+    def save_pretrained(
+        self,
+        folder: str | os.PathLike[str],
+        *,
+        evaluation: EvalResult | None = None,
+        split: str = "test",
+        recipe: Mapping[str, Any] | None = None,
+    ) -> Path:
+        """Write ``config.json``, ``model.safetensors`` and the model card ``README.md`` to
+        ``folder`` (Hugging Face's layout).
 
-        The folder is created if needed; the two files are written atomically and replaced
-        if there. Load it back with :meth:`from_pretrained`, here or in any project.
+        The folder is created if needed; the files are written atomically and replaced if
+        there (a ``README.md`` that is not a card of ours is left alone). Load it back with
+        :meth:`from_pretrained`, here or in any project; it ignores the card.
+
+        Args:
+            folder: Where to write.
+            evaluation: The model's evaluation, for the card (its accuracy, per-class
+                figures, and on the test set the Hub's ``model-index`` entry).
+            split: What ``evaluation`` measured, ``"test"`` or ``"validation"``.
+            recipe: The recipe it was trained with (``Recipe.to_dict()``), for the card.
 
         Raises:
             CheckpointError: The folder cannot be created or written.
@@ -93,10 +112,26 @@ class PretrainedMixin:
             >>> folder = FashionMLP(hidden_features=64).save_pretrained(tempfile.mkdtemp())
             >>> FashionMLP.from_pretrained(folder).config.hidden_features
             64
+            >>> (folder / "README.md").read_text().splitlines()[1]
+            'library_name: fashionmlp'
         """
+        written = write_pretrained(folder, self._config_document(), self._state())
+        card = self.model_card(str(folder), evaluation=evaluation, split=split, recipe=recipe)
+        write_model_card(written, card)
+        return written
+
+    def _config_document(self) -> dict[str, Any]:
+        return {"model_type": self.model_type, **settings.to_dict(self.config)}
+
+    def _state(self) -> dict[str, torch.Tensor]:
         assert isinstance(self, nn.Module)
-        config = {"model_type": self.model_type, **settings.to_dict(self.config)}
-        return write_pretrained(folder, config, self.state_dict())
+        return self.state_dict()
+
+    def model_card(self, where: str = ".", **facts: Any) -> str:
+        """The model's card (see :func:`fashionmlp.model_card.model_card`, which takes
+        ``facts``), its loading example naming ``where``."""
+        parameters = sum(tensor.numel() for tensor in self._state().values())
+        return model_card(self._config_document(), parameters, where=where, **facts)
 
     @classmethod
     def from_pretrained(
@@ -184,6 +219,7 @@ class PretrainedMixin:
         """
         with tempfile.TemporaryDirectory() as folder:
             self.save_pretrained(folder)
+            write_model_card(folder, self.model_card(repo_id))  # the example names the repository
             return hub.upload(
                 Path(folder),
                 repo_id,

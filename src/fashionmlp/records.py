@@ -23,7 +23,16 @@ from typing import Any, Literal, TypeVar
 import torch
 from torch import nn
 
-__all__ = ["BatchEvent", "EpochReport", "EpochStats", "EvalResult", "FitResult", "StopAt"]
+__all__ = [
+    "CALIBRATION_BINS",
+    "TOP_K",
+    "BatchEvent",
+    "EpochReport",
+    "EpochStats",
+    "EvalResult",
+    "FitResult",
+    "StopAt",
+]
 
 #: Where a :class:`~fashionmlp.StopTraining` takes effect: right after the batch, or after
 #: the epoch.
@@ -137,9 +146,22 @@ class EpochStats:
         return cls(**_read(cls, data, derived=("loss",)))
 
 
+#: The ``k`` of the top-k accuracies an evaluation counts (those up to its number of classes).
+TOP_K = (1, 3, 5)
+#: Equal-width confidence bins of the expected calibration error.
+CALIBRATION_BINS = 15
+
+
 @dataclass(frozen=True)
 class EvalResult:
-    """Accuracy, loss and confusion matrix of one pass over a dataset."""
+    """Accuracy, loss, confusion matrix and the figures researchers report, of one pass over
+    a dataset.
+
+    The fields are the counts and sums the evaluation adds up on the device; the figures
+    derived from them (per-class precision, recall and F1 and their macro averages, top-k
+    accuracy, expected calibration error, negative log-likelihood) are properties, so they
+    cost no read of their own.
+    """
 
     #: Samples whose arg-max prediction equals the label.
     correct: int
@@ -149,6 +171,15 @@ class EvalResult:
     loss: float | None
     #: ``confusion_matrix[true][predicted]`` counts; rows are true classes.
     confusion_matrix: tuple[tuple[int, ...], ...]
+    #: Samples whose label is among the ``k`` highest logits, for each ``k`` of
+    #: :data:`~fashionmlp.records.TOP_K` up to the number of classes (``()`` when not counted).
+    top_k_correct: tuple[int, ...] = ()
+    #: Sum over the samples of ``-log softmax(logits)[label]`` (``None`` when not counted).
+    nll_sum: float | None = None
+    #: Per confidence bin (``[i / B, (i + 1) / B)`` of the top softmax probability,
+    #: ``B =`` :data:`~fashionmlp.records.CALIBRATION_BINS`): samples, their summed confidence, and how many of
+    #: them were right (``()`` when not counted).
+    calibration: tuple[tuple[float, float, float], ...] = ()
     #: The predicted label of every sample, int64 ``(total,)`` on the CPU, in loader order,
     #: when ``evaluate(keep_predictions=True)``; else ``None``. Left out of comparisons and
     #: of :meth:`to_dict`.
@@ -163,33 +194,136 @@ class EvalResult:
 
     @property
     def per_class_accuracy(self) -> tuple[float, ...]:
-        """Accuracy on each true class (``nan`` for a class with no samples)."""
+        """Accuracy on each true class, its recall (``nan`` for a class with no samples)."""
         return tuple(
             row[index] / sum(row) if sum(row) else math.nan
             for index, row in enumerate(self.confusion_matrix)
         )
 
+    @property
+    def recall(self) -> tuple[float, ...]:
+        """The recall of each class, the share of its samples predicted as it (``nan`` for a
+        class with no samples)."""
+        return self.per_class_accuracy
+
+    @property
+    def precision(self) -> tuple[float, ...]:
+        """The precision of each class, the share of the samples predicted as it that are
+        (``nan`` for a class never predicted)."""
+        matrix = self.confusion_matrix
+        columns = [sum(row[index] for row in matrix) for index in range(len(matrix))]
+        return tuple(
+            matrix[index][index] / column if column else math.nan
+            for index, column in enumerate(columns)
+        )
+
+    @property
+    def f1(self) -> tuple[float, ...]:
+        """The F1 of each class, the harmonic mean of its precision and recall (0 for a class
+        never predicted right (never predicted at all included), ``nan`` for one with no
+        samples)."""
+        return tuple(
+            math.nan if math.isnan(r) else 2 * p * r / (p + r) if r and p else 0.0
+            for p, r in zip(self.precision, self.recall)
+        )
+
+    @property
+    def macro_precision(self) -> float:
+        """The mean of the classes' precisions (an undefined one counts as 0, as
+        scikit-learn's ``zero_division=0`` does)."""
+        return _macro(self.precision)
+
+    @property
+    def macro_recall(self) -> float:
+        """The mean of the classes' recalls (an undefined one counts as 0)."""
+        return _macro(self.recall)
+
+    @property
+    def macro_f1(self) -> float:
+        """The mean of the classes' F1 scores (an undefined one counts as 0)."""
+        return _macro(self.f1)
+
+    @property
+    def top_k_accuracy(self) -> dict[int, float]:
+        """``{k: share of samples whose label is among the k highest logits}``."""
+        return {k: count / self.total for k, count in zip(TOP_K, self.top_k_correct)}
+
+    @property
+    def nll(self) -> float | None:
+        """Mean negative log-likelihood of the labels (the plain cross-entropy), or
+        ``None`` when not counted."""
+        return self.nll_sum / self.total if self.nll_sum is not None else None
+
+    @property
+    def ece(self) -> float | None:
+        """The expected calibration error, over the confidence bins the mean gap between
+        confidence and accuracy, weighted by the bin's share of the samples (``None`` when
+        not counted)."""
+        if not self.calibration:
+            return None
+        return sum(abs(confidence - right) for _, confidence, right in self.calibration) / (
+            self.total
+        )
+
+    def scalars(self) -> dict[str, float]:
+        """The one-number figures, by name, as loggers write them: ``accuracy``, ``loss``
+        (when computed), ``top3_accuracy``, ``top5_accuracy``, the macro averages, ``nll``
+        and ``ece`` (those counted)."""
+        figures: dict[str, float | None] = {"accuracy": self.accuracy, "loss": self.loss}
+        figures |= {f"top{k}_accuracy": v for k, v in self.top_k_accuracy.items() if k > 1}
+        figures |= {name: getattr(self, name) for name in _MACROS}
+        figures |= {"nll": self.nll, "ece": self.ece}
+        return {name: value for name, value in figures.items() if value is not None}
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of the figures and the derived accuracies (no predictions)."""
+        """A JSON-ready dict of the figures and the derived ones (no predictions)."""
         return {
             "correct": self.correct,
             "total": self.total,
             "loss": self.loss,
             "confusion_matrix": [list(row) for row in self.confusion_matrix],
+            "top_k_correct": list(self.top_k_correct),
+            "nll_sum": self.nll_sum,
+            "calibration": [list(cell) for cell in self.calibration],
             "accuracy": self.accuracy,
             "per_class_accuracy": list(self.per_class_accuracy),
+            **{name: list(getattr(self, name)) for name in ("precision", "recall", "f1")},
+            **{name: getattr(self, name) for name in _MACROS},
+            "top_k_accuracy": {str(k): value for k, value in self.top_k_accuracy.items()},
+            "nll": self.nll,
+            "ece": self.ece,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvalResult:
-        """The result :meth:`to_dict` wrote (the accuracies are derived, so not read).
+        """The result :meth:`to_dict` wrote (the derived figures are not read).
 
         Raises:
             ValueError: A field is missing or a key unknown.
         """
-        fields = _read(cls, data, derived=("accuracy", "per_class_accuracy"))
-        matrix = tuple(tuple(row) for row in fields.pop("confusion_matrix"))
-        return cls(**fields, confusion_matrix=matrix)
+        fields = _read(cls, data, derived=_DERIVED)
+        fields["confusion_matrix"] = tuple(tuple(row) for row in fields["confusion_matrix"])
+        fields["top_k_correct"] = tuple(fields["top_k_correct"])
+        fields["calibration"] = tuple(tuple(cell) for cell in fields["calibration"])
+        return cls(**fields)
+
+
+_MACROS = ("macro_precision", "macro_recall", "macro_f1")
+_DERIVED = (
+    "accuracy",
+    "per_class_accuracy",
+    "precision",
+    "recall",
+    "f1",
+    *_MACROS,
+    "top_k_accuracy",
+    "nll",
+    "ece",
+)
+
+
+def _macro(values: tuple[float, ...]) -> float:
+    return sum(0.0 if math.isnan(value) else value for value in values) / len(values)
 
 
 @dataclass(frozen=True)

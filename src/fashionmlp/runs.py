@@ -5,6 +5,7 @@ the run's records beside it::
 
     config.json        the model's config (FashionMLP.save_pretrained writes it)
     model.safetensors  the trained weights; their presence marks the run finished
+    README.md          the model card: what the model is, its accuracy, how to load it
     run.json           the run's settings (RunConfig) and where it ran
     checkpoint.pt      everything needed to resume, rewritten after every epoch
     metrics.csv        one row per finished epoch, appended as the run goes
@@ -41,6 +42,7 @@ from ._files import (
 )
 from .checkpoint import load_checkpoint
 from .errors import CheckpointError, InvalidArgumentError, RunExistsError, RunFolderError
+from .model_card import CARD_FILE, is_model_card, model_card, write_model_card
 from .plots import RUN_PLOTS
 from .pretrained import CONFIG_FILE, WEIGHTS_FILE, write_weights
 from .recipes import RunConfig
@@ -82,8 +84,8 @@ LOCK = ".lock"
 #: What ``run.json`` holds beside the run's settings: records of where and how it ran.
 _RECORDS = ("environment", "data")
 #: Every file a run folder may hold.
-#: The model folder's files: the model and its config.
-MODEL_FILES = (WEIGHTS, CONFIG)
+#: The model folder's files: the model, its config and its card.
+MODEL_FILES = (WEIGHTS, CONFIG, CARD_FILE)
 #: Every file a run folder may hold.
 RUN_FILES = (CHECKPOINT, *MODEL_FILES, RUN, METRICS, METRICS_CSV, TENSORBOARD, LOCK, *RUN_PLOTS)
 
@@ -258,7 +260,12 @@ class RunFolder:
 
     def _refuse_foreign_files(self) -> None:
         contents = self._run_files()
-        foreign = sorted(name for name in contents if not _is_run_file(name))
+        foreign = sorted(
+            name
+            for name in contents
+            if not _is_run_file(name)
+            or (name == CARD_FILE and not is_model_card(self.path / name))  # a user's README
+        )
         if foreign:
             shown = ", ".join(
                 f"{name}/" if (self.path / name).is_dir() else name for name in foreign
@@ -377,12 +384,18 @@ class RunFolder:
         ``model.safetensors``: a :class:`~fashionmlp.FashionMLP` has it); a model without
         one gets its weights alone, as ``model.safetensors``.
         """
+        figures = metrics(result, model_epoch=model_epoch)
+        kept = result.history[figures["model_epoch"] - 1]
+        recipe = self.read_config().recipe.to_dict() if (self.path / RUN).is_file() else None
+        facts = {"evaluation": kept.eval, "split": kept.evaluated_on, "recipe": recipe}
         save_pretrained = getattr(result.model, "save_pretrained", None)
         if callable(save_pretrained):
-            save_pretrained(self.path)
-        else:
+            save_pretrained(self.path, **facts)
+        else:  # weights alone, and a card that names the module
             write_weights(self.path, result.model.state_dict())
-        figures = metrics(result, model_epoch=model_epoch)
+            parameters = sum(p.numel() for p in result.model.state_dict().values())
+            config = {"model_type": type(result.model).__name__}
+            write_model_card(self.path, model_card(config, parameters, **facts))
         self._write(METRICS, json.dumps(figures, indent=2) + "\n")
 
     def _write(self, name: str, text: str) -> None:

@@ -41,6 +41,7 @@ __all__ = [
     "check",
     "differences",
     "fields",
+    "flat",
     "from_dict",
     "load",
     "override",
@@ -373,6 +374,24 @@ def differences(
         elif old != new:
             lines.append(f"{prefix}{name}: {json.dumps(old)} saved, {json.dumps(new)} now")
     return lines
+
+
+def flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A :func:`~fashionmlp.settings.to_dict` form with nested settings by their path, as
+    trackers and tables want them.
+
+    Example:
+        >>> from fashionmlp.settings import flat
+        >>> flat({"lr": 0.01, "model": {"dropout": 0.1}})
+        {'lr': 0.01, 'model.dropout': 0.1}
+    """
+    found: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            found |= flat(value, f"{prefix}{key}.")
+        else:
+            found[f"{prefix}{key}"] = value
+    return found
 
 
 # --- files ------------------------------------------------------------------------------

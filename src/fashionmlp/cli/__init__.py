@@ -24,7 +24,7 @@ from typing import NoReturn
 from .. import __version__
 from ..errors import FashionMLPError, InvalidArgumentError
 from . import compare, evaluate, export, predict, sweep, train
-from .common import Interrupted, fail, startup_signals
+from .common import Interrupted, fail, one_line_warnings, startup_signals
 from .options import Parser
 
 __all__ = ["build_parser", "main", "run"]
@@ -58,7 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
-        with startup_signals():
+        # MLflow logs its store's table making at INFO, noise among a run's lines; a level
+        # the user set is kept (worker processes inherit it).
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        with startup_signals(), one_line_warnings():
             status: int = args.handler(args)
             return status
     except Interrupted as exc:

@@ -7,10 +7,11 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..model import FashionMLP
@@ -19,6 +20,7 @@ __all__ = [
     "Interrupted",
     "fail",
     "load_model",
+    "one_line_warnings",
     "plural",
     "received",
     "startup_signals",
@@ -111,3 +113,22 @@ def load_model(path: Path) -> FashionMLP:
             f"or use its last checkpoint, {last}"
         )
     return FashionMLP.from_pretrained(path)
+
+
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Show the library's own warnings (a tracking server that stopped answering, say) as
+    one line, as its errors are; other warnings as Python shows them."""
+    with warnings.catch_warnings():
+        previous = warnings.showwarning
+
+        def show(
+            message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any
+        ) -> None:
+            if category.__module__.startswith("fashionmlp"):
+                print(f"fashionmlp: warning: {message}", file=sys.stderr, flush=True)
+            else:
+                previous(message, category, *args, **kwargs)
+
+        warnings.showwarning = show
+        yield

@@ -78,18 +78,24 @@ def _evaluated_differently(run: Path) -> str | None:
 
 
 def evaluation_text(result: EvalResult) -> str:
-    """The evaluation as ``fashionmlp evaluate`` prints it: accuracy, per class, confusion."""
+    """The evaluation as ``fashionmlp evaluate`` prints it: accuracy, the summary figures,
+    each class's precision, recall and F1, the confusion matrix."""
     from ..model_config import CLASSES
 
+    top_k = ", ".join(f"top-{k} {100 * value:.2f}%" for k, value in result.top_k_accuracy.items())
     lines = [
         f"Test accuracy {100 * result.accuracy:.2f}% ({result.correct}/{result.total}), "
         f"test loss {result.loss:.4f}",
+        f"{top_k}; macro precision {100 * result.macro_precision:.2f}%, recall "
+        f"{100 * result.macro_recall:.2f}%, F1 {100 * result.macro_f1:.2f}%",
+        f"negative log-likelihood {result.nll:.4f}, expected calibration error "
+        f"{100 * (result.ece or 0):.2f}%",
         "",
-        f"{'class':<14}{'accuracy':>9}",
+        f"{'class':<14}{'precision':>10}{'recall':>9}{'F1':>9}",
     ]
     lines += [
-        f"{name:<14}{100 * accuracy:>8.1f}%"
-        for name, accuracy in zip(CLASSES, result.per_class_accuracy)
+        f"{name:<14}{100 * p:>9.1f}%{100 * r:>8.1f}%{100 * f:>8.1f}%"
+        for name, p, r, f in zip(CLASSES, result.precision, result.recall, result.f1)
     ]
     short = [name.split("/")[0][:7] for name in CLASSES]
     lines += ["", "Confusion matrix (rows: true class, columns: predicted class)"]

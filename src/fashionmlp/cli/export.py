@@ -46,7 +46,33 @@ def run(args: argparse.Namespace) -> int:
     except InvalidArgumentError as exc:
         raise InvalidArgumentError(str(exc).replace("overwrite=True", "--overwrite")) from exc
     print(f"Wrote {out}: input 'images' float32 (N, 1, 28, 28) in [0, 1], output 'logits' (N, 10)")
+    _write_card(model, source, out)
     return 0
+
+
+def _write_card(model: Any, source: Path, out: Path) -> None:
+    """The model card beside the ONNX file, with the run's figures when ``source`` is a run
+    folder; a ``README.md`` there that is not a card of ours is left as it is."""
+    import json
+
+    from ..model_card import CARD_FILE, write_model_card
+    from ..records import EvalResult
+    from ..runs import METRICS, RUN
+
+    facts: dict[str, Any] = {}
+    folder = source if source.is_dir() else source.parent
+    try:  # a run folder's figures, if it is one: the card is the better for them
+        if (folder / METRICS).is_file():
+            figures = json.loads((folder / METRICS).read_text())
+            facts = {"evaluation": EvalResult.from_dict(figures["final"])}
+            facts["split"] = figures["evaluated_on"]
+        if (folder / RUN).is_file():
+            facts["recipe"] = json.loads((folder / RUN).read_text())["recipe"]
+    except (OSError, ValueError, KeyError, TypeError):
+        facts = {}  # damaged records: a card without them, the export stands
+    card = model.model_card(str(folder), onnx=out.name, **facts)
+    if write_model_card(out.parent, card) is None:
+        print(f"Left {out.parent / CARD_FILE} as it is: it is not a model card of fashionmlp's")
 
 
 def _refuse_sources(source: Path, out: Path) -> None:

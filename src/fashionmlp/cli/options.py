@@ -22,8 +22,8 @@ from typing import Any, Literal, NoReturn
 
 from .. import settings
 from ..devices import check_device_name
-from ..errors import DeviceError
-from ..recipes import RECIPES, Recipe
+from ..errors import DeviceError, InvalidArgumentError
+from ..recipes import RECIPES, Recipe, recipe_from
 
 __all__ = [
     "Parser",
@@ -182,6 +182,30 @@ def recipe_changes(args: argparse.Namespace) -> dict[str, Any]:
     }
     changes.update(args.set or [])
     return changes
+
+
+def chosen_recipe(args: argparse.Namespace) -> Recipe:
+    """The recipe the command line names (``fast`` by default) with its changes (see
+    :func:`~fashionmlp.settings.override`).
+
+    Augmentation lives in the tensor backend: switching to the torchvision one drops the
+    recipe's own, while one asked for beside it is refused by the recipe's checks.
+    """
+    recipe = recipe_from(args.recipe or "fast")
+    changes = recipe_changes(args)
+    if changes.get("backend") == "torchvision":
+        changes = {"hflip": False, "translate": 0, **changes}
+    recipe = settings.override(recipe, changes) if changes else recipe
+    unused = recipe.unused()
+    for name in changes:
+        field = name.rsplit(".", 1)[-1]
+        if field in unused:
+            raise InvalidArgumentError(
+                f"recipe {recipe.name!r} does not use {field}, which is {unused[field]} "
+                f"(its optimizer is {recipe.optimizer}, its schedule {recipe.schedule}); "
+                f"leave it out, or change what uses it"
+            )
+    return recipe
 
 
 def add_data_options(command: argparse.ArgumentParser) -> None:

@@ -69,11 +69,43 @@ def add_output_options(group: Any) -> None:
         metavar="N",
         help="steps between two batch-loss points in TensorBoard (default 50)",
     )
+    add_mlflow_options(group)
     group.add_argument(
         "--no-finite-check",
         action="store_true",
         help="keep training when the loss becomes NaN or infinite (default: stop)",
     )
+
+
+def add_mlflow_options(group: Any) -> None:
+    """``--mlflow [URI]`` and ``--mlflow-experiment``; a malformed URI is refused here, before
+    anything runs."""
+    group.add_argument(
+        "--mlflow",
+        nargs="?",
+        const="",
+        type=_tracking_uri,
+        metavar="URI",
+        help="also log to MLflow: any tracking URI (http://host:5000, sqlite:///x.db, ...); "
+        "without one, sqlite:///mlflow.db here (pip install 'fashionmlp[mlflow]'; then: "
+        "mlflow ui)",
+    )
+    group.add_argument(
+        "--mlflow-experiment",
+        default="fashionmlp",
+        metavar="NAME",
+        help="the MLflow experiment (default fashionmlp)",
+    )
+
+
+def _tracking_uri(text: str) -> str:
+    from ..errors import InvalidArgumentError
+    from ..loggers.mlflow_logger import check_tracking_uri
+
+    try:
+        return check_tracking_uri(text or None)
+    except InvalidArgumentError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def validation_callbacks(args: argparse.Namespace, folder: RunFolder | None) -> list[Callback]:
@@ -82,9 +114,7 @@ def validation_callbacks(args: argparse.Namespace, folder: RunFolder | None) -> 
     from ..callbacks import EarlyStopping, KeepBest
 
     if folder is not None and args.resume is not None:
-        from ..checkpoint import load_checkpoint
-
-        saved = load_checkpoint(folder.checkpoint).state.get("callbacks", {})
+        saved = _saved_states(folder, args)
         kinds: dict[str, Callable[[], Callback]] = {
             "EarlyStopping": lambda: EarlyStopping(1),  # its patience comes with its state
             "KeepBest": KeepBest,
@@ -101,15 +131,38 @@ def validation_callbacks(args: argparse.Namespace, folder: RunFolder | None) -> 
 def run_loggers(
     folder: RunFolder, args: argparse.Namespace, closing: contextlib.ExitStack
 ) -> list[object]:
-    """The run's loggers (they write from rank 0 only), closed with the run."""
-    from ..loggers import CSVLogger, TensorBoardLogger
+    """The run's loggers (they write from rank 0 only), closed with the run. A resumed run
+    logs to the MLflow run its checkpoint names, with or without ``--mlflow``."""
+    from ..loggers import CSVLogger, MLflowLogger, TensorBoardLogger
     from ..runs import METRICS_CSV, TENSORBOARD
 
-    loggers: list[CSVLogger | TensorBoardLogger] = [
-        CSVLogger(folder.path / METRICS_CSV, rewrite=True)
-    ]
+    loggers: list[object] = [CSVLogger(folder.path / METRICS_CSV, rewrite=True)]
     if args.tensorboard:
         loggers.append(TensorBoardLogger(folder.path / TENSORBOARD, every=args.log_every))
+    tracked = _saved_states(folder, args).get("MLflowLogger")
+    if tracked is not None or args.mlflow is not None:
+        uri = tracked["tracking_uri"] if tracked else args.mlflow or None
+        experiment = tracked["experiment"] if tracked else args.mlflow_experiment
+        loggers.append(
+            MLflowLogger(
+                uri,
+                experiment=experiment,
+                run_name=folder.path.name,  # the run folder's name, as in TensorBoard
+                every=args.log_every,
+                log_model=False,
+            )
+        )
     for logger in loggers:
-        closing.callback(logger.close)
-    return list(loggers)
+        close = getattr(logger, "close", None)
+        if close is not None:
+            closing.callback(close)
+    return loggers
+
+
+def _saved_states(folder: RunFolder | None, args: argparse.Namespace) -> dict[str, Any]:
+    """The callbacks' states in a resumed run's checkpoint (none for a new run)."""
+    if folder is None or args.resume is None:
+        return {}
+    from ..checkpoint import load_checkpoint
+
+    return dict(load_checkpoint(folder.checkpoint).state.get("callbacks", {}))

@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidArgumentError
-from ..recipes import RunConfig, recipe_from
+from ..recipes import RunConfig
 from .common import received, stop_if_interrupted
-from .options import recipe_changes
+from .options import chosen_recipe
 from .run_options import validation_callbacks
-from .train import recipe_with_changes
 
 if TYPE_CHECKING:
+    from ..loggers import MLflowLogger
+    from ..recipes import Recipe
     from ..studies import SeedSummary
 
 __all__ = ["train_seeds"]
@@ -29,7 +30,7 @@ def train_seeds(args: argparse.Namespace) -> int:
         )
     if args.out is None:
         raise InvalidArgumentError("--seeds needs --out DIR, the study's folder")
-    recipe = recipe_with_changes(recipe_from(args.recipe or "fast"), recipe_changes(args))
+    recipe = chosen_recipe(args)
     RunConfig(recipe, limit=args.limit, validation_size=args.validation or 0)  # checked now
     stop_if_interrupted()
     from ..callbacks import StopOnSignal
@@ -39,13 +40,17 @@ def train_seeds(args: argparse.Namespace) -> int:
 
     stop = StopOnSignal()
     device = resolve_device(args.device)
+    parent = _parent_run(args, recipe)
 
     def callbacks(config: RunConfig) -> list[object]:
         console = RunConsole(
             config, Path(args.out) / f"seed-{config.seed}", resumed=False, main=True
         )
         console.say(console.header(device))
-        return [*validation_callbacks(args, None), *console.callbacks(args), stop]
+        chosen = [*validation_callbacks(args, None), *console.callbacks(args), stop]
+        if parent is not None:  # each seed a child run of the study's
+            chosen.append(_child_run(parent, config.seed, args.log_every))
+        return chosen
 
     with stop.installed():
         stop.received = received()
@@ -64,13 +69,61 @@ def train_seeds(args: argparse.Namespace) -> int:
     if summary is None:
         from .common import fail
 
+        if parent is not None:
+            parent.end_run("KILLED")
         fail(
             f"interrupted; the finished seeds are kept: run the same command to continue {args.out}"
         )
         return 128 + (stop.received or signal.SIGINT)
+    if parent is not None:
+        parent.log_figures(_figures(summary))
+        parent.end_run()
     print(summary_text(summary))
     print(f"Summary: {Path(args.out) / 'summary.json'}, summary.csv, accuracy.png")
     return 0
+
+
+def _parent_run(args: argparse.Namespace, recipe: Recipe) -> MLflowLogger | None:
+    """With ``--mlflow``, the study's MLflow run, whose children the seeds' runs are."""
+    if args.mlflow is None:
+        return None
+    from .. import settings
+    from ..loggers import MLflowLogger
+
+    parent = MLflowLogger(
+        args.mlflow or None,
+        experiment=args.mlflow_experiment,
+        run_name=f"{recipe.name} seeds {','.join(map(str, args.seeds))}",
+    )
+    params = settings.flat(recipe.to_dict())
+    params["seeds"] = ",".join(map(str, args.seeds))
+    parent.start_run(params, tags={"fashionmlp.study": "seeds", "fashionmlp.folder": str(args.out)})
+    return parent
+
+
+def _child_run(parent: MLflowLogger, seed: int, every: int) -> MLflowLogger:
+    """A seed's MLflow run, a child of the study's."""
+    from ..loggers import MLflowLogger
+
+    return MLflowLogger(
+        parent.tracking_uri,
+        experiment=parent.experiment,
+        run_name=f"seed-{seed}",
+        every=every,
+        parent_run_id=parent.run_id,
+    )
+
+
+def _figures(summary: SeedSummary) -> dict[str, float]:
+    """The study's figures for its MLflow run: mean, std, min, max, interval."""
+    figures: dict[str, float] = {}
+    for name, spread in (("accuracy", summary.accuracy), ("seconds", summary.seconds)):
+        for key, value in spread.to_dict().items():
+            if key == "ci95" and value is not None:
+                figures |= {f"{name}_ci95_low": value[0], f"{name}_ci95_high": value[1]}
+            elif key != "ci95" and value is not None:
+                figures[f"{name}_{key}"] = value
+    return figures
 
 
 def summary_text(summary: SeedSummary) -> str:

@@ -8,15 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidArgumentError
-from ..recipes import RunConfig, recipe_from
+from ..recipes import RunConfig
 from .common import fail, plural, received, stop_if_interrupted
 from .options import (
     add_data_options,
     add_device_option,
     add_recipe_options,
-    recipe_changes,
+    chosen_recipe,
     whole_number,
 )
+from .run_options import add_mlflow_options
 
 __all__ = ["add_parser", "run"]
 
@@ -36,6 +37,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     add_recipe_options(command)
     _study_options(command.add_argument_group("the study"))
     _trial_options(command.add_argument_group("the trials"))
+    add_mlflow_options(command.add_argument_group("tracking"))
     add_data_options(command)
     add_device_option(command)
     return command
@@ -120,10 +122,10 @@ def _trial_options(run_group: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the sweep the options describe; return the exit status."""
-    from .train import recipe_with_changes
 
-    recipe = recipe_with_changes(recipe_from(args.recipe or "fast"), recipe_changes(args))
+    recipe = chosen_recipe(args)
     RunConfig(recipe, seed=args.seed, limit=args.limit, validation_size=args.validation)
+    from ..loggers.mlflow_logger import check_tracking_uri
     from ..studies import DEFAULT_SPACE, SearchSpace, sweep
 
     space = SearchSpace.load(args.space) if args.space is not None else DEFAULT_SPACE
@@ -155,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
             pruner=args.pruner,
             heartbeat=args.heartbeat,
             continue_study=args.continue_study,
+            mlflow=None if args.mlflow is None else check_tracking_uri(args.mlflow or None),
+            mlflow_experiment=args.mlflow_experiment,
             on_trial=_say_trial,
         )
     except KeyboardInterrupt:

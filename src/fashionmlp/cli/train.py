@@ -9,16 +9,15 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import settings
 from ..errors import InvalidArgumentError, RunExistsError
-from ..recipes import Recipe, RunConfig, recipe_from
+from ..recipes import RunConfig
 from .common import plural, received, stop_if_interrupted
 from .console import RunConsole
 from .options import (
     add_data_options,
     add_device_option,
     add_recipe_options,
-    recipe_changes,
+    chosen_recipe,
     recipe_destinations,
     seed_list,
     whole_number,
@@ -120,30 +119,9 @@ def new_run_config(args: argparse.Namespace) -> RunConfig:
     """The settings of a new run from the options, checked before anything is written."""
     import random  # here: it costs the command line's start-up otherwise
 
-    recipe = recipe_with_changes(recipe_from(args.recipe or "fast"), recipe_changes(args))
+    recipe = chosen_recipe(args)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     return RunConfig(recipe, seed=seed, limit=args.limit, validation_size=args.validation or 0)
-
-
-def recipe_with_changes(recipe: Recipe, changes: dict[str, Any]) -> Recipe:
-    """``recipe`` with the command line's changes (see :func:`~fashionmlp.settings.override`).
-
-    Augmentation lives in the tensor backend: switching to the torchvision one drops the
-    recipe's own, while one asked for beside it is refused by the recipe's checks.
-    """
-    if changes.get("backend") == "torchvision":
-        changes = {"hflip": False, "translate": 0, **changes}
-    recipe = settings.override(recipe, changes) if changes else recipe
-    unused = recipe.unused()
-    for name in changes:
-        field = name.rsplit(".", 1)[-1]
-        if field in unused:
-            raise InvalidArgumentError(
-                f"recipe {recipe.name!r} does not use {field}, which is {unused[field]} "
-                f"(its optimizer is {recipe.optimizer}, its schedule {recipe.schedule}); "
-                f"leave it out, or change what uses it"
-            )
-    return recipe
 
 
 def _claim_run_folder(args: argparse.Namespace, main: bool) -> RunFolder:
@@ -216,7 +194,8 @@ def _train_in(
     stop = StopOnSignal()
     chosen = validation_callbacks(args, folder)
     with stop.installed(), contextlib.ExitStack() as closing:
-        callbacks = [batch_losses, *chosen, *run_loggers(folder, args, closing)]
+        loggers = run_loggers(folder, args, closing)
+        callbacks = [batch_losses, *chosen, *loggers]
         callbacks += console.callbacks(args)
         closing.callback(console.close)  # a stopped run's bar ends before the message
         stop.received = stop.received or received()  # one that came just before
@@ -250,6 +229,11 @@ def _train_in(
     if main:
         kept = next((c.best_epoch for c in chosen if isinstance(c, KeepBest)), None)
         _finish(folder, config, result, batch_losses.pairs, data, args, kept)
+        from ..loggers import MLflowLogger
+
+        for logger in loggers:  # the tracker gets the run folder's model, card included
+            if isinstance(logger, MLflowLogger):
+                logger.log_model_folder(folder.path)
     return 0
 
 

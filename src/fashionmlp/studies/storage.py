@@ -15,8 +15,8 @@ import importlib.util
 import os
 import socket
 import time
-from datetime import datetime
 import warnings
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 

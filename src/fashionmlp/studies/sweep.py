@@ -11,6 +11,8 @@ validation accuracy to Optuna; the test set is never read. Needs the ``sweep`` e
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import multiprocessing
 import os
 import signal
@@ -39,6 +41,8 @@ __all__ = ["Pruner", "SweepResult", "sweep"]
 Pruner = Literal["median", "hyperband", "none"]
 #: The states of a finished trial, which count towards the sweep's number of trials.
 _FINISHED = ("COMPLETE", "PRUNED")
+#: The study's user attribute naming its MLflow run.
+_MLFLOW_ATTR = "mlflow_run_id"
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,8 @@ def sweep(
     heartbeat: int = 60,
     continue_study: bool = False,
     on_trial: Callable[[Any], None] | None = None,
+    mlflow: str | None = None,
+    mlflow_experiment: str = "fashionmlp",
 ) -> SweepResult:
     """Tune ``recipe`` over ``space`` until the study has ``trials`` finished trials.
 
@@ -111,6 +117,11 @@ def sweep(
         continue_study: Add trials to a study made with another recipe or space.
         on_trial: Called with each trial as it finishes, in the worker process that ran it
             (with ``workers > 1`` it is sent to them, so give a function of a module).
+        mlflow: An MLflow tracking URI to log the study to: one parent run for the study
+            (the same one when the study continues), each trial a child run with its
+            parameters, per-epoch validation figures and Optuna state (needs the
+            ``mlflow`` extra).
+        mlflow_experiment: The MLflow experiment.
 
     Raises:
         InvalidArgumentError: A setting does not fit, the storage cannot be opened, or the
@@ -140,6 +151,8 @@ def sweep(
         download=download,
         device=device,
         threads=max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0,
+        mlflow=mlflow,
+        mlflow_experiment=mlflow_experiment,
     )
     try:
         created = _open_study(spec, continue_study=continue_study)
@@ -147,6 +160,9 @@ def sweep(
         if made and not any(folder.iterdir()):  # a failed start leaves nothing behind
             folder.rmdir()
         raise
+    parent = _parent_run(spec, created) if mlflow is not None else None
+    if parent is not None:
+        spec = dataclasses.replace(spec, mlflow_parent=parent.run_id)
     statuses: tuple[int, ...] = ()
     try:
         if workers == 1:
@@ -156,7 +172,29 @@ def sweep(
             statuses = _run_workers(spec, workers, on_trial)
     finally:  # stopped too: the records show the study as far as it went
         write_study_files(created, folder, recipe, space, trials, storage)
-    return _result(optuna, created, recipe, folder, statuses)
+    result = _result(optuna, created, recipe, folder, statuses)
+    if parent is not None:
+        if result.best_value is not None:
+            parent.log_figures({"best_validation_accuracy": result.best_value})
+        parent.end_run()
+    return result
+
+
+def _parent_run(spec: _Spec, study: Any) -> Any:
+    """The study's MLflow run: made once, and taken up again when the study continues."""
+    from ..loggers import MLflowLogger
+
+    parent = MLflowLogger(
+        spec.mlflow, experiment=spec.mlflow_experiment, run_name=f"study {spec.study}"
+    )
+    parent.run_id = study.user_attrs.get(_MLFLOW_ATTR)
+    space = SearchSpace.from_dict(spec.space).params
+    params = {f"space.{param.field}": json.dumps(param.to_dict()) for param in space}
+    params |= settings.flat(spec.recipe)
+    tags = {"fashionmlp.study": "sweep", "fashionmlp.folder": spec.folder}
+    if parent.start_run(params, tags) is not None and _MLFLOW_ATTR not in study.user_attrs:
+        study.set_user_attr(_MLFLOW_ATTR, parent.run_id)
+    return parent
 
 
 def _check_arguments(
@@ -194,6 +232,9 @@ class _Spec:
     download: bool
     device: str
     threads: int
+    mlflow: str | None = None
+    mlflow_experiment: str = "fashionmlp"
+    mlflow_parent: str | None = None
 
     def what(self) -> dict[str, Any]:
         """What makes a study this one: a rerun must match it to continue."""
@@ -284,9 +325,11 @@ class _Objective:
             recipe, seed=spec.seed, limit=spec.limit, validation_size=spec.validation_size
         )
         report = _TrialReport(trial)
+        tracker = self._tracker(trial)
+        callbacks = [report, self.stop, *([tracker] if tracker is not None else [])]
         started = time.perf_counter()
         try:
-            result = fit(config, data=self.data, device=spec.device, callbacks=[report, self.stop])
+            result = fit(config, data=self.data, device=spec.device, callbacks=callbacks)
         except FashionMLPError as exc:  # a diverging loss, say: this trial fails, not the sweep
             trial.set_user_attr("error", " ".join(str(exc).split()))
             raise
@@ -294,9 +337,26 @@ class _Objective:
         trial.set_user_attr("seconds", time.perf_counter() - started)
         if result.stopped_at is not None:  # a signal: the sweep stops, the trial fails
             raise KeyboardInterrupt
+        if tracker is not None:
+            tracker.set_tags({"optuna.state": "PRUNED" if report.pruned else "COMPLETE"})
         if report.pruned:
             raise optuna.TrialPruned(f"pruned after epoch {len(report.accuracies)}")
         return result.final.accuracy
+
+    def _tracker(self, trial: Any) -> Any:
+        """The trial's MLflow child run, when the sweep logs to MLflow."""
+        if self.spec.mlflow is None:
+            return None
+        from ..loggers import MLflowLogger
+
+        return MLflowLogger(
+            self.spec.mlflow,
+            experiment=self.spec.mlflow_experiment,
+            run_name=f"trial {trial.number}",
+            every=0,
+            parent_run_id=self.spec.mlflow_parent,
+            log_model=False,
+        )
 
 
 class _TrialReport(Callback):

@@ -1,15 +1,4 @@
-"""Loggers: callbacks that write a run's figures where researchers watch and compare runs.
-
-A logger is a callback with ``on_batch_end`` (it writes a batch's loss every ``every``
-steps) and ``on_epoch_end`` (it writes each :class:`~fashionmlp.EpochReport`); give it to
-:func:`~fashionmlp.fit` in ``callbacks=`` and it gets both. In your own loop, pass it to
-:func:`~fashionmlp.train_epoch` and call ``on_epoch_end`` yourself. Under ``torchrun`` only
-the first process writes, so one set of files is written, once.
-
-:class:`CSVLogger` appends rows and flushes each as it comes, so ``tail -f`` shows a run as
-it goes; :class:`TensorBoardLogger` writes TensorBoard event files (``pip install
-'fashionmlp[tensorboard]'``).
-"""
+"""CSV logs of a run: one row per epoch, and batch losses, appended and flushed as they come."""
 
 from __future__ import annotations
 
@@ -18,17 +7,18 @@ import io
 import math
 import os
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
-from . import distributed
-from ._files import atomic_write, os_error_fix, read_regular_file
-from .errors import InvalidArgumentError, MissingExtraError, RunFolderError
-from .records import BatchEvent, EpochReport
+from .. import distributed
+from .._files import atomic_write, os_error_fix, read_regular_file
+from ..errors import InvalidArgumentError, RunFolderError
+from ..records import BatchEvent, EpochReport
+from ._common import check_every
 
 if TYPE_CHECKING:
-    from .state import TrainState
+    from ..state import TrainState
 
-__all__ = ["BATCH_COLUMNS", "EPOCH_COLUMNS", "CSVLogger", "TensorBoardLogger"]
+__all__ = ["BATCH_COLUMNS", "EPOCH_COLUMNS", "CSVLogger"]
 
 #: The columns of an epoch CSV, which has one row per finished epoch.
 EPOCH_COLUMNS = (
@@ -40,15 +30,18 @@ EPOCH_COLUMNS = (
     "lr",
     "seconds",
     "evaluated_on",
+    "eval_top3_accuracy",
+    "eval_top5_accuracy",
+    "eval_macro_precision",
+    "eval_macro_recall",
+    "eval_macro_f1",
+    "eval_nll",
+    "eval_ece",
 )
+#: The evaluation figures of an epoch row after ``evaluated_on`` (see EvalResult.scalars).
+_EXTRA_FIGURES = tuple(column.removeprefix("eval_") for column in EPOCH_COLUMNS[8:])
 #: The columns of a batch CSV, which has one row every ``every`` steps.
 BATCH_COLUMNS = ("step", "epoch", "batch", "loss", "lr")
-
-
-def _check_every(every: int) -> int:
-    if isinstance(every, bool) or not isinstance(every, int) or every < 0:
-        raise InvalidArgumentError(f"every must be a whole number, 0 or more, got {every!r}")
-    return every
 
 
 class _CSVFile:
@@ -94,7 +87,7 @@ class _CSVFile:
 
     def _open(self, *, header: bool) -> None:
         try:
-            self._handle = open(self.path, "a", newline="")  # noqa: SIM115  # kept open
+            self._handle = open(self.path, "a", newline="")  # kept open
             if header:  # new or empty: the file is there, with its header, from the start
                 csv.writer(self._handle).writerow(self.columns)
                 self._handle.flush()
@@ -179,7 +172,7 @@ class CSVLogger:
     ) -> None:
         if path is None and batches_path is None:
             raise InvalidArgumentError("give path (epochs), batches_path (batches), or both")
-        self.every = _check_every(every)
+        self.every = check_every(every)
         self.rewrite = rewrite
         # Only the first process writes under torchrun: the others open no file at all.
         main = distributed.is_main_process()
@@ -232,6 +225,7 @@ def _step(row: list[str]) -> float:
 
 
 def _epoch_row(report: EpochReport) -> tuple[object, ...]:
+    figures = report.eval.scalars()
     return (
         report.epoch,
         report.step,
@@ -241,74 +235,5 @@ def _epoch_row(report: EpochReport) -> tuple[object, ...]:
         report.lr,
         report.seconds,
         report.evaluated_on,
+        *(figures.get(name, "") for name in _EXTRA_FIGURES),
     )
-
-
-class TensorBoardLogger:
-    """TensorBoard event files: the batch loss and learning rate every ``every`` steps, and
-    per epoch the training and evaluation losses, the accuracy and the learning rate.
-
-    Every scalar is logged at the run's global step (batches trained since it began), so
-    runs line up on one axis, and a resumed run carries on where it stopped.
-    ``tensorboard --logdir runs`` then shows every run under ``runs/``, side by side.
-
-    Needs the ``tensorboard`` package (``pip install 'fashionmlp[tensorboard]'``); it is
-    imported when the logger is made.
-
-    Args:
-        log_dir: The folder for the event files (made if needed).
-        every: Steps between two batch points (each is one read of the loss).
-
-    Raises:
-        MissingExtraError: tensorboard is not installed.
-    """
-
-    def __init__(self, log_dir: str | os.PathLike[str], *, every: int = 50) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise MissingExtraError(
-                "TensorBoard logging needs tensorboard: pip install 'fashionmlp[tensorboard]'"
-            ) from None
-        self.every = _check_every(every)
-        self.log_dir = Path(log_dir)
-        # Only the first process writes under torchrun: the others make no writer at all.
-        self._writer: Any = None
-        if distributed.is_main_process():
-            try:
-                self._writer = SummaryWriter(str(self.log_dir))
-            except OSError as exc:
-                raise RunFolderError(
-                    f"cannot write {self.log_dir}: {os_error_fix(exc, 'folder')}"
-                ) from exc
-
-    def on_batch_end(self, event: BatchEvent) -> None:
-        """Log the batch's loss and learning rate on steps ``0, every, 2 * every, ...``."""
-        if self._writer is None or not self.every or event.step % self.every:
-            return
-        self._writer.add_scalar("train/batch_loss", event.loss, event.step)
-        if event.lr is not None:
-            self._writer.add_scalar("train/lr", event.lr, event.step)
-
-    __call__ = on_batch_end
-
-    def on_epoch_end(self, report: EpochReport) -> None:
-        """Log the epoch's losses, accuracy and learning rate, and flush."""
-        if self._writer is None:
-            return
-        split = report.evaluated_on
-        scalars = {
-            "epoch/train_loss": report.train.loss,
-            f"epoch/{split}_accuracy": report.eval.accuracy,
-            "epoch/lr": report.lr,
-        }
-        if report.eval.loss is not None and math.isfinite(report.eval.loss):
-            scalars[f"epoch/{split}_loss"] = report.eval.loss
-        for tag, value in scalars.items():
-            self._writer.add_scalar(tag, value, report.step)
-        self._writer.flush()
-
-    def close(self) -> None:
-        """Flush and close the event file."""
-        if self._writer is not None:
-            self._writer.close()
