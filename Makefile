@@ -17,11 +17,21 @@ train: install data
 	$(BIN)/fashionmlp train --download $(TRAIN_ARGS)
 
 # pytest builds the HTML docs once (tests/test_docs.py, warnings are errors); the doctest
-# builder then runs the examples of the guides.
+# builder runs the examples of the guides. The type check and the doctests (one core each,
+# about a minute together) run beside pytest, whose tests leave a core idle while they wait
+# on the processes they start; any of them failing fails the target.
+.PHONY: typecheck unit doctest
 test: install-dev data servers
+	$(MAKE) --no-print-directory -j3 typecheck unit doctest
+
+typecheck:
 	$(BIN)/mypy --strict src
 	$(BIN)/lint-imports
+
+unit:
 	$(BIN)/python -m pytest
+
+doctest:
 	$(BIN)/sphinx-build -q -W --keep-going -b doctest docs docs/_build/doctest
 
 data:
