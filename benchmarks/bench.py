@@ -14,12 +14,18 @@ and (b) (evaluate() on the tensor backend's large chunks). Repeats are interleav
 three share the machine's noise: each time shown is the best of the repeats, and each ratio
 the median over repeats of the ratio of two runs made back to back.
 
-Then it runs each --recipe (default: fast) end to end with fit(), for each --recipe-seeds
-seed, in float32 and, where the device computes it natively, in bfloat16, and reports its
-test accuracy, its wall time (the whole fit(): loading the data, building the model,
-training and evaluating every epoch) and the time to its first epoch at 90% test accuracy,
-in units of the seed's epoch measured above. Prints a table and a JSON line; --json also
-writes the JSON to a file.
+It also times (d) one bare forward pass of the model over the whole test set, one
+pre-made tensor under no_grad(): the floor of (b)'s evaluation.
+
+Then it runs each --recipe (default: fast) end to end with fit(), after a warm-up run, for
+each --recipe-seeds seed, in float32 and, where the device computes it natively, in
+bfloat16, and reports its test accuracy, its wall time (the whole fit(): loading the data,
+building the model, training and evaluating every epoch) and the time to its first epoch at
+90% test accuracy, in units of the seed's epoch measured above and of **the compute floor
+of the recipe's own passes**: forward, loss, backward and a plain SGD step of the seed
+model on one pre-made batch of the recipe's batch size, as many steps as its epochs have,
+in the same precision, measured in the same process. Prints a table and a JSON line; --json
+also writes the JSON to a file.
 
     python benchmarks/bench.py [--device cpu|cuda] [--repeats 3] [--recipe-seeds 3]
                                [--json results.json]
@@ -58,6 +64,7 @@ from fashionmlp import (
 from fashionmlp.data import prepare_dataset
 from fashionmlp.devices import resolve_device
 from fashionmlp.parts import resolve_autocast
+from fashionmlp.recipes import TRAIN_IMAGES, Recipe
 
 BATCH_SIZE = 64
 LR = 0.01
@@ -214,12 +221,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     eval_model, _ = fresh()
     fast_eval_model, _ = fresh(options=True)
+    # (d) the whole test set as one tensor on the device, in the loader's dtype.
+    test_images = torch.cat([x for x, _ in fast_test])
+
+    def bare_forward() -> None:
+        with torch.no_grad(), _autocast(device, autocast):
+            fast_eval_model.eval()(test_images)
+
     runs: dict[str, Callable[[], object]] = {
         "train_seed": run_seed,
         "train_tensor": run_tensor,
         "train_compute": run_compute,
         "eval_seed": lambda: seed_evaluation(seed_test, eval_model, loss_fn, device),
         "eval_tensor": lambda: evaluate(fast_test, fast_eval_model, loss_fn, autocast=autocast),
+        "eval_forward": bare_forward,
     }
     # Warm-up: first-touch allocations, CUDA context and kernels, lazy imports, and the
     # compilation of a compiled model (torch.compile caches it for later fresh models).
@@ -257,6 +272,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             # The most a/b can be on this device: even a loader that costs nothing leaves
             # the model's own forward/backward/step time.
             "train_seed_over_compute": paired("train_seed", "train_compute"),
+            # What evaluate() costs over the model's own forward pass on the test set.
+            "eval_tensor_over_forward": paired("eval_tensor", "eval_forward"),
         },
     }
     recipes = [name for name in (args.recipe or ["fast"]) if name != "none"]
@@ -280,11 +297,42 @@ def _precisions(name: str, device: torch.device) -> list[str]:
     return ["float32", "bfloat16"] if recipe.autocast != "off" and native else ["float32"]
 
 
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def recipe_floor(recipe: Recipe, device: torch.device, repeats: int = 3) -> float:
+    """The compute floor of ``recipe``'s passes on ``device``, in seconds: its epochs times
+    the best of ``repeats`` epochs of forward, loss, backward and a plain SGD step of the
+    seed model on one pre-made batch of its batch size, in its precision
+    (``recipe.autocast`` ``"off"`` or ``"bf16"``)."""
+    steps = -(-TRAIN_IMAGES // recipe.batch_size)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(recipe.batch_size, 1, 28, 28, generator=generator).to(device)
+    y = torch.randint(0, 10, (recipe.batch_size,), generator=generator).to(device)
+    dtype = torch.bfloat16 if recipe.autocast == "bf16" else None
+    loss_fn = nn.CrossEntropyLoss()
+
+    def epoch(batches: int) -> None:
+        model = FashionMLP().to(device)
+        optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+        train_epoch(ReplayedBatch(x, y, batches), model, loss_fn, optimizer, autocast=dtype)
+
+    epoch(5)  # warm-up
+    best = min(timed(lambda: epoch(steps), device) for _ in range(repeats))
+    return best * recipe.epochs
+
+
 def _time_recipe(
     name: str, precision: str, root: Path, device: torch.device, seeds: int, seed_epoch: float
 ) -> dict[str, Any]:
-    """Run a recipe with fit() per seed; time it end to end, and to its first epoch at 90%."""
+    """Run a recipe with fit() per seed, after a warm-up run; time it end to end, and to its
+    first epoch at 90%, against the seed's epoch and the floor of the recipe's passes."""
     recipe = get_recipe(name).replace(autocast="off" if precision == "float32" else "bf16")
+    fit(recipe.replace(epochs=1), root, device=device, seed=0)  # warm-up: caches, kernels
+    floor = recipe_floor(recipe, device)
     runs: list[dict[str, Any]] = []
     for seed in range(seeds):
         started = time.perf_counter()
@@ -312,6 +360,8 @@ def _time_recipe(
         "precision": precision,
         "runs": runs,
         "wall_median": statistics.median(walls),
+        "floor_seconds": floor,
+        "wall_median_over_floor": statistics.median(walls) / floor,
         "wall_median_over_seed_epoch": statistics.median(walls) / seed_epoch,
         "to_90_median_over_seed_epoch": (
             statistics.median(to_90) / seed_epoch if None not in to_90 else None
@@ -337,10 +387,12 @@ def _print_table(result: dict[str, Any]) -> None:
     print(f"{'(a) seed pipeline':28}{best['train_seed']:17.3f}{best['eval_seed']:19.3f}")
     print(f"{'(b) fashionmlp tensor':28}{best['train_tensor']:17.3f}{best['eval_tensor']:19.3f}")
     print(f"{'(c) pure compute':28}{best['train_compute']:17.3f}{'':>19}")
+    print(f"{'(d) bare forward':28}{'':>17}{best['eval_forward']:19.3f}")
     print(
         f"a/b train {ratios['train_seed_over_tensor']:.2f}x, "
         f"a/b eval {ratios['eval_seed_over_tensor']:.2f}x, "
-        f"b/c train {ratios['train_tensor_over_compute']:.3f} "
+        f"b/c train {ratios['train_tensor_over_compute']:.3f}, "
+        f"b/d eval {ratios['eval_tensor_over_forward']:.3f} "
         f"(a/c train {ratios['train_seed_over_compute']:.2f}x, the ceiling for a/b here)"
     )
     for row in result["recipes"]:
@@ -349,6 +401,8 @@ def _print_table(result: dict[str, Any]) -> None:
         print(
             f"recipe {row['recipe']} ({row['precision']}, {row['epochs']} epochs): test accuracy "
             f"{accuracies}; median wall {row['wall_median']:.1f} s = "
+            f"{row['wall_median_over_floor']:.2f}x the floor of its passes "
+            f"({row['floor_seconds']:.1f} s) = "
             f"{row['wall_median_over_seed_epoch']:.2f} seed epochs; first epoch at 90%: "
             + (f"{to_90:.2f} seed epochs (median)" if to_90 is not None else "not in every run")
         )

@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
+import torch
 
 from fashionmlp import (
     RECIPES,
@@ -17,6 +16,7 @@ from fashionmlp import (
 )
 from fashionmlp.model_config import FASHION_MNIST_NORMALIZATION, NO_NORMALIZATION
 from fashionmlp.recipes import recipe_from
+from fashionmlp.settings import flat
 
 
 def test_the_seed_recipe_is_the_seed() -> None:
@@ -42,20 +42,26 @@ def test_shipped_recipes_train_the_default_model_on_the_tensor_backend() -> None
     assert get_recipe("fast").epochs <= 12  # passes over the training set
 
 
-def test_the_search_script_tries_the_shipped_settings() -> None:
-    search = _load_benchmark("search")
-    tried = search.candidates()
-    assert tried["muon-8 (fast)"] == get_recipe("fast")
-    assert tried["muon-80 translate 1 (long)"] == get_recipe("long")
+SPACES = Path(__file__).resolve().parent.parent / "benchmarks" / "spaces"
 
 
-def _load_benchmark(name: str) -> Any:
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.mark.parametrize("name", ["fast", "long"])
+def test_each_recipes_committed_space_holds_the_recipe(name: str) -> None:
+    pytest.importorskip("optuna")
+    from fashionmlp.studies import DEFAULT_SPACE, SearchSpace
+
+    space = SearchSpace.load(SPACES / f"{name}.toml")
+    recipe = get_recipe(name)
+    space.check(recipe)  # every field is the recipe's, every range fits its field
+    for param in space.params:
+        value = flat(recipe.to_dict())[param.field]
+        if param.kind == "choice":
+            assert value in param.choices, param.field
+        else:
+            assert param.low is not None and param.high is not None
+            assert param.low <= value <= param.high, param.field
+    if name == "fast":
+        assert space == DEFAULT_SPACE  # the file is the library's default, written out
 
 
 def test_unknown_names_and_bad_settings_are_refused() -> None:
@@ -123,3 +129,16 @@ def test_a_recipe_file_must_name_every_setting(tmp_path: Path) -> None:
         Recipe.load(tmp_path / "short.toml")
     with pytest.raises(InvalidArgumentError, match="no such file"):
         Recipe.load(tmp_path / "absent.toml")
+
+
+def test_the_benchmarks_floor_of_a_recipe_is_its_epochs_of_plain_steps() -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
+    spec = importlib.util.spec_from_file_location("bench", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    recipe = get_recipe("fast").replace(batch_size=30_000, autocast="off")  # 2 steps a pass
+    one = bench.recipe_floor(recipe.replace(epochs=1), torch.device("cpu"), repeats=1)
+    assert 0 < one < bench.recipe_floor(recipe.replace(epochs=4), torch.device("cpu"), repeats=1)

@@ -125,6 +125,10 @@ def test_twelve_trials_with_two_workers_prune_and_never_open_the_test_set(
     assert "PRUNED" in states  # the median pruner at work
     pruned = [row for row in rows if row["state"] == "PRUNED"]
     assert all(row["epoch_4"] == "" for row in pruned)  # stopped before their last epoch
+    baseline = [row for row in rows if row["baseline"] == "true"]
+    fast = get_recipe("fast")
+    assert [row["number"] for row in baseline] == ["0"]  # the recipe itself, tried first
+    assert (float(baseline[0]["lr"]), float(baseline[0]["muon_lr"])) == (fast.lr, fast.muon_lr)
     printed = capsys.readouterr().out
     assert "Best validation accuracy" in printed and "pruned" in printed
     best = Recipe.load(out / "best-recipe.toml")
@@ -219,7 +223,8 @@ def test_two_processes_share_one_study_through_a_real_postgresql(
     real_data_root: Path, tmp_path: Path, postgres_url: str
 ) -> None:
     pytest.importorskip("psycopg")
-    common = ["--trials", "4", *QUICK, "--storage", postgres_url, "--study", "shared"]
+    common = ["--trials", "3", "--epochs", "2", *QUICK[2:], "--storage", postgres_url]
+    common += ["--study", "shared"]
     common += ["--data-root", str(real_data_root)]
     first = start_sweep(*common, "--out", str(tmp_path / "a"))
     second = start_sweep(*common, "--out", str(tmp_path / "b"))
@@ -228,7 +233,7 @@ def test_two_processes_share_one_study_through_a_real_postgresql(
         assert process.returncode == 0, err
     trials = study_trials(postgres_url, "shared")
     finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
-    assert 4 <= len(finished) <= 4 + 2 - 1  # the two processes are the study's two workers
+    assert 3 <= len(finished) <= 3 + 2 - 1  # the two processes are the study's two workers
     assert all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)  # none lost or hanging
     assert sorted(t.number for t in trials) == list(range(len(trials)))  # none run twice
     workers = {t.user_attrs["worker"] for t in trials}
@@ -340,3 +345,16 @@ def test_orphans_are_running_trials_whose_worker_is_gone_or_never_named(
     assert states[live.number] == "RUNNING" and states[dead.number] == "FAIL"
     queued = [t for t in study.get_trials() if t.state.name == "WAITING"]
     assert sorted(t.user_attrs["retry_of"] for t in queued) == [dead.number, unnamed.number]
+
+
+def test_a_space_may_tune_the_augmentation_and_starts_from_the_recipes_own_point() -> None:
+    space = SearchSpace.from_dict(
+        {
+            "translate": {"type": "choice", "choices": [0, 1, 2]},
+            "hflip": {"type": "choice", "choices": [True, False]},
+        }
+    )
+    space.check(get_recipe("long"))
+    assert space.point(get_recipe("long")) == {"translate": 1, "hflip": True}
+    narrow = SearchSpace.from_dict({"lr": {"type": "float", "low": 0.1, "high": 0.2}})
+    assert narrow.point(get_recipe("fast")) is None  # fast's lr 0.008 is outside: no baseline

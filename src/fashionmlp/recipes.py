@@ -22,8 +22,9 @@ Shipped recipes (all train the seed's ``FashionMLP()`` unchanged):
     The fast recipe at batch 1024 for 80 epochs, with small random translations: about 92%.
 
 Hyperparameters were chosen on a validation split of 5,000 training images
-(``validation_size=5000``, see :func:`~fashionmlp.loaders.validation_split`) by
-``benchmarks/search.py``; the test set was used only to report the final figures.
+(``validation_size=5000``, see :func:`~fashionmlp.loaders.validation_split`), first by a
+grid and now by ``fashionmlp sweep`` over the space files in ``benchmarks/spaces/`` (see
+``benchmarks/README.md``); the test set was used only to report the final figures.
 """
 
 from __future__ import annotations

@@ -42,8 +42,8 @@ def write_study_files(
     """Write the study's records in ``folder``; return the files written.
 
     ``trials.csv`` (one row per trial: ``number``, ``state`` as Optuna names it, ``value``,
-    ``seconds``, ``retry_of``, the parameters, then ``epoch_1`` ... each epoch's validation
-    accuracy), ``best-recipe.toml`` (once a trial completed), ``study.json``, and the
+    ``seconds``, ``retry_of``, ``baseline`` (``true`` for the trial of the recipe's own
+    values), the parameters, then ``epoch_1`` ... each epoch's validation accuracy), ``best-recipe.toml`` (once a trial completed), ``study.json``, and the
     optimization history and parameter importances as PNGs (with matplotlib, once there is
     enough to draw).
     """
@@ -78,7 +78,7 @@ def write_study_files(
 def _table(trials: list[Any], space: SearchSpace) -> str:
     epochs = max((len(t.user_attrs.get("validation_accuracy", [])) for t in trials), default=0)
     names = [param.field for param in space.params]
-    columns = ["number", "state", "value", "seconds", "retry_of", *names]
+    columns = ["number", "state", "value", "seconds", "retry_of", "baseline", *names]
     columns += [f"epoch_{epoch}" for epoch in range(1, epochs + 1)]
     text = io.StringIO(newline="")
     writer = csv.writer(text)
@@ -93,6 +93,7 @@ def _table(trials: list[Any], space: SearchSpace) -> str:
                 trial.user_attrs.get("seconds", ""),
                 # A retry's first trial: ours for the journal, Optuna's heartbeat's otherwise.
                 trial.user_attrs.get("retry_of", trial.system_attrs.get("failed_trial", "")),
+                "true" if trial.user_attrs.get("baseline") else "",
                 *(trial.params.get(name, "") for name in names),
                 *accuracies,
                 *[""] * (epochs - len(accuracies)),

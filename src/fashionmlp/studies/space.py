@@ -66,6 +66,15 @@ class Param:
             return {"type": self.kind, "choices": list(self.choices)}
         return {"type": self.kind, "low": self.low, "high": self.high}
 
+    def holds(self, value: Any) -> bool:
+        """Whether ``value`` is one this parameter may draw."""
+        if self.kind == "choice":
+            return value in self.choices
+        assert self.low is not None and self.high is not None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        return self.low <= value <= self.high and (self.kind != "int" or value == int(value))
+
     def suggest(self, trial: Any) -> Any:
         """The value an Optuna ``trial`` draws for this parameter."""
         if self.kind == "choice":
@@ -125,6 +134,14 @@ class SearchSpace:
     def to_dict(self) -> dict[str, Any]:
         """The space as a space file's tables (what :meth:`from_dict` reads)."""
         return {param.field: param.to_dict() for param in self.params}
+
+    def point(self, recipe: Recipe) -> dict[str, Any] | None:
+        """``recipe``'s own values of the space's fields, or ``None`` when one is outside
+        its range (the point a sweep tries first, as its baseline)."""
+        values = settings.flat(recipe.to_dict())
+        point = {param.field: values[param.field] for param in self.params}
+        holds = all(param.holds(point[param.field]) for param in self.params)
+        return point if holds else None
 
     def check(self, recipe: Recipe) -> None:
         """Refuse a parameter whose values ``recipe`` would refuse (each is tried).
@@ -220,7 +237,10 @@ def _any_recipe() -> Recipe:
     return _FIELDS_ONLY
 
 
-_FIELDS_ONLY = Recipe("space", epochs=1, batch_size=1, optimizer="muon", schedule="onecycle")
+# The tensor backend, so that the augmentation fields (hflip, translate) can be named.
+_FIELDS_ONLY = Recipe(
+    "space", epochs=1, batch_size=1, optimizer="muon", schedule="onecycle", backend="tensor"
+)
 
 #: The default space of a sweep of the ``fast`` recipe: its rates, regularisation and
 #: smoothing around the values chosen before.

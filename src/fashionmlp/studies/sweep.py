@@ -87,8 +87,9 @@ def sweep(
 ) -> SweepResult:
     """Tune ``recipe`` over ``space`` until the study has ``trials`` finished trials.
 
-    Rerunning the same sweep continues its study (from the storage) until it has its
-    trials; a study of that name made with another recipe or space is refused unless
+    A new study's first trial is ``recipe``'s own values (when ``space`` holds them), the
+    baseline the table compares the others with. Rerunning the same sweep continues its
+    study (from the storage) until it has its trials; a study of that name made with another recipe or space is refused unless
     ``continue_study``. Each trial is one process's work; ``workers`` processes share the
     machine's CPU threads and load the data once each.
 
@@ -270,6 +271,11 @@ def _open_study(spec: _Spec, *, continue_study: bool) -> Any:
     made_with = study.user_attrs.get("fashionmlp")
     if made_with is None:
         study.set_user_attr("fashionmlp", spec.what())
+        # The recipe as given is the first trial, so that the table says what the sweep
+        # gained over it (Optuna's enqueue_trial, as its examples seed a known good point).
+        point = SearchSpace.from_dict(spec.space).point(Recipe.from_dict(spec.recipe))
+        if point is not None:
+            study.enqueue_trial(point, user_attrs={"baseline": True}, skip_if_exists=True)
     elif made_with != spec.what() and not continue_study:
         changed = settings.differences(made_with, spec.what())
         raise InvalidArgumentError(
