@@ -324,8 +324,10 @@ class _Objective:
 
     def __call__(self, trial: Any) -> float:
         optuna = optuna_module()
-        trial.set_user_attr(WORKER_ATTR, worker_name())
         recipe = settings.override(self.recipe, self.space.suggest(trial))
+        # Named once its parameters are all drawn: a named trial whose worker is gone is
+        # retried with the same parameters, all of them.
+        trial.set_user_attr(WORKER_ATTR, worker_name())
         spec = self.spec
         config = RunConfig(
             recipe, seed=spec.seed, limit=spec.limit, validation_size=spec.validation_size
