@@ -97,7 +97,8 @@ from fashionmlp import FashionMLP, evaluate, make_loaders
 _, test = make_loaders(sys.argv[1], limit=int(sys.argv[2]))  # plain ToTensor() batches
 for folder in sys.argv[3:]:
     model = FashionMLP.from_pretrained(folder)
-    print(json.dumps({"accuracy": evaluate(test, model).accuracy, "config": model.config.to_dict()}))
+    accuracy = evaluate(test, model).accuracy
+    print(json.dumps({"accuracy": accuracy, "config": model.config.to_dict()}))
 """
 
 

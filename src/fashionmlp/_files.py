@@ -27,9 +27,9 @@ def atomic_write(path: Path, data: bytes | memoryview, *, replace: bool) -> None
     """Write ``data`` to ``path`` through a temporary file in its folder, then move it in.
 
     A crash or exception at any point leaves ``path`` as it was and no temporary file
-    behind. With ``replace`` an existing ``path`` is replaced (atomically, by rename); without it an existing ``path`` is
-    kept and the new content dropped. The file gets the usual permissions (0666 less the
-    umask), not the temporary file's private 0600.
+    behind. With ``replace`` an existing ``path`` is replaced (atomically, by rename);
+    without it an existing ``path`` is kept and the new content dropped. The file gets the
+    usual permissions (0666 less the umask), not the temporary file's private 0600.
 
     Raises:
         OSError: The folder is missing or not writable, or the disk is full.

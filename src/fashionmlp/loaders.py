@@ -10,8 +10,8 @@ int64 ``(B,)``:
 ``"tensor"``
     Each split decoded once into one uint8 tensor on the target device; a batch is one
     index gather and one division, bitwise equal to what ``ToTensor()`` gives for the same
-    samples (:class:`~fashionmlp.tensor_loader.TensorLoader`). Shuffling, augmentation and normalization
-    are tensor ops on the device.
+    samples (:class:`~fashionmlp.tensor_loader.TensorLoader`). Shuffling, augmentation and
+    normalization are tensor ops on the device.
 
 Both serve the splits :func:`select_splits` chooses from the loaded data
 (:func:`~fashionmlp.load_dataset`), so runs that pass the same data read no file again.
@@ -98,9 +98,10 @@ def make_loaders(
     The default backend is the seed's pipeline: ``torchvision.datasets.FashionMNIST`` with
     ``ToTensor()`` in a ``torch.utils.data.DataLoader``, the training set shuffled and the
     test set not. ``backend="tensor"`` keeps each split as one tensor on ``device`` and
-    yields bitwise-equal batches many times faster (see :class:`~fashionmlp.tensor_loader.TensorLoader`). Either way
-    the files are found or fetched by :func:`~fashionmlp.data.prepare_dataset` and checked
-    before use, each read once, unless ``data`` is given: then none is read.
+    yields bitwise-equal batches many times faster (see
+    :class:`~fashionmlp.tensor_loader.TensorLoader`). Either way the files are found or
+    fetched by :func:`~fashionmlp.data.prepare_dataset` and checked before use, each read
+    once, unless ``data`` is given: then none is read.
 
     Args:
         root: Data folder (see :func:`~fashionmlp.data.prepare_dataset` for its layout); default

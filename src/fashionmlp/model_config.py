@@ -60,9 +60,9 @@ class FashionMLPConfig(settings.Settings):
     build it again.
 
     Saved as the ``config.json`` of :meth:`FashionMLP.save_pretrained
-    <fashionmlp.pretrained.PretrainedMixin.save_pretrained>`, in every checkpoint of a ``FashionMLP``, and
-    as the ``model`` table of a :class:`~fashionmlp.Recipe`, so that a trained model can be
-    rebuilt without knowing how it was made (as nanoGPT's
+    <fashionmlp.pretrained.PretrainedMixin.save_pretrained>`, in every checkpoint of a
+    ``FashionMLP``, and as the ``model`` table of a :class:`~fashionmlp.Recipe`, so that a
+    trained model can be rebuilt without knowing how it was made (as nanoGPT's
     ``GPT(GPTConfig(**checkpoint["model_args"]))``).
 
     Example:

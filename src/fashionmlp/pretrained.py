@@ -218,8 +218,9 @@ class PretrainedMixin:
             MissingExtraError: huggingface_hub is not installed.
         """
         with tempfile.TemporaryDirectory() as folder:
-            self.save_pretrained(folder)
-            write_model_card(folder, self.model_card(repo_id))  # the example names the repository
+            # save_pretrained's files, the card's loading example naming the repository
+            write_pretrained(folder, self._config_document(), self._state())
+            write_model_card(folder, self.model_card(repo_id))
             return hub.upload(
                 Path(folder),
                 repo_id,

@@ -176,9 +176,9 @@ class EvalResult:
     top_k_correct: tuple[int, ...] = ()
     #: Sum over the samples of ``-log softmax(logits)[label]`` (``None`` when not counted).
     nll_sum: float | None = None
-    #: Per confidence bin (``[i / B, (i + 1) / B)`` of the top softmax probability,
-    #: ``B =`` :data:`~fashionmlp.records.CALIBRATION_BINS`): samples, their summed confidence, and how many of
-    #: them were right (``()`` when not counted).
+    #: Per confidence bin (``[i / B, (i + 1) / B)`` of the top softmax probability, ``B =``
+    #: :data:`~fashionmlp.records.CALIBRATION_BINS`): samples, their summed confidence, and
+    #: how many of them were right (``()`` when not counted).
     calibration: tuple[tuple[float, float, float], ...] = ()
     #: The predicted label of every sample, int64 ``(total,)`` on the CPU, in loader order,
     #: when ``evaluate(keep_predictions=True)``; else ``None``. Left out of comparisons and
@@ -219,9 +219,9 @@ class EvalResult:
 
     @property
     def f1(self) -> tuple[float, ...]:
-        """The F1 of each class, the harmonic mean of its precision and recall (0 for a class
-        never predicted right (never predicted at all included), ``nan`` for one with no
-        samples)."""
+        """The F1 of each class, the harmonic mean of its precision and recall; 0 for a class
+        never predicted right, or never predicted at all, and ``nan`` for one with no
+        samples."""
         return tuple(
             math.nan if math.isnan(r) else 2 * p * r / (p + r) if r and p else 0.0
             for p, r in zip(self.precision, self.recall)

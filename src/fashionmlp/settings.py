@@ -62,7 +62,8 @@ _MAX_FILE_BYTES = 1 << 20
 class Range:
     """The values a number setting may take: at least (or above) ``low``, at most (or
     below) ``high``; a float must be finite too. Kept in the field's metadata
-    (:func:`~fashionmlp.settings.ranged`), so that the settings object and the command line check the same."""
+    (:func:`~fashionmlp.settings.ranged`), so that the settings object and the command line
+    check the same."""
 
     low: float | None = None
     high: float | None = None

@@ -114,7 +114,8 @@ class TrainState:
         return report
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the whole state to ``path`` atomically (see :func:`~fashionmlp.save_checkpoint`)."""
+        """Write the whole state to ``path`` atomically (see
+        :func:`~fashionmlp.save_checkpoint`)."""
         device = model_device(self.model)
         save_checkpoint(
             path,

@@ -108,6 +108,16 @@ def _tracking_uri(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def mlflow_uri(args: argparse.Namespace) -> str | None:
+    """The tracking URI ``--mlflow`` asks for (a bare ``--mlflow``: the default store), or
+    ``None`` without it."""
+    if args.mlflow is None:
+        return None
+    from ..loggers.mlflow_logger import check_tracking_uri
+
+    return check_tracking_uri(args.mlflow or None)
+
+
 def validation_callbacks(args: argparse.Namespace, folder: RunFolder | None) -> list[Callback]:
     """``--early-stop`` and ``--keep-best``'s callbacks; for a resumed run, those its
     checkpoint holds the state of (their settings come back with it)."""
@@ -140,8 +150,8 @@ def run_loggers(
     if args.tensorboard:
         loggers.append(TensorBoardLogger(folder.path / TENSORBOARD, every=args.log_every))
     tracked = _saved_states(folder, args).get("MLflowLogger")
-    if tracked is not None or args.mlflow is not None:
-        uri = tracked["tracking_uri"] if tracked else args.mlflow or None
+    uri = tracked["tracking_uri"] if tracked else mlflow_uri(args)
+    if uri is not None:
         experiment = tracked["experiment"] if tracked else args.mlflow_experiment
         loggers.append(
             MLflowLogger(

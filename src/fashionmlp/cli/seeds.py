@@ -11,7 +11,7 @@ from ..errors import InvalidArgumentError
 from ..recipes import RunConfig
 from .common import received, stop_if_interrupted
 from .options import chosen_recipe
-from .run_options import validation_callbacks
+from .run_options import mlflow_uri, validation_callbacks
 
 if TYPE_CHECKING:
     from ..loggers import MLflowLogger
@@ -85,13 +85,14 @@ def train_seeds(args: argparse.Namespace) -> int:
 
 def _parent_run(args: argparse.Namespace, recipe: Recipe) -> MLflowLogger | None:
     """With ``--mlflow``, the study's MLflow run, whose children the seeds' runs are."""
-    if args.mlflow is None:
+    uri = mlflow_uri(args)
+    if uri is None:
         return None
     from .. import settings
     from ..loggers import MLflowLogger
 
     parent = MLflowLogger(
-        args.mlflow or None,
+        uri,
         experiment=args.mlflow_experiment,
         run_name=f"{recipe.name} seeds {','.join(map(str, args.seeds))}",
     )

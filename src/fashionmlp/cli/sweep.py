@@ -17,7 +17,7 @@ from .options import (
     chosen_recipe,
     whole_number,
 )
-from .run_options import add_mlflow_options
+from .run_options import add_mlflow_options, mlflow_uri
 
 __all__ = ["add_parser", "run"]
 
@@ -125,7 +125,6 @@ def run(args: argparse.Namespace) -> int:
 
     recipe = chosen_recipe(args)
     RunConfig(recipe, seed=args.seed, limit=args.limit, validation_size=args.validation)
-    from ..loggers.mlflow_logger import check_tracking_uri
     from ..studies import DEFAULT_SPACE, SearchSpace, sweep
 
     space = SearchSpace.load(args.space) if args.space is not None else DEFAULT_SPACE
@@ -157,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
             pruner=args.pruner,
             heartbeat=args.heartbeat,
             continue_study=args.continue_study,
-            mlflow=None if args.mlflow is None else check_tracking_uri(args.mlflow or None),
+            mlflow=mlflow_uri(args),
             mlflow_experiment=args.mlflow_experiment,
             on_trial=_say_trial,
         )
@@ -191,8 +190,9 @@ def _summary(result: Any) -> int:
     print(f"Trials: {result.folder / 'trials.csv'}")
     failed = [status for status in result.workers if status != 0]
     if failed:
+        ended = plural(len(failed), "worker process", "worker processes")
         fail(
-            f"{plural(len(failed), 'worker process', 'worker processes')} ended early (status {', '.join(map(str, failed))}); "
+            f"{ended} ended early (status {', '.join(map(str, failed))}); "
             "the study keeps its trials: run the same command to finish it"
         )
         return 1

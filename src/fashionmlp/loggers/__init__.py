@@ -7,8 +7,10 @@ steps) and ``on_epoch_end`` (it writes each :class:`~fashionmlp.EpochReport`); g
 the first process writes, so one set of files is written, once.
 
 :class:`CSVLogger` appends rows and flushes each as it comes, so ``tail -f`` shows a run as
-it goes; :class:`TensorBoardLogger` writes TensorBoard event files (``pip install
-'fashionmlp[tensorboard]'``).
+it goes; :class:`TensorBoardLogger` writes TensorBoard event files, the HParams tab's
+included (``pip install 'fashionmlp[tensorboard]'``); :class:`MLflowLogger` logs to any
+MLflow tracking store, and uses the run's start and end too, so it is for ``fit``
+(``pip install 'fashionmlp[mlflow]'``).
 """
 
 from __future__ import annotations

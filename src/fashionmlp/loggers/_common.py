@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from .. import settings
 from ..errors import InvalidArgumentError
 
-__all__ = ["check_every"]
+if TYPE_CHECKING:
+    from ..recipes import RunConfig
+
+__all__ = ["check_every", "run_params"]
 
 
 def check_every(every: int) -> int:
@@ -12,3 +18,12 @@ def check_every(every: int) -> int:
     if isinstance(every, bool) or not isinstance(every, int) or every < 0:
         raise InvalidArgumentError(f"every must be a whole number, 0 or more, got {every!r}")
     return every
+
+
+def run_params(config: RunConfig) -> dict[str, Any]:
+    """A run's settings as trackers record them: every recipe field by its path (``lr``,
+    ``model.hidden_features``), then ``seed``, ``limit`` and ``validation_size``."""
+    params = settings.flat(config.recipe.to_dict())
+    params |= {"seed": config.seed, "limit": config.limit}
+    params["validation_size"] = config.validation_size
+    return params

@@ -18,11 +18,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import distributed, settings
+from .. import distributed
 from ..environment import environment
 from ..errors import InvalidArgumentError, MissingExtraError
 from ..records import BatchEvent, EpochReport, FitResult
-from ._common import check_every
+from ._common import check_every, run_params
 
 if TYPE_CHECKING:
     from ..state import TrainState
@@ -130,14 +130,14 @@ class MLflowLogger:
 
     def on_fit_start(self, run: TrainState) -> None:
         """Start the MLflow run (or take up the resumed one) and log the settings."""
-
-        def start(client: Any) -> None:
-            if self.run_id is not None:  # resumed: the same MLflow run goes on
-                client.update_run(self.run_id, status="RUNNING")
-            else:
-                self.run_id = self._start(client, run)
-
-        self._call("the run's start", start)
+        if self._client is None:
+            return
+        if self.run_id is not None:  # resumed: the same MLflow run goes on
+            self.start_run()
+            return
+        config = run.config
+        tags = {**_tags(run), "fashionmlp.evaluated_on": config.evaluated_on}
+        self.start_run(run_params(config), tags)
 
     def on_batch_end(self, event: BatchEvent) -> None:
         """Note the batch's loss on steps ``0, every, 2 * every, ...``."""
@@ -245,18 +245,6 @@ class MLflowLogger:
         self._flush("the last figures")
         if self.run_id is not None:
             self._end(status)
-
-    def _start(self, client: Any, run: TrainState) -> str:
-        config = run.config
-        params = settings.flat(config.recipe.to_dict())
-        params |= {
-            "seed": config.seed,
-            "limit": config.limit,
-            "validation_size": config.validation_size,
-        }
-        return self._create(
-            client, params, {**_tags(run), "fashionmlp.evaluated_on": config.evaluated_on}
-        )
 
     def _create(self, client: Any, params: Mapping[str, Any], tags: dict[str, str]) -> str:
         """A new MLflow run in the experiment (made if needed), with its parameters."""

@@ -8,11 +8,11 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import distributed, settings
+from .. import distributed
 from .._files import os_error_fix
 from ..errors import MissingExtraError, RunFolderError
 from ..records import BatchEvent, EpochReport, FitResult
-from ._common import check_every
+from ._common import check_every, run_params
 
 if TYPE_CHECKING:
     from ..state import TrainState
@@ -66,13 +66,13 @@ class TensorBoardLogger:
     def on_fit_start(self, run: TrainState) -> None:
         """Note the run's hyperparameters, written with its final figures at the end."""
         config = run.config
-        flat = settings.flat(config.recipe.to_dict())
-        flat |= {"seed": config.seed, "limit": config.limit or 0}
-        flat |= {"validation_size": config.validation_size, "evaluated_on": config.evaluated_on}
+        params = run_params(config)
+        params["limit"] = config.limit or 0  # the HParams tab sorts numbers, not None
+        params["evaluated_on"] = config.evaluated_on
         # The HParams plugin takes numbers, text and booleans; a list is shown as text.
         self._hparams = {
             key: value if isinstance(value, (bool, int, float, str)) else json.dumps(value)
-            for key, value in flat.items()
+            for key, value in params.items()
         }
 
     def on_fit_end(self, result: FitResult) -> None:

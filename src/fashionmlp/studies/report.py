@@ -43,9 +43,10 @@ def write_study_files(
 
     ``trials.csv`` (one row per trial: ``number``, ``state`` as Optuna names it, ``value``,
     ``seconds``, ``retry_of``, ``baseline`` (``true`` for the trial of the recipe's own
-    values), the parameters, then ``epoch_1`` ... each epoch's validation accuracy), ``best-recipe.toml`` (once a trial completed), ``study.json``, and the
-    optimization history and parameter importances as PNGs (with matplotlib, once there is
-    enough to draw).
+    values), the parameters, then ``epoch_1`` ... each epoch's validation accuracy),
+    ``best-recipe.toml`` (once a trial completed), ``study.json``, and the optimization
+    history and parameter importances as PNGs (with matplotlib, once there is enough to
+    draw).
     """
     everything = study.get_trials(deepcopy=False)
     complete = [t for t in everything if t.state.name == "COMPLETE"]

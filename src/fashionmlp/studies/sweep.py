@@ -3,10 +3,10 @@ unpromising pruned, the study kept in a storage that many workers share.
 
 :func:`sweep` is the whole of ``fashionmlp sweep``: it opens (or continues) the study,
 runs its trials in one process or in ``workers`` processes, and writes the study folder's
-records (:func:`~fashionmlp.studies.report.write_study_files`). Every trial trains with :func:`~fashionmlp.fit` on the
-training split less ``validation_size`` held-out images and reports each epoch's
-validation accuracy to Optuna; the test set is never read. Needs the ``sweep`` extra
-(``pip install 'fashionmlp[sweep]'``).
+records (:func:`~fashionmlp.studies.report.write_study_files`). Every trial trains with
+:func:`~fashionmlp.fit` on the training split less ``validation_size`` held-out images and
+reports each epoch's validation accuracy to Optuna; the test set is never read. Needs the
+``sweep`` extra (``pip install 'fashionmlp[sweep]'``).
 """
 
 from __future__ import annotations
@@ -89,9 +89,10 @@ def sweep(
 
     A new study's first trial is ``recipe``'s own values (when ``space`` holds them), the
     baseline the table compares the others with. Rerunning the same sweep continues its
-    study (from the storage) until it has its trials; a study of that name made with another recipe or space is refused unless
-    ``continue_study``. Each trial is one process's work; ``workers`` processes share the
-    machine's CPU threads and load the data once each.
+    study (from the storage) until it has its trials; a study of that name made with
+    another recipe or space is refused unless ``continue_study``. Each trial is one
+    process's work; ``workers`` processes share the machine's CPU threads and load the data
+    once each.
 
     Args:
         recipe: What to tune; every trial is it with the space's values.
@@ -189,8 +190,8 @@ def _parent_run(spec: _Spec, study: Any) -> Any:
         spec.mlflow, experiment=spec.mlflow_experiment, run_name=f"study {spec.study}"
     )
     parent.run_id = study.user_attrs.get(_MLFLOW_ATTR)
-    space = SearchSpace.from_dict(spec.space).params
-    params = {f"space.{param.field}": json.dumps(param.to_dict()) for param in space}
+    tuned = SearchSpace.from_dict(spec.space).params
+    params = {f"space.{param.field}": json.dumps(param.to_dict()) for param in tuned}
     params |= settings.flat(spec.recipe)
     tags = {"fashionmlp.study": "sweep", "fashionmlp.folder": spec.folder}
     if parent.start_run(params, tags) is not None and _MLFLOW_ATTR not in study.user_attrs:
