@@ -139,6 +139,6 @@ def test_the_benchmarks_floor_of_a_recipe_is_its_epochs_of_plain_steps() -> None
     assert spec is not None and spec.loader is not None
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    recipe = get_recipe("fast").replace(batch_size=30_000, autocast="off")  # 2 steps a pass
+    recipe = get_recipe("fast").replace(batch_size=2_000, autocast="off")  # 30 steps a pass
     one = bench.recipe_floor(recipe.replace(epochs=1), torch.device("cpu"), repeats=1)
     assert 0 < one < bench.recipe_floor(recipe.replace(epochs=4), torch.device("cpu"), repeats=1)
