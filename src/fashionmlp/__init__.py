@@ -13,10 +13,57 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import sys
+import warnings
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__ as __version__
+
+#: Modules of 0.1.0 that moved when the package was cut by subject, and where they went.
+#: Importing an old name gives the new module (with a DeprecationWarning), so code written
+#: for 0.1.0 (``from fashionmlp.recipes import Recipe``) keeps working.
+MOVED_MODULES = {
+    "_toml": "config",
+    "model_config": "config",
+    "recipes": "config",
+    "settings": "config",
+}
+
+
+class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Finds a moved module under its old name; consulted only after the real ones."""
+
+    def find_spec(
+        self, fullname: str, path: object = None, target: object = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        package, _, old = fullname.rpartition(".")
+        if package != __name__ or old not in MOVED_MODULES:
+            return None
+        return importlib.util.spec_from_loader(fullname, self)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+        new = MOVED_MODULES[spec.name.rpartition(".")[2]]
+        warnings.warn(
+            f"{spec.name} is now {__name__}.{new}; import from there",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        module = importlib.import_module(f"{__name__}.{new}")
+        # importlib gives the module the alias's spec next: exec_module puts its own back
+        spec.loader_state = module.__spec__
+        return module
+
+    def exec_module(self, module: ModuleType) -> None:
+        assert module.__spec__ is not None
+        module.__spec__ = module.__spec__.loader_state
+
+
+sys.meta_path.append(_MovedModules())
 
 # The public API, listed once: type checkers read these imports ("X as X" re-exports X),
 # and at run time the lazy imports and __all__ are derived from them (_public below).
@@ -71,7 +118,7 @@ if TYPE_CHECKING:
         CLASSES as CLASSES,
         FashionMLP as FashionMLP,
     )
-    from .model_config import (
+    from .config import (
         FashionMLPConfig as FashionMLPConfig,
     )
     from .parts import (
@@ -85,7 +132,7 @@ if TYPE_CHECKING:
         predict as predict,
         predict_probabilities as predict_probabilities,
     )
-    from .recipes import (
+    from .config import (
         RECIPES as RECIPES,
         Recipe as Recipe,
         RunConfig as RunConfig,

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InvalidArgumentError
-from .model_config import IMAGE_SIZE
+from .config import IMAGE_SIZE
 
 __all__ = ["Augment"]
 

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import settings
+from .config import to_dict
 from ._files import atomic_write, open_regular, os_error_fix, read_regular_file
 from .errors import CheckpointError
 
@@ -110,7 +110,7 @@ def save_checkpoint(
         "version": _VERSION,
         "model": model.state_dict(),
         "model_config": (
-            settings.to_dict(model_config)
+            to_dict(model_config)
             if dataclasses.is_dataclass(model_config) and not isinstance(model_config, type)
             else None
         ),

@@ -31,7 +31,7 @@ import torch
 
 from ._files import atomic_write, check_name, os_error_fix
 from .errors import DatasetError, DatasetNotFoundError
-from .model_config import IMAGE_SIZE, NUM_CLASSES
+from .config import IMAGE_SIZE, NUM_CLASSES
 
 __all__ = [
     "SYSTEM_DATA_DIRS",

@@ -20,7 +20,7 @@ from ._files import atomic_write, check_name, os_error_fix
 from .devices import model_device
 from .errors import CheckpointError, InvalidArgumentError, MissingExtraError
 from .evaluation import eval_mode
-from .model_config import IMAGE_SIZE
+from .config import IMAGE_SIZE
 
 __all__ = ["export_onnx"]
 

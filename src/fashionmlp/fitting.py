@@ -25,7 +25,7 @@ from .errors import InvalidArgumentError
 from .evaluation import evaluate
 from .hooks import Hooks
 from .parts import Parts, build
-from .recipes import Recipe, RunConfig
+from .config import Recipe, RunConfig
 from .records import FitResult
 from .state import TrainState
 from .train import train_epoch

@@ -30,8 +30,8 @@ from .augment import Augment
 from .data import Split, Splits, default_data_root, load_dataset
 from .devices import resolve_device
 from .errors import InvalidArgumentError
-from .model_config import NO_NORMALIZATION, NUM_CLASSES
-from .recipes import Backend
+from .config import NO_NORMALIZATION, NUM_CLASSES
+from .config import Backend
 from .tensor_loader import FashionMNISTTensors, TensorLoader, check_positive
 
 __all__ = ["Loader", "Loaders", "make_loaders", "select_splits", "validation_split"]

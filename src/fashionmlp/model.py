@@ -10,7 +10,7 @@ from torch import nn
 from typing_extensions import Self
 
 from .errors import CheckpointError, InputShapeError
-from .model_config import (
+from .config import (
     CLASSES,
     IMAGE_SIZE,
     NO_NORMALIZATION,

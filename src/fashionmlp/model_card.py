@@ -20,9 +20,9 @@ from typing import Any
 
 from ._files import atomic_write, os_error_fix
 from .errors import CheckpointError
-from .model_config import CLASSES, IMAGE_SIZE
+from .config import CLASSES, IMAGE_SIZE
 from .records import EvalResult
-from .settings import flat
+from .config import flat
 
 __all__ = ["CARD_FILE", "is_model_card", "model_card", "write_model_card"]
 

@@ -22,9 +22,9 @@ from .data import Splits, load_dataset
 from .devices import native_bfloat16, resolve_device
 from .loaders import Loader, make_loaders
 from .model import FashionMLP
-from .model_config import NO_NORMALIZATION
+from .config import NO_NORMALIZATION
 from .optim import Muon, muon_param_groups
-from .recipes import Recipe, RunConfig
+from .config import Recipe, RunConfig
 from .step import LossFn
 
 __all__ = ["Parts", "build", "make_optimizer", "make_scheduler", "resolve_autocast"]

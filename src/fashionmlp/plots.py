@@ -17,7 +17,7 @@ import torch
 from ._files import os_error_fix
 from .data import Split
 from .errors import MissingExtraError, RunFolderError
-from .model_config import CLASSES
+from .config import CLASSES
 from .records import EpochReport, FitResult
 
 if TYPE_CHECKING:

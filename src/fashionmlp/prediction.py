@@ -34,7 +34,7 @@ from ._files import read_regular_file
 from .devices import model_device
 from .errors import ImageError, InvalidArgumentError
 from .evaluation import eval_mode
-from .model_config import CLASSES, IMAGE_SIZE
+from .config import CLASSES, IMAGE_SIZE
 from .tensor_loader import pixels_to_float
 
 if TYPE_CHECKING:

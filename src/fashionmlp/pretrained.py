@@ -22,7 +22,8 @@ import torch
 from torch import nn
 from typing_extensions import Self
 
-from . import hub, settings
+from . import hub
+from .config import from_dict, to_dict
 from ._files import atomic_write, check_name, os_error_fix, read_regular_file
 from .checkpoint import _SAFETENSORS, describe_file, load_checkpoint, load_state
 from .errors import CheckpointError, InvalidArgumentError
@@ -121,7 +122,7 @@ class PretrainedMixin:
         return written
 
     def _config_document(self) -> dict[str, Any]:
-        return {"model_type": self.model_type, **settings.to_dict(self.config)}
+        return {"model_type": self.model_type, **to_dict(self.config)}
 
     def _state(self) -> dict[str, torch.Tensor]:
         assert isinstance(self, nn.Module)
@@ -169,7 +170,7 @@ class PretrainedMixin:
             local_files_only=local_files_only,
         )
         try:
-            config: Any = settings.from_dict(cls.config_class, found.config)
+            config: Any = from_dict(cls.config_class, found.config)
         except InvalidArgumentError as exc:
             raise CheckpointError(
                 f"{found.config_source} does not describe a {cls.__name__} ({exc}); write it "

@@ -45,7 +45,7 @@ from .errors import CheckpointError, InvalidArgumentError, RunExistsError, RunFo
 from .model_card import CARD_FILE, is_model_card, model_card, write_model_card
 from .plots import RUN_PLOTS
 from .pretrained import CONFIG_FILE, WEIGHTS_FILE, write_weights
-from .recipes import RunConfig
+from .config import RunConfig
 from .records import FitResult
 
 __all__ = [

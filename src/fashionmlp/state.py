@@ -15,13 +15,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import settings
+from . import config
 from .checkpoint import load_checkpoint, save_checkpoint
 from .devices import model_device
 from .errors import CheckpointError
 from .hooks import Hooks
 from .parts import Parts
-from .recipes import RunConfig
+from .config import RunConfig
 from .records import EpochReport, EpochStats, EvalResult
 
 __all__ = ["TrainState"]
@@ -149,7 +149,7 @@ class TrainState:
             path, self.model, parts.optimizer, scheduler=parts.scheduler, map_location="cpu"
         )
         if checkpoint.config != self.config.to_dict():
-            changed = settings.differences(checkpoint.config, self.config.to_dict())
+            changed = config.differences(checkpoint.config, self.config.to_dict())
             raise CheckpointError(
                 f"{path} was written by a run with other settings ({'; '.join(changed)}); "
                 "resume it with the settings it was saved with"

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 from .augment import Augment
 from .errors import InvalidArgumentError
 from .model import standardize
-from .model_config import CLASSES, IMAGE_SIZE, NO_NORMALIZATION
+from .config import CLASSES, IMAGE_SIZE, NO_NORMALIZATION
 
 __all__ = ["FashionMNISTTensors", "TensorLoader", "check_positive", "pixels_to_float"]
 

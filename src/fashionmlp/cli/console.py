@@ -13,7 +13,7 @@ from .common import fail, plural
 if TYPE_CHECKING:
     import torch
 
-    from ..recipes import Recipe, RunConfig
+    from ..config import Recipe, RunConfig
     from ..records import BatchEvent, EpochReport
 
 __all__ = ["RunConsole", "optimizer_summary"]

@@ -80,7 +80,7 @@ def _evaluated_differently(run: Path) -> str | None:
 def evaluation_text(result: EvalResult) -> str:
     """The evaluation as ``fashionmlp evaluate`` prints it: accuracy, the summary figures,
     each class's precision, recall and F1, the confusion matrix."""
-    from ..model_config import CLASSES
+    from ..config import CLASSES
 
     top_k = ", ".join(f"top-{k} {100 * value:.2f}%" for k, value in result.top_k_accuracy.items())
     lines = [

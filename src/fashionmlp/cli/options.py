@@ -20,10 +20,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
-from .. import settings
+from .. import config
 from ..devices import check_device_name
 from ..errors import DeviceError, InvalidArgumentError
-from ..recipes import RECIPES, Recipe, recipe_from
+from ..config import RECIPES, Recipe, recipe_from
 
 __all__ = [
     "Parser",
@@ -46,11 +46,11 @@ class Parser(argparse.ArgumentParser):
 
 def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
     """An argparse type: a whole number from ``low`` to ``high``, with a one-line error."""
-    limits = settings.Range(low=low, high=high)
+    limits = config.Range(low=low, high=high)
     return _parser_of(int, limits)
 
 
-def _parser_of(kind: type, limits: settings.Range | None) -> Callable[[str], Any]:
+def _parser_of(kind: type, limits: config.Range | None) -> Callable[[str], Any]:
     """An argparse type reading a number of ``kind`` and checking it against ``limits``."""
     word = "a whole number" if kind is int else "a number"
 
@@ -111,7 +111,7 @@ def _recipe_fields(cls: type | None = None, prefix: str = "") -> list[tuple[str,
     """``(path, type, cls)`` of every recipe field, the model's included, in order."""
     cls = cls or Recipe  # looked up when called, so a test can give a wider one
     found = []
-    for name, kind in settings.fields(cls).items():
+    for name, kind in config.fields(cls).items():
         if dataclasses.is_dataclass(kind):
             found += _recipe_fields(kind, f"{prefix}{name}.")  # type: ignore[arg-type]
         else:
@@ -157,7 +157,7 @@ def add_recipe_options(command: argparse.ArgumentParser) -> None:
         elif typing.get_origin(kind) is tuple:
             options.update(type=_pair, metavar="MEAN,STD")
         else:
-            limits = settings.value_range(owner, name)
+            limits = config.value_range(owner, name)
             metavar = "N" if kind is int else ("TEXT" if kind is str else "X")
             options.update(
                 type=_parser_of(kind, limits) if kind in (int, float) else kind, metavar=metavar
@@ -186,7 +186,7 @@ def recipe_changes(args: argparse.Namespace) -> dict[str, Any]:
 
 def chosen_recipe(args: argparse.Namespace) -> Recipe:
     """The recipe the command line names (``fast`` by default) with its changes (see
-    :func:`~fashionmlp.settings.override`).
+    :func:`~fashionmlp.config.override`).
 
     Augmentation lives in the tensor backend: switching to the torchvision one drops the
     recipe's own, while one asked for beside it is refused by the recipe's checks.
@@ -195,7 +195,7 @@ def chosen_recipe(args: argparse.Namespace) -> Recipe:
     changes = recipe_changes(args)
     if changes.get("backend") == "torchvision":
         changes = {"hflip": False, "translate": 0, **changes}
-    recipe = settings.override(recipe, changes) if changes else recipe
+    recipe = config.override(recipe, changes) if changes else recipe
     unused = recipe.unused()
     for name in changes:
         field = name.rsplit(".", 1)[-1]

@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidArgumentError
-from ..recipes import RunConfig
+from ..config import RunConfig
 from .common import received, stop_if_interrupted
 from .options import chosen_recipe
 from .run_options import mlflow_uri, validation_callbacks
 
 if TYPE_CHECKING:
     from ..loggers import MLflowLogger
-    from ..recipes import Recipe
+    from ..config import Recipe
     from ..studies import SeedSummary
 
 __all__ = ["train_seeds"]
@@ -88,7 +88,7 @@ def _parent_run(args: argparse.Namespace, recipe: Recipe) -> MLflowLogger | None
     uri = mlflow_uri(args)
     if uri is None:
         return None
-    from .. import settings
+    from .. import config
     from ..loggers import MLflowLogger
 
     parent = MLflowLogger(
@@ -96,7 +96,7 @@ def _parent_run(args: argparse.Namespace, recipe: Recipe) -> MLflowLogger | None
         experiment=args.mlflow_experiment,
         run_name=f"{recipe.name} seeds {','.join(map(str, args.seeds))}",
     )
-    params = settings.flat(recipe.to_dict())
+    params = config.flat(recipe.to_dict())
     params["seeds"] = ",".join(map(str, args.seeds))
     parent.start_run(params, tags={"fashionmlp.study": "seeds", "fashionmlp.folder": str(args.out)})
     return parent

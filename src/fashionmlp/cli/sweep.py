@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidArgumentError
-from ..recipes import RunConfig
+from ..config import RunConfig
 from .common import fail, plural, received, stop_if_interrupted
 from .options import (
     add_data_options,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgumentError, RunExistsError
-from ..recipes import RunConfig
+from ..config import RunConfig
 from .common import plural, received, stop_if_interrupted
 from .console import RunConsole
 from .options import (

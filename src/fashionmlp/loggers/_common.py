@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .. import settings
+from ..config import flat
 from ..errors import InvalidArgumentError
 
 if TYPE_CHECKING:
-    from ..recipes import RunConfig
+    from ..config import RunConfig
 
 __all__ = ["check_every", "run_params"]
 
@@ -23,7 +23,7 @@ def check_every(every: int) -> int:
 def run_params(config: RunConfig) -> dict[str, Any]:
     """A run's settings as trackers record them: every recipe field by its path (``lr``,
     ``model.hidden_features``), then ``seed``, ``limit`` and ``validation_size``."""
-    params = settings.flat(config.recipe.to_dict())
+    params = flat(config.recipe.to_dict())
     params |= {"seed": config.seed, "limit": config.limit}
     params["validation_size"] = config.validation_size
     return params

@@ -170,7 +170,7 @@ def _json(path: Path) -> Any:
 
 
 def _parameters(model: dict[str, Any]) -> int:
-    from ..model_config import FashionMLPConfig
+    from ..config import FashionMLPConfig
 
     shapes = FashionMLPConfig.from_dict(model).parameter_shapes()
     total = 0

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import settings
+from .. import config
 from .._files import atomic_write
-from ..recipes import Recipe
+from ..config import Recipe
 from .space import SearchSpace
 from .storage import describe_storage
 
@@ -53,7 +53,7 @@ def write_study_files(
     best = max(complete, key=lambda t: t.value) if complete else None
     written = [_write(folder / TRIALS_CSV, _table(everything, space))]
     if best is not None:
-        best_recipe = settings.override(recipe, best.params).replace(name=f"{recipe.name}-best")
+        best_recipe = config.override(recipe, best.params).replace(name=f"{recipe.name}-best")
         written.append(best_recipe.save(folder / BEST_RECIPE))
     states: dict[str, int] = {}
     for trial in everything:

@@ -32,7 +32,7 @@ from ..fitting import fit
 from ..loaders import select_splits
 from ..loggers import CSVLogger
 from ..plots import plot_run
-from ..recipes import Recipe, RunConfig
+from ..config import Recipe, RunConfig
 from ..records import FitResult
 from ..runs import METRICS, METRICS_CSV, RUN, RunFolder
 

@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .. import _toml as toml, settings
+from .. import config
 from .._files import read_regular_file
 from ..errors import InvalidArgumentError
-from ..recipes import Recipe
+from ..config import Recipe
 
 __all__ = ["DEFAULT_SPACE", "Param", "SearchSpace"]
 
@@ -126,7 +126,7 @@ class SearchSpace:
         path = Path(path)
         text = read_regular_file(path, limit=1 << 20, error=InvalidArgumentError)
         try:
-            data = toml.loads(text.decode("utf-8", errors="replace"))
+            data = config.loads_toml(text.decode("utf-8", errors="replace"))
         except ValueError as exc:
             raise InvalidArgumentError(f"{path}: not valid TOML ({exc})") from None
         return cls.from_dict(data, where=str(path))
@@ -138,7 +138,7 @@ class SearchSpace:
     def point(self, recipe: Recipe) -> dict[str, Any] | None:
         """``recipe``'s own values of the space's fields, or ``None`` when one is outside
         its range (the point a sweep tries first, as its baseline)."""
-        values = settings.flat(recipe.to_dict())
+        values = config.flat(recipe.to_dict())
         point = {param.field: values[param.field] for param in self.params}
         holds = all(param.holds(point[param.field]) for param in self.params)
         return point if holds else None
@@ -153,7 +153,7 @@ class SearchSpace:
             values = param.choices if param.kind == "choice" else (param.low, param.high)
             for value in values:
                 try:
-                    settings.override(recipe, {param.field: value})
+                    config.override(recipe, {param.field: value})
                 except InvalidArgumentError as exc:
                     raise InvalidArgumentError(
                         f"search space: {param.field} = {value!r} does not fit recipe "
@@ -183,7 +183,7 @@ def _tables(data: Mapping[str, Any], where: str, prefix: str = "") -> list[tuple
 
 def _param(name: str, table: Mapping[str, Any], where: str) -> Param:
     try:
-        path = ".".join(settings.resolve_name(Recipe, name))
+        path = ".".join(config.resolve_name(Recipe, name))
     except InvalidArgumentError as exc:  # an unknown field: named, with the file it is in
         raise InvalidArgumentError(f"{where}: {exc}") from None
     kind = table.get("type")
@@ -221,8 +221,8 @@ def _check_kind(name: str, path: str, kind: str, where: str) -> None:
     owner: Any = Recipe
     *parents, leaf = path.split(".")
     for parent in parents:
-        owner = settings.fields(owner)[parent]
-    field_type = settings.fields(owner)[leaf]
+        owner = config.fields(owner)[parent]
+    field_type = config.fields(owner)[leaf]
     fits = field_type is float or (field_type is int and kind == "int")
     if not fits:
         wanted = "int or choice" if field_type is int else "choice"

@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .. import settings
+from ..config import differences, flat, override
 from ..callbacks import Callback, StopOnSignal
 from ..data import Splits, load_dataset
 from ..errors import FashionMLPError, InvalidArgumentError
 from ..fitting import fit
 from ..hooks import StopTraining
-from ..recipes import Recipe, RunConfig
+from ..config import Recipe, RunConfig
 from ..records import EpochReport
 from .report import write_study_files
 from .space import DEFAULT_SPACE, SearchSpace
@@ -192,7 +192,7 @@ def _parent_run(spec: _Spec, study: Any) -> Any:
     parent.run_id = study.user_attrs.get(_MLFLOW_ATTR)
     tuned = SearchSpace.from_dict(spec.space).params
     params = {f"space.{param.field}": json.dumps(param.to_dict()) for param in tuned}
-    params |= settings.flat(spec.recipe)
+    params |= flat(spec.recipe)
     tags = {"fashionmlp.study": "sweep", "fashionmlp.folder": spec.folder}
     if parent.start_run(params, tags) is not None and _MLFLOW_ATTR not in study.user_attrs:
         study.set_user_attr(_MLFLOW_ATTR, parent.run_id)
@@ -278,7 +278,7 @@ def _open_study(spec: _Spec, *, continue_study: bool) -> Any:
         if point is not None:
             study.enqueue_trial(point, user_attrs={"baseline": True}, skip_if_exists=True)
     elif made_with != spec.what() and not continue_study:
-        changed = settings.differences(made_with, spec.what())
+        changed = differences(made_with, spec.what())
         raise InvalidArgumentError(
             f"study {spec.study!r} exists with other settings ({'; '.join(changed[:4])}); choose "
             "another study name, or continue it anyway (continue_study=True)"
@@ -325,7 +325,7 @@ class _Objective:
 
     def __call__(self, trial: Any) -> float:
         optuna = optuna_module()
-        recipe = settings.override(self.recipe, self.space.suggest(trial))
+        recipe = override(self.recipe, self.space.suggest(trial))
         # Named once its parameters are all drawn: a named trial whose worker is gone is
         # retried with the same parameters, all of them.
         trial.set_user_attr(WORKER_ATTR, worker_name())
@@ -432,7 +432,7 @@ def _result(
         study=study.study_name,
         states=states,
         best_value=best.value if best else None,
-        best_recipe=settings.override(recipe, best.params) if best else None,
+        best_recipe=override(recipe, best.params) if best else None,
         folder=folder,
         workers=statuses,
     )
