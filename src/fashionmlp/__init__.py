@@ -29,6 +29,8 @@ from ._version import __version__ as __version__
 #: for 0.1.0 (``from fashionmlp.recipes import Recipe``) keeps working.
 MOVED_MODULES = {
     "_toml": "config",
+    "distributed": "devices",
+    "environment": "devices",
     "model_config": "config",
     "recipes": "config",
     "settings": "config",

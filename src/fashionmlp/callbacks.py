@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 import torch
 
-from . import distributed
+from . import devices
 from .errors import InvalidArgumentError
 from .hooks import StopTraining, default_hook
 from .records import BatchEvent, EpochReport, FitResult
@@ -247,7 +247,7 @@ class StopOnSignal(Callback):
 
     def on_batch_end(self, event: BatchEvent) -> None:
         """Raise :class:`StopTraining` if a signal was received (by any process)."""
-        received = distributed.max_over_ranks(self.received or 0)
+        received = devices.max_over_ranks(self.received or 0)
         if received:
             self.received = received
             raise StopTraining(

@@ -58,7 +58,7 @@ from typing_extensions import Self
 
 from ._files import atomic_write, os_error_fix, read_regular_file
 from ._version import __version__
-from .errors import InvalidArgumentError
+from .errors import DeviceError, InvalidArgumentError
 
 __all__ = [
     "CLASSES",
@@ -79,6 +79,7 @@ __all__ = [
     "RunConfig",
     "Settings",
     "check",
+    "check_device_name",
     "differences",
     "fields",
     "flat",
@@ -674,6 +675,29 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     raise InvalidArgumentError(f"TOML cannot hold {value!r}")
+
+
+# --- device names ------------------------------------------------------------------------
+
+_DEVICE_NAMES = "cpu, cuda, cuda:N, mps or auto"
+_DEVICE_GRAMMAR = re.compile(r"auto|cpu|mps|cuda(?::(\d+))?")
+
+
+def check_device_name(name: str) -> str:
+    """``name`` normalized (lower case, no spaces) if it is a device name at all; whether
+    this machine has that device is :func:`~fashionmlp.devices.resolve_device`'s question.
+
+    Raises:
+        DeviceError: ``name`` is not one of cpu, cuda, cuda:N, mps, auto.
+
+    Example:
+        >>> check_device_name(" CUDA:1 ")
+        'cuda:1'
+    """
+    normalized = name.strip().lower()
+    if _DEVICE_GRAMMAR.fullmatch(normalized) is None:
+        raise DeviceError(f"unknown device {normalized!r}; use {_DEVICE_NAMES}")
+    return normalized
 
 
 # --- the model's config ------------------------------------------------------------------

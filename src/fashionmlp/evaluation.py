@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import distributed
+from . import devices
 from .devices import model_device
 from .errors import InvalidArgumentError
 from .records import CALIBRATION_BINS, TOP_K, EvalResult
@@ -164,7 +164,7 @@ class _Counts:
         checks = torch.stack([self.bad_labels, self.bad_inputs]).to(wide)
         sums = torch.stack([self.loss_sum, self.nll_sum]).to(wide)
         parts = [self.confusion, sums, self.top_k, self.bins.reshape(-1), checks]
-        figures = distributed.reduce_sum(torch.cat([part.to(wide) for part in parts])).tolist()
+        figures = devices.reduce_sum(torch.cat([part.to(wide) for part in parts])).tolist()
         square, bins = classes * classes, 3 * CALIBRATION_BINS
         counts, figures = figures[:square], figures[square:]
         (loss_total, nll_total), figures = figures[:2], figures[2:]
@@ -198,6 +198,6 @@ class _Counts:
                 for i in range(CALIBRATION_BINS)
             ),
             predictions=(
-                distributed.gather_strided(torch.cat(predicted)).cpu() if predicted else None
+                devices.gather_strided(torch.cat(predicted)).cpu() if predicted else None
             ),
         )

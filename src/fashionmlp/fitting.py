@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from . import distributed
+from . import devices
 from .data import Splits
 from .errors import InvalidArgumentError
 from .evaluation import evaluate
@@ -205,7 +205,7 @@ def _result(state: TrainState, *, stopped_at: tuple[int, int] | None = None) -> 
 
 def _save(state: TrainState, path: str | os.PathLike[str] | None) -> None:
     """Write the state where asked, from one process only under ``torchrun``."""
-    if path is not None and distributed.is_main_process():
+    if path is not None and devices.is_main_process():
         state.save(Path(path))
 
 
@@ -214,7 +214,7 @@ def _data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
 
     Every rank starts from the same seeded weights, and DDP broadcasts rank 0's anyway.
     """
-    if not distributed.is_distributed():
+    if not devices.is_distributed():
         return model
     return DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None

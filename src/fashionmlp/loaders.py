@@ -25,7 +25,7 @@ from typing import Any, NamedTuple, Union
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from . import distributed
+from . import devices
 from .augment import Augment
 from .data import Split, Splits, default_data_root, load_dataset
 from .devices import resolve_device
@@ -153,7 +153,7 @@ def make_loaders(
     if data is None:
         data = load_dataset(root, download=download, test=validation_size == 0)
     train, evaluation = select_splits(data, limit=limit, validation_size=validation_size)
-    shard = (distributed.rank(), distributed.world_size()) if distributed.is_distributed() else None
+    shard = (devices.rank(), devices.world_size()) if devices.is_distributed() else None
     options: dict[str, Any] = {
         "batch_size": batch_size,
         "test_batch_size": test_batch_size,

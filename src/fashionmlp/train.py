@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import distributed
+from . import devices
 from .devices import model_device
 from .errors import InvalidArgumentError, NonFiniteLossError
 from .hooks import Hooks
@@ -63,7 +63,7 @@ class _Tally:
 
     def __init__(self, carry: EpochStats | None, device: torch.device, check: bool) -> None:
         # A carried part's figures are global: one process counts them, the others start at 0.
-        counted = carry if carry is not None and distributed.is_main_process() else None
+        counted = carry if carry is not None and devices.is_main_process() else None
         self.loss_sum = torch.full((), counted.loss_sum if counted else 0.0, device=device)
         self.samples = counted.samples if counted else 0
         self.check = check
@@ -77,16 +77,16 @@ class _Tally:
         self.recent.append(loss)
         if len(self.recent) == FINITE_CHECK_EVERY:
             # all_finite agrees across processes, so under torchrun they stop together.
-            if not distributed.all_finite(self.loss_sum):
+            if not devices.all_finite(self.loss_sum):
                 where.fail(self.recent, batch + 1 - len(self.recent))
             self.recent.clear()
 
     def total(self, batches: int, where: _Where) -> tuple[float, int]:
         """The global loss sum and sample count: the epoch's one read from the device."""
-        if distributed.is_distributed():
+        if devices.is_distributed():
             count = torch.tensor(float(self.samples), device=self.loss_sum.device)
             both = torch.stack([self.loss_sum.double(), count.double()])
-            loss_sum, samples = distributed.reduce_sum(both).tolist()
+            loss_sum, samples = devices.reduce_sum(both).tolist()
         else:
             loss_sum, samples = self.loss_sum.item(), self.samples
         if self.check and not math.isfinite(loss_sum):

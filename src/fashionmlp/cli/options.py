@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, NoReturn
 
 from .. import config
-from ..devices import check_device_name
+from ..config import check_device_name
 from ..errors import DeviceError, InvalidArgumentError
 from ..config import RECIPES, Recipe, recipe_from
 

@@ -97,22 +97,22 @@ def run(args: argparse.Namespace) -> int:
         return train_seeds(args)
     config = None if args.resume is not None else new_run_config(args)  # checked before torch
     stop_if_interrupted()
-    from .. import distributed
+    from .. import devices
     from ..devices import resolve_device
 
     # Under torchrun every process runs this; rank 0 alone prints and writes files.
-    device = distributed.init_from_environment(resolve_device(args.device))
+    device = devices.init_from_environment(resolve_device(args.device))
     try:
-        main = distributed.is_main_process()
+        main = devices.is_main_process()
         if config is not None:  # every rank trains with rank 0's drawn seed
-            config = dataclasses.replace(config, seed=distributed.broadcast_from_main(config.seed))
+            config = dataclasses.replace(config, seed=devices.broadcast_from_main(config.seed))
         stop_if_interrupted()
         with _claim_run_folder(args, main) as folder:
             stop_if_interrupted()
             config = config or folder.checkpoint_config()
             return _train_in(folder, config, device, args, main=main)
     finally:
-        distributed.shutdown()
+        devices.shutdown()
 
 
 def new_run_config(args: argparse.Namespace) -> RunConfig:
@@ -126,7 +126,7 @@ def new_run_config(args: argparse.Namespace) -> RunConfig:
 
 def _claim_run_folder(args: argparse.Namespace, main: bool) -> RunFolder:
     """The run's folder, claimed by rank 0 (the only one that writes) for the run's life."""
-    from .. import distributed
+    from .. import devices
 
     folders = _run_folder_class()
     try:
@@ -141,7 +141,7 @@ def _claim_run_folder(args: argparse.Namespace, main: bool) -> RunFolder:
             f"--out {exc.path} already holds {state}; choose another --out or pass "
             f"--overwrite to replace it{hint}"
         ) from exc
-    path = distributed.broadcast_from_main(folder.path)  # the name rank 0 chose
+    path = devices.broadcast_from_main(folder.path)  # the name rank 0 chose
     return folder if main else folders(path)
 
 
@@ -181,7 +181,7 @@ def _train_in(
 ) -> int:
     from ..callbacks import KeepBest, LossHistory, StopOnSignal
     from ..data import default_data_root, load_dataset
-    from ..environment import environment
+    from ..devices import environment
     from ..fitting import fit
 
     data_root = args.data_root or default_data_root()

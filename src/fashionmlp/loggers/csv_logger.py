@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from .. import distributed
+from .. import devices
 from .._files import atomic_write, os_error_fix, read_regular_file
 from ..errors import InvalidArgumentError, RunFolderError
 from ..records import BatchEvent, EpochReport
@@ -175,7 +175,7 @@ class CSVLogger:
         self.every = check_every(every)
         self.rewrite = rewrite
         # Only the first process writes under torchrun: the others open no file at all.
-        main = distributed.is_main_process()
+        main = devices.is_main_process()
         files = [
             _CSVFile(Path(name), columns, read=not rewrite) if main and name else None
             for name, columns in ((path, EPOCH_COLUMNS), (batches_path, BATCH_COLUMNS))

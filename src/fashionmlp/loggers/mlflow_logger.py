@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import distributed
-from ..environment import environment
+from .. import devices
+from ..devices import environment
 from ..errors import InvalidArgumentError, MissingExtraError
 from ..records import BatchEvent, EpochReport, FitResult
 from ._common import check_every, run_params
@@ -123,7 +123,7 @@ class MLflowLogger:
         self.run_id: str | None = None
         self.logged_step = -1  # the last batch step logged
         self.logged_epoch = 0  # the last epoch logged
-        self._client = _client(self.tracking_uri) if distributed.is_main_process() else None
+        self._client = _client(self.tracking_uri) if devices.is_main_process() else None
         self._pending: list[Any] = []
 
     # --- the hooks ----------------------------------------------------------------------

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import distributed
+from .. import devices
 from .._files import os_error_fix
 from ..errors import MissingExtraError, RunFolderError
 from ..records import BatchEvent, EpochReport, FitResult
@@ -55,7 +55,7 @@ class TensorBoardLogger:
         # Only the first process writes under torchrun: the others make no writer at all.
         self._writer: Any = None
         self._hparams: dict[str, bool | int | float | str] | None = None
-        if distributed.is_main_process():
+        if devices.is_main_process():
             try:
                 self._writer = SummaryWriter(str(self.log_dir))
             except OSError as exc:

@@ -26,7 +26,7 @@ from .._files import atomic_write
 from ..callbacks import KeepBest, LossHistory
 from ..data import Splits, default_data_root, load_dataset
 from ..devices import resolve_device
-from ..environment import environment
+from ..devices import environment
 from ..errors import CheckpointError, InvalidArgumentError, MissingExtraError
 from ..fitting import fit
 from ..loaders import select_splits
