@@ -29,6 +29,9 @@ from ._version import __version__ as __version__
 #: for 0.1.0 (``from fashionmlp.recipes import Recipe``) keeps working.
 MOVED_MODULES = {
     "_toml": "config",
+    "augment": "data",
+    "loaders": "data",
+    "tensor_loader": "data",
     "distributed": "devices",
     "environment": "devices",
     "model_config": "config",
@@ -70,9 +73,6 @@ sys.meta_path.append(_MovedModules())
 # The public API, listed once: type checkers read these imports ("X as X" re-exports X),
 # and at run time the lazy imports and __all__ are derived from them (_public below).
 if TYPE_CHECKING:
-    from .augment import (
-        Augment as Augment,
-    )
     from .callbacks import (
         Callback as Callback,
         LossHistory as LossHistory,
@@ -84,11 +84,21 @@ if TYPE_CHECKING:
         load_checkpoint as load_checkpoint,
         save_checkpoint as save_checkpoint,
     )
+    from .config import (
+        RECIPES as RECIPES,
+        FashionMLPConfig as FashionMLPConfig,
+        Recipe as Recipe,
+        RunConfig as RunConfig,
+        get_recipe as get_recipe,
+    )
     from .data import (
+        Augment as Augment,
+        Loaders as Loaders,
         Split as Split,
         Splits as Splits,
         default_data_root as default_data_root,
         load_dataset as load_dataset,
+        make_loaders as make_loaders,
     )
     from .errors import (
         CheckpointError as CheckpointError,
@@ -112,16 +122,9 @@ if TYPE_CHECKING:
     from .hooks import (
         StopTraining as StopTraining,
     )
-    from .loaders import (
-        Loaders as Loaders,
-        make_loaders as make_loaders,
-    )
     from .model import (
         CLASSES as CLASSES,
         FashionMLP as FashionMLP,
-    )
-    from .config import (
-        FashionMLPConfig as FashionMLPConfig,
     )
     from .parts import (
         Parts as Parts,
@@ -133,12 +136,6 @@ if TYPE_CHECKING:
         load_image as load_image,
         predict as predict,
         predict_probabilities as predict_probabilities,
-    )
-    from .config import (
-        RECIPES as RECIPES,
-        Recipe as Recipe,
-        RunConfig as RunConfig,
-        get_recipe as get_recipe,
     )
     from .records import (
         BatchEvent as BatchEvent,

@@ -26,8 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import to_dict
 from ._files import atomic_write, open_regular, os_error_fix, read_regular_file
+from .config import to_dict
 from .errors import CheckpointError
 
 __all__ = ["Checkpoint", "describe_file", "load_checkpoint", "load_state", "save_checkpoint"]

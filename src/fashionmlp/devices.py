@@ -49,6 +49,7 @@ __all__ = [
 
 T = TypeVar("T")
 
+
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
     """Return the device ``name`` stands for, checking that this machine has it.
 

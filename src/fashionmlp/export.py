@@ -17,10 +17,10 @@ import torch
 from torch import nn
 
 from ._files import atomic_write, check_name, os_error_fix
+from .config import IMAGE_SIZE
 from .devices import model_device
 from .errors import CheckpointError, InvalidArgumentError, MissingExtraError
 from .evaluation import eval_mode
-from .config import IMAGE_SIZE
 
 __all__ = ["export_onnx"]
 

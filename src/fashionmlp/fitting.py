@@ -20,12 +20,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from . import devices
+from .config import Recipe, RunConfig
 from .data import Splits
 from .errors import InvalidArgumentError
 from .evaluation import evaluate
 from .hooks import Hooks
 from .parts import Parts, build
-from .config import Recipe, RunConfig
 from .records import FitResult
 from .state import TrainState
 from .train import train_epoch

@@ -9,7 +9,6 @@ import torch
 from torch import nn
 from typing_extensions import Self
 
-from .errors import CheckpointError, InputShapeError
 from .config import (
     CLASSES,
     IMAGE_SIZE,
@@ -17,6 +16,8 @@ from .config import (
     NUM_CLASSES,
     FashionMLPConfig,
 )
+from .data import standardize
+from .errors import CheckpointError, InputShapeError
 from .pretrained import PretrainedMixin
 
 __all__ = [
@@ -30,11 +31,6 @@ __all__ = [
 
 _FEATURES: Final = IMAGE_SIZE * IMAGE_SIZE
 _ACCEPTED = "(N, 1, 28, 28), (N, 28, 28) or (N, 784)"
-
-
-def standardize(x: torch.Tensor, mean: float, std: float) -> torch.Tensor:
-    """``(x - mean) / std``: the arithmetic of ``transforms.Normalize``, bit for bit."""
-    return (x - mean) / std
 
 
 class FashionMLP(PretrainedMixin, nn.Module):

@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from ._files import atomic_write, os_error_fix
+from .config import CLASSES, IMAGE_SIZE, flat
 from .errors import CheckpointError
-from .config import CLASSES, IMAGE_SIZE
 from .records import EvalResult
-from .config import flat
 
 __all__ = ["CARD_FILE", "is_model_card", "model_card", "write_model_card"]
 

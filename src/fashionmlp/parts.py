@@ -17,14 +17,11 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .augment import Augment
-from .data import Splits, load_dataset
+from .config import NO_NORMALIZATION, Recipe, RunConfig
+from .data import Loader, Splits, load_dataset, make_loaders
 from .devices import native_bfloat16, resolve_device
-from .loaders import Loader, make_loaders
 from .model import FashionMLP
-from .config import NO_NORMALIZATION
 from .optim import Muon, muon_param_groups
-from .config import Recipe, RunConfig
 from .step import LossFn
 
 __all__ = ["Parts", "build", "make_optimizer", "make_scheduler", "resolve_autocast"]
@@ -131,16 +128,10 @@ def build(
         "none" if normalize == NO_NORMALIZATION else "model" if model is None else "loaders"
     )
     train, evaluation = make_loaders(
-        root,
-        recipe.batch_size,
+        config,
         data=data,
-        seed=config.seed,
-        backend=recipe.backend,
         device=target,
-        augment=augment(recipe),
         normalize=normalize if normalized_by == "loaders" else NO_NORMALIZATION,
-        limit=config.limit,
-        validation_size=config.validation_size,
     )
     trained = (model if model is not None else FashionMLP.from_config(recipe.model)).to(target)
     optimizer = make_optimizer(recipe, trained, precision=autocast)
@@ -157,13 +148,6 @@ def build(
         autocast=autocast,
         normalized_by=normalized_by,
     )
-
-
-def augment(recipe: Recipe) -> Augment | None:
-    """The recipe's training-batch augmentation, if any."""
-    if not (recipe.hflip or recipe.translate):
-        return None
-    return Augment(hflip=recipe.hflip, translate=recipe.translate)
 
 
 def make_optimizer(

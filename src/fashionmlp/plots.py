@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ._files import os_error_fix
+from .config import CLASSES
 from .data import Split
 from .errors import MissingExtraError, RunFolderError
-from .config import CLASSES
 from .records import EpochReport, FitResult
 
 if TYPE_CHECKING:

@@ -31,11 +31,11 @@ import torch
 from torch import nn
 
 from ._files import read_regular_file
+from .config import CLASSES, IMAGE_SIZE
+from .data import pixels_to_float
 from .devices import model_device
 from .errors import ImageError, InvalidArgumentError
 from .evaluation import eval_mode
-from .config import CLASSES, IMAGE_SIZE
-from .tensor_loader import pixels_to_float
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage

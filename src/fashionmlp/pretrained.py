@@ -23,9 +23,9 @@ from torch import nn
 from typing_extensions import Self
 
 from . import hub
-from .config import from_dict, to_dict
 from ._files import atomic_write, check_name, os_error_fix, read_regular_file
 from .checkpoint import _SAFETENSORS, describe_file, load_checkpoint, load_state
+from .config import from_dict, to_dict
 from .errors import CheckpointError, InvalidArgumentError
 from .model_card import model_card, write_model_card
 from .records import EvalResult

@@ -17,11 +17,11 @@ from torch import nn
 
 from . import config
 from .checkpoint import load_checkpoint, save_checkpoint
+from .config import RunConfig
 from .devices import model_device
 from .errors import CheckpointError
 from .hooks import Hooks
 from .parts import Parts
-from .config import RunConfig
 from .records import EpochReport, EpochStats, EvalResult
 
 __all__ = ["TrainState"]

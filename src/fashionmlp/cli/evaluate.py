@@ -36,9 +36,9 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate the model the options name; return the exit status."""
     import torch
 
+    from ..data import make_loaders
     from ..devices import resolve_device
     from ..evaluation import evaluate
-    from ..loaders import make_loaders
     from ..model import CLASSES
 
     stop_if_interrupted()

@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any, Literal, NoReturn
 
 from .. import config
-from ..config import check_device_name
+from ..config import RECIPES, Recipe, check_device_name, recipe_from
 from ..errors import DeviceError, InvalidArgumentError
-from ..config import RECIPES, Recipe, recipe_from
 
 __all__ = [
     "Parser",

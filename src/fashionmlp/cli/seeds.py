@@ -7,15 +7,15 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import InvalidArgumentError
 from ..config import RunConfig
+from ..errors import InvalidArgumentError
 from .common import received, stop_if_interrupted
 from .options import chosen_recipe
 from .run_options import mlflow_uri, validation_callbacks
 
 if TYPE_CHECKING:
-    from ..loggers import MLflowLogger
     from ..config import Recipe
+    from ..loggers import MLflowLogger
     from ..studies import SeedSummary
 
 __all__ = ["train_seeds"]

@@ -7,8 +7,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidArgumentError
 from ..config import RunConfig
+from ..errors import InvalidArgumentError
 from .common import fail, plural, received, stop_if_interrupted
 from .options import (
     add_data_options,

@@ -9,8 +9,8 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidArgumentError, RunExistsError
 from ..config import RunConfig
+from ..errors import InvalidArgumentError, RunExistsError
 from .common import plural, received, stop_if_interrupted
 from .console import RunConsole
 from .options import (
@@ -247,7 +247,7 @@ def _finish(
     model_epoch: int | None,
 ) -> None:
     """Write the finished run's model, metrics and plots, and say where they are."""
-    from ..loaders import select_splits
+    from ..data import select_splits
     from ..plots import plot_run
 
     folder.write_results(result, model_epoch=model_epoch)

@@ -24,15 +24,13 @@ from typing import Any
 
 from .._files import atomic_write
 from ..callbacks import KeepBest, LossHistory
-from ..data import Splits, default_data_root, load_dataset
-from ..devices import resolve_device
-from ..devices import environment
+from ..config import Recipe, RunConfig
+from ..data import Splits, default_data_root, load_dataset, select_splits
+from ..devices import environment, resolve_device
 from ..errors import CheckpointError, InvalidArgumentError, MissingExtraError
 from ..fitting import fit
-from ..loaders import select_splits
 from ..loggers import CSVLogger
 from ..plots import plot_run
-from ..config import Recipe, RunConfig
 from ..records import FitResult
 from ..runs import METRICS, METRICS_CSV, RUN, RunFolder
 

@@ -35,8 +35,8 @@ from typing import Any, Literal
 
 from .. import config
 from .._files import read_regular_file
-from ..errors import InvalidArgumentError
 from ..config import Recipe
+from ..errors import InvalidArgumentError
 
 __all__ = ["DEFAULT_SPACE", "Param", "SearchSpace"]
 

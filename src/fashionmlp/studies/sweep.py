@@ -23,13 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..config import differences, flat, override
 from ..callbacks import Callback, StopOnSignal
+from ..config import Recipe, RunConfig, differences, flat, override
 from ..data import Splits, load_dataset
 from ..errors import FashionMLPError, InvalidArgumentError
 from ..fitting import fit
 from ..hooks import StopTraining
-from ..config import Recipe, RunConfig
 from ..records import EpochReport
 from .report import write_study_files
 from .space import DEFAULT_SPACE, SearchSpace
