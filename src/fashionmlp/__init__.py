@@ -34,6 +34,12 @@ MOVED_MODULES = {
     "tensor_loader": "data",
     "distributed": "devices",
     "environment": "devices",
+    "evaluation": "train",
+    "fitting": "train",
+    "hooks": "callbacks",
+    "parts": "train",
+    "state": "train",
+    "step": "train",
     "model_config": "config",
     "recipes": "config",
     "settings": "config",
@@ -79,6 +85,7 @@ if TYPE_CHECKING:
         PrintLoss as PrintLoss,
         ProgressBar as ProgressBar,
         StopOnSignal as StopOnSignal,
+        StopTraining as StopTraining,
     )
     from .checkpoint import (
         load_checkpoint as load_checkpoint,
@@ -113,22 +120,9 @@ if TYPE_CHECKING:
         NonFiniteLossError as NonFiniteLossError,
         RunFolderError as RunFolderError,
     )
-    from .evaluation import (
-        evaluate as evaluate,
-    )
-    from .fitting import (
-        fit as fit,
-    )
-    from .hooks import (
-        StopTraining as StopTraining,
-    )
     from .model import (
         CLASSES as CLASSES,
         FashionMLP as FashionMLP,
-    )
-    from .parts import (
-        Parts as Parts,
-        build as build,
     )
     from .prediction import (
         Prediction as Prediction,
@@ -145,6 +139,10 @@ if TYPE_CHECKING:
         FitResult as FitResult,
     )
     from .train import (
+        Parts as Parts,
+        build as build,
+        evaluate as evaluate,
+        fit as fit,
         train_epoch as train_epoch,
     )
 

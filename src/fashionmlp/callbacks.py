@@ -1,10 +1,52 @@
-"""The callbacks that ship with the library, and :class:`Callback`, a base class for yours.
+"""Callbacks: the hook protocol, the one dispatcher that calls hooks, and the callbacks that
+ship with the library.
 
-A callback is any object with some of the hooks of :mod:`fashionmlp.hooks`
-(``on_fit_start``, ``on_batch_end``, ``on_epoch_end``, ``on_fit_end``, ``on_exception``,
-``state_dict``/``load_state_dict``), or a plain function taking each
-:class:`~fashionmlp.BatchEvent`. Inheriting from :class:`Callback` is optional: it only
-gives every hook's signature, as a no-op to override.
+A *callback* is any object that defines some of these methods; each is called at its
+moment, for every callback in the order given, by :class:`Hooks`:
+
+``on_fit_start(run)``
+    :func:`~fashionmlp.fit` is about to train; ``run`` is the run as it starts (a
+    :class:`Run`: its settings in ``run.config``, its model, device and precision, the
+    epochs already done when resuming). Called after a resumed callback got its state back.
+``on_batch_end(event)``
+    A batch was trained: a :class:`~fashionmlp.BatchEvent`.
+``on_epoch_end(report)``
+    :func:`~fashionmlp.fit` trained and evaluated an epoch: an
+    :class:`~fashionmlp.EpochReport`, before the epoch's checkpoint is written.
+``on_fit_end(result)``
+    :func:`~fashionmlp.fit` returns this :class:`~fashionmlp.FitResult` (finished, or
+    stopped by a callback).
+``on_exception(error)``
+    :func:`~fashionmlp.fit` is leaving with ``error`` (a failure, or Ctrl-C twice).
+``on_model_saved(folder)``
+    The run's model folder (``config.json``, ``model.safetensors``, ``README.md``) was
+    written, by :func:`~fashionmlp.runs.train_run`: a tracker keeps it as artifacts.
+``on_tags(tags)``
+    Facts about the run from whoever ran it, in its words (a study's trial:
+    ``{"optuna.state": "PRUNED"}``): a tracker tags its run with them.
+``state_dict()`` / ``load_state_dict(state)``
+    What the callback needs to continue a resumed run (a logger's run id, a counter): saved
+    in every checkpoint, given back before ``on_fit_start`` when the run resumes. Tensors
+    and plain values (numbers, strings, lists and dicts of them) only.
+
+A study of many runs (:mod:`fashionmlp.studies`) takes loggers too and calls three hooks of
+its own, so that a tracker with parent and child runs logs the study as one run with a
+child per seed or trial:
+
+``on_study_start(study)``
+    A study begins or continues: a :class:`Study` (its kind, name, folder, settings, and
+    the state this logger saved in it last time).
+``child(name)``
+    The callback that logs one run of the study (``"seed-3"``, ``"trial 7"``) as a child of
+    the study's; given to that run's :func:`~fashionmlp.fit`. ``None`` for none.
+``on_study_end(end)``
+    The study ends: a :class:`StudyEnd` (its figures, and whether it finished).
+
+A plain function is a batch callback: it is called as ``on_batch_end``. Any hook may raise
+:class:`StopTraining` to end the run cleanly (see there). Nothing else is needed: no base
+class, no registration (Lightning Fabric's ``Fabric.call`` and minGPT's callbacks by event
+name are the models); :class:`Callback` is a base class with every hook as a no-op, for
+those who like to inherit their signatures.
 """
 
 from __future__ import annotations
@@ -12,33 +54,259 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Literal, TextIO
+from typing import Any, Final, Literal, Protocol, TextIO, TypeVar
 
 import torch
+from torch import nn
 
 from . import devices
+from .config import RunConfig
 from .errors import InvalidArgumentError
-from .hooks import StopTraining, default_hook
-from .records import BatchEvent, EpochReport, FitResult
-
-if TYPE_CHECKING:
-    from .state import TrainState
+from .records import BatchEvent, EpochReport, EpochStats, FitResult, StopAt
 
 __all__ = [
+    "HOOKS",
+    "STUDY_HOOKS",
     "Callback",
     "EarlyStopping",
+    "Hooks",
     "KeepBest",
     "LossHistory",
     "PrintLoss",
     "ProgressBar",
+    "Run",
     "StopOnSignal",
+    "StopTraining",
+    "Study",
+    "StudyEnd",
+    "default_hook",
+    "state_key",
 ]
+
+#: The hooks of a run a callback may define, in the order of a run.
+HOOKS: Final = (
+    "on_fit_start",
+    "on_batch_end",
+    "on_epoch_end",
+    "on_fit_end",
+    "on_exception",
+    "on_model_saved",
+    "on_tags",
+)
+#: The hooks of a study a logger may define (with ``child``).
+STUDY_HOOKS: Final = ("on_study_start", "on_study_end")
+
+_Function = TypeVar("_Function", bound=Callable[..., Any])
+_DEFAULT = "_fashionmlp_default_hook"
+
+
+class Run(Protocol):
+    """What ``on_fit_start`` shows a callback: the run as it starts (a
+    :class:`~fashionmlp.train.TrainState`). Read it; change nothing."""
+
+    @property
+    def config(self) -> RunConfig:
+        """The run's settings."""
+
+    @property
+    def model(self) -> nn.Module:
+        """The model trained."""
+
+    @property
+    def device(self) -> torch.device:
+        """Where it trains."""
+
+    @property
+    def precision(self) -> Literal["float32", "bfloat16"]:
+        """The precision of its training passes."""
+
+    @property
+    def history(self) -> list[EpochReport]:
+        """The reports of the epochs done (of the earlier part, when resuming)."""
+
+    @property
+    def partial(self) -> EpochStats | None:
+        """The progress inside the current epoch, when resuming one that stopped part-way."""
+
+    @property
+    def steps_done(self) -> int:
+        """The optimizer steps of the finished epochs."""
+
+
+@dataclass(frozen=True)
+class Study:
+    """A study as its loggers see it begin (``on_study_start``)."""
+
+    #: ``"seeds"`` or ``"sweep"``.
+    kind: str
+    #: Its name (a sweep's study name; a seed study's recipe and seeds).
+    name: str
+    #: Its folder.
+    folder: Path
+    #: Its settings, flat (``lr``, ``model.dropout``, ``seeds``, ``space.lr``, ...).
+    params: dict[str, Any]
+    #: What this logger's ``state_dict()`` was when the study last ran, or ``None`` for a
+    #: new study: a continued study continues its tracker's run.
+    state: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class StudyEnd:
+    """How a study ended, as its loggers see it (``on_study_end``)."""
+
+    #: Its figures (``accuracy_mean``, ``best_validation_accuracy``, ...).
+    figures: dict[str, float] = field(default_factory=dict)
+    #: Whether it ran to its end (false: stopped by a signal, to be continued).
+    finished: bool = True
+
+
+def default_hook(function: _Function) -> _Function:
+    """Mark a base class's no-op hook: :class:`Hooks` does not call it, so a hook a
+    callback leaves as inherited costs nothing, not even per batch."""
+    setattr(function, _DEFAULT, True)
+    return function
+
+
+class StopTraining(Exception):
+    """Raise from a callback to stop training cleanly, at a point it can be resumed from.
+
+    Args:
+        reason: Said in the exception's message.
+        at: ``"batch"`` (the default) stops right after the current batch's optimizer step:
+            :func:`~fashionmlp.train_epoch` returns early with ``stop="batch"`` in its
+            :class:`~fashionmlp.EpochStats`, and :func:`~fashionmlp.fit` saves that very
+            point, so resuming finishes the epoch from the next batch. ``"epoch"`` lets the
+            epoch run to its end (in :func:`~fashionmlp.fit`: its evaluation and checkpoint
+            too), then stops. Raised from ``on_epoch_end``, both mean "after this epoch",
+            which is where the run already is.
+
+    The callbacks after the one that raised still see the batch; the stop takes effect
+    once all of them have run.
+
+    Example:
+        >>> def stop_when_low(event):
+        ...     if event.batch % 100 == 0 and event.loss < 0.3:
+        ...         raise StopTraining("loss below 0.3", at="epoch")
+    """
+
+    def __init__(self, reason: str = "", *, at: StopAt = "batch") -> None:
+        if at not in ("batch", "epoch"):
+            raise InvalidArgumentError(f"StopTraining at must be 'batch' or 'epoch', got {at!r}")
+        super().__init__(reason or f"training stopped (at the end of this {at})")
+        self.at: StopAt = at
+
+
+def state_key(callback: object) -> str:
+    """The name a callback's state is saved under: its ``state_key`` attribute if it has one
+    (as Lightning's callbacks do), else its class's qualified name."""
+    key = getattr(callback, "state_key", None)
+    return key if isinstance(key, str) else type(callback).__qualname__
+
+
+class Hooks:
+    """The callbacks of one run, called by hook name: ``hooks.call("on_epoch_end", report)``.
+
+    Each callback's hooks are looked up once, here, so calling them per batch costs a loop
+    over the ones that have that hook.
+
+    Raises:
+        InvalidArgumentError: A callback defines no hook and is not callable.
+
+    Example:
+        >>> seen = []
+        >>> hooks = Hooks([seen.append])  # a plain function: a batch callback
+        >>> hooks.call("on_batch_end", "an event")
+        >>> seen
+        ['an event']
+    """
+
+    def __init__(self, callbacks: Iterable[object] = ()) -> None:
+        self.callbacks = list(callbacks)
+        names = HOOKS + STUDY_HOOKS
+        self._table: dict[str, list[Callable[[Any], object]]] = {name: [] for name in names}
+        for callback in self.callbacks:
+            found = {name: getattr(callback, name, None) for name in names}
+            if not any(map(callable, found.values())) and not hasattr(callback, "state_dict"):
+                if not callable(callback):
+                    raise InvalidArgumentError(
+                        f"callback {callback!r} is not callable and has none of the hooks "
+                        f"{', '.join(HOOKS)} (see fashionmlp.callbacks)"
+                    )
+                found["on_batch_end"] = callback  # a plain function: a batch callback
+            for name, hook in found.items():
+                if callable(hook) and not getattr(hook, _DEFAULT, False):
+                    self._table[name].append(hook)
+        self._keys = _unique_keys(self.callbacks)
+
+    def __bool__(self) -> bool:
+        return bool(self.callbacks)
+
+    def wants(self, hook: str) -> bool:
+        """Whether any callback defines ``hook``."""
+        return bool(self._table[hook])
+
+    def call(self, hook: str, argument: object) -> StopAt | None:
+        """Call ``hook`` of every callback that has it, in order; return the stop asked for.
+
+        A :class:`StopTraining` from one callback does not keep the others from the
+        argument; the stop returned is ``"batch"`` if any asked for that, else ``"epoch"``
+        if any asked, else ``None``.
+        """
+        stop: StopAt | None = None
+        for function in self._table[hook]:
+            try:
+                function(argument)
+            except StopTraining as request:
+                stop = "batch" if "batch" in (stop, request.at) else "epoch"
+        return stop
+
+    def children(self, name: str) -> list[object]:
+        """The callbacks that log the study's run ``name`` as children of these loggers'
+        (each one's ``child(name)`` that is not ``None``)."""
+        made = [getattr(callback, "child", None) for callback in self.callbacks]
+        children = [child(name) for child in made if callable(child)]
+        return [child for child in children if child is not None]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every stateful callback's ``state_dict()``, by its :func:`state_key`."""
+        return {
+            key: callback.state_dict()  # type: ignore[attr-defined]
+            for key, callback in zip(self._keys, self.callbacks)
+            if callable(getattr(callback, "state_dict", None))
+        }
+
+    def load_state_dict(self, states: dict[str, Any]) -> None:
+        """Give each callback its saved state; one that saved none starts afresh.
+
+        States of callbacks this run does not have are left alone (a run resumed without
+        its TensorBoard logger, say).
+        """
+        for key, callback in zip(self._keys, self.callbacks):
+            load = getattr(callback, "load_state_dict", None)
+            if key in states and callable(load):
+                load(states[key])
+
+
+def _unique_keys(callbacks: list[object]) -> list[str]:
+    """Each callback's :func:`state_key`, a second one of the same key numbered ``#2``."""
+    seen: dict[str, int] = {}
+    keys = []
+    for callback in callbacks:
+        key = state_key(callback)
+        seen[key] = seen.get(key, 0) + 1
+        keys.append(key if seen[key] == 1 else f"{key}#{seen[key]}")
+    return keys
+
+
+# --- the shipped callbacks ----------------------------------------------------------------
 
 
 class Callback:
-    """A base class with every hook of :mod:`fashionmlp.hooks` as a no-op: override those
+    """A base class with every hook of :mod:`fashionmlp.callbacks` as a no-op: override those
     you need. The hooks left as they are cost nothing (they are not called).
 
     Example:
@@ -54,7 +322,7 @@ class Callback:
     """
 
     @default_hook
-    def on_fit_start(self, run: TrainState) -> None:
+    def on_fit_start(self, run: Run) -> None:
         """:func:`~fashionmlp.fit` is about to train ``run`` (its settings: ``run.config``)."""
 
     @default_hook
@@ -72,6 +340,14 @@ class Callback:
     @default_hook
     def on_exception(self, error: BaseException) -> None:
         """:func:`~fashionmlp.fit` is leaving with ``error``."""
+
+    @default_hook
+    def on_model_saved(self, folder: Path) -> None:
+        """The run's model folder was written to ``folder``."""
+
+    @default_hook
+    def on_tags(self, tags: Mapping[str, str]) -> None:
+        """Facts about the run from whoever ran it."""
 
 
 class PrintLoss(Callback):
@@ -386,7 +662,7 @@ class KeepBest(Callback):
         self._weights: dict[str, torch.Tensor] | None = None
         self._model: Any = None
 
-    def on_fit_start(self, run: TrainState) -> None:
+    def on_fit_start(self, run: Run) -> None:
         """Know the model whose weights to keep."""
         self._model = run.model
 

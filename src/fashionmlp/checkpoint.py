@@ -27,13 +27,15 @@ import torch
 from torch import nn
 
 from ._files import atomic_write, open_regular, os_error_fix, read_regular_file
-from .config import to_dict
+from ._version import __version__
+from .config import FORMAT_KEY, FORMAT_VERSION, WRITER_KEY, file_format, to_dict
 from .errors import CheckpointError
 
 __all__ = ["Checkpoint", "describe_file", "load_checkpoint", "load_state", "save_checkpoint"]
 
+#: What a checkpoint of ours says it is; its ``version`` is the file format it was
+#: written in (:data:`~fashionmlp.config.FORMAT_VERSION`).
 _FORMAT = "fashionmlp-checkpoint"
-_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,35 @@ class Checkpoint:
     #: The constructor arguments of the model when it was a ``FashionMLP``
     #: (see :class:`~fashionmlp.FashionMLPConfig`), else ``None``.
     model_config: dict[str, Any] | None = None
+    #: The file format it was written in (1: fashionmlp 0.1.0's); its settings are of that
+    #: format (``RunConfig.from_dict(checkpoint.config, format=checkpoint.format)``).
+    format: int = FORMAT_VERSION
+    #: The file it was read from, as errors name it.
+    source: str = ""
+
+    def restore(
+        self,
+        model: nn.Module | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    ) -> None:
+        """Load the saved states into what is given.
+
+        Raises:
+            CheckpointError: The weights do not fit ``model``, or an optimizer or scheduler
+                is given and no state of theirs was saved, or another kind's was.
+        """
+        model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper: the module
+        if model is not None:
+            load_state(model, self.model_state, source=self.source)
+        if optimizer is not None:
+            if self.optimizer_state is None:
+                raise CheckpointError(f"{self.source} holds no optimizer state to resume from")
+            _load_optimizer_state(optimizer, self.optimizer_state, self.source)
+        if scheduler is not None:
+            if self.scheduler_state is None:
+                raise CheckpointError(f"{self.source} holds no scheduler state to resume from")
+            scheduler.load_state_dict(self.scheduler_state)
 
 
 def save_checkpoint(
@@ -107,7 +138,8 @@ def save_checkpoint(
         raise CheckpointError(f"config must hold only JSON-like values: {exc}") from exc
     payload: dict[str, Any] = {
         "format": _FORMAT,
-        "version": _VERSION,
+        "version": FORMAT_VERSION,
+        WRITER_KEY: __version__,
         "model": model.state_dict(),
         "model_config": (
             to_dict(model_config)
@@ -144,7 +176,9 @@ def load_checkpoint(
 ) -> Checkpoint:
     """Read a checkpoint with ``weights_only=True``; load it into what is given.
 
-    ``model``, ``optimizer`` and ``scheduler``, when given, get their saved state.
+    ``model``, ``optimizer`` and ``scheduler``, when given, get their saved state (or
+    later, :meth:`Checkpoint.restore`). A checkpoint of an older file format is read as it
+    is, and one of a newer format refused.
 
     A bare ``state_dict`` (as ``torch.save(model.state_dict(), path)`` writes) is
     accepted too.
@@ -155,17 +189,7 @@ def load_checkpoint(
     """
     path = Path(path)
     checkpoint = _parse(path, _read_payload(path, map_location))
-    model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper: the module itself
-    if model is not None:
-        load_state(model, checkpoint.model_state, source=str(path))
-    if optimizer is not None:
-        if checkpoint.optimizer_state is None:
-            raise CheckpointError(f"{path} holds no optimizer state to resume from")
-        _load_optimizer_state(optimizer, checkpoint.optimizer_state, path)
-    if scheduler is not None:
-        if checkpoint.scheduler_state is None:
-            raise CheckpointError(f"{path} holds no scheduler state to resume from")
-        scheduler.load_state_dict(checkpoint.scheduler_state)
+    checkpoint.restore(model, optimizer, scheduler)
     return checkpoint
 
 
@@ -272,7 +296,7 @@ def _check_archive(path: Path, data: bytes) -> None:
 
 
 def _load_optimizer_state(
-    optimizer: torch.optim.Optimizer, state: dict[str, Any], path: Path
+    optimizer: torch.optim.Optimizer, state: dict[str, Any], path: str
 ) -> None:
     """Load ``state`` into ``optimizer``, refusing the state of another kind of optimizer.
 
@@ -389,6 +413,10 @@ def _parse(path: Path, payload: object) -> Checkpoint:
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path} is not a checkpoint (it holds a {type(payload).__name__})")
     if payload.get("format") == _FORMAT:
+        # Its "version" is the file format (our files' format_version, by another name).
+        stamp = {FORMAT_KEY: payload.get("version", 1)}
+        stamp |= {WRITER_KEY: payload[WRITER_KEY]} if WRITER_KEY in payload else {}
+        _, format = file_format(stamp, str(path), CheckpointError)
         expected: dict[str, type | tuple[type, ...]] = {
             "model": dict,
             "optimizer": (dict, type(None)),
@@ -413,7 +441,9 @@ def _parse(path: Path, payload: object) -> Checkpoint:
             config=payload["config"],
             state=payload["state"],
             model_config=payload.get("model_config"),
+            format=format,
+            source=str(path),
         )
     if payload and _is_state_dict(payload):
-        return Checkpoint(model_state=payload)  # a bare state_dict
+        return Checkpoint(model_state=payload, source=str(path))  # a bare state_dict
     raise CheckpointError(f"{path} is not a fashionmlp checkpoint or a model state_dict")

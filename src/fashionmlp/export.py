@@ -20,7 +20,7 @@ from ._files import atomic_write, check_name, os_error_fix
 from .config import IMAGE_SIZE
 from .devices import model_device
 from .errors import CheckpointError, InvalidArgumentError, MissingExtraError
-from .evaluation import eval_mode
+from .train import eval_mode
 
 __all__ = ["export_onnx"]
 

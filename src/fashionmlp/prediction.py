@@ -35,7 +35,7 @@ from .config import CLASSES, IMAGE_SIZE
 from .data import pixels_to_float
 from .devices import model_device
 from .errors import ImageError, InvalidArgumentError
-from .evaluation import eval_mode
+from .train import eval_mode
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage

@@ -38,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data import make_loaders
     from ..devices import resolve_device
-    from ..evaluation import evaluate
     from ..model import CLASSES
+    from ..train import evaluate
 
     stop_if_interrupted()
     device = resolve_device(args.device)

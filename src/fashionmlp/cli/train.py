@@ -182,7 +182,7 @@ def _train_in(
     from ..callbacks import KeepBest, LossHistory, StopOnSignal
     from ..data import default_data_root, load_dataset
     from ..devices import environment
-    from ..fitting import fit
+    from ..train import fit
 
     data_root = args.data_root or default_data_root()
     if main:

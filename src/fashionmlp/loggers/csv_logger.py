@@ -7,16 +7,14 @@ import io
 import math
 import os
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 from .. import devices
 from .._files import atomic_write, os_error_fix, read_regular_file
+from ..callbacks import Run
 from ..errors import InvalidArgumentError, RunFolderError
 from ..records import BatchEvent, EpochReport
 from ._common import check_every
-
-if TYPE_CHECKING:
-    from ..state import TrainState
 
 __all__ = ["BATCH_COLUMNS", "EPOCH_COLUMNS", "CSVLogger"]
 
@@ -182,7 +180,7 @@ class CSVLogger:
         ]
         self._epochs, self._batches = files
 
-    def on_fit_start(self, run: TrainState) -> None:
+    def on_fit_start(self, run: Run) -> None:
         """Bring the files of a resumed run (or the run's own files) to what its checkpoint
         holds: one epoch row per epoch of its history, and the batch rows of the steps it had
         trained. A new run's existing log of ours is continued as it is."""

@@ -16,16 +16,14 @@ import time
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import devices
+from ..callbacks import Run
 from ..devices import environment
 from ..errors import InvalidArgumentError, MissingExtraError
 from ..records import BatchEvent, EpochReport, FitResult
 from ._common import check_every, run_params
-
-if TYPE_CHECKING:
-    from ..state import TrainState
 
 __all__ = ["DEFAULT_TRACKING_URI", "MLflowLogger", "TrackingWarning", "check_tracking_uri"]
 
@@ -128,7 +126,7 @@ class MLflowLogger:
 
     # --- the hooks ----------------------------------------------------------------------
 
-    def on_fit_start(self, run: TrainState) -> None:
+    def on_fit_start(self, run: Run) -> None:
         """Start the MLflow run (or take up the resumed one) and log the settings."""
         if self._client is None:
             return
@@ -323,10 +321,10 @@ def _client(uri: str) -> Any:
     return MlflowClient(tracking_uri=uri)
 
 
-def _tags(run: TrainState) -> dict[str, str]:
+def _tags(run: Run) -> dict[str, str]:
     config = run.config
-    facts = environment(run.parts.device, "")
-    precision = "bfloat16" if run.parts.autocast is not None else "float32"
+    facts = environment(run.device, "")
+    precision = run.precision
     return {
         "fashionmlp.recipe": config.recipe.name,
         "fashionmlp.seed": str(config.seed),

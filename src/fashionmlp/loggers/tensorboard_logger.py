@@ -6,16 +6,14 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import devices
 from .._files import os_error_fix
+from ..callbacks import Run
 from ..errors import MissingExtraError, RunFolderError
 from ..records import BatchEvent, EpochReport, FitResult
 from ._common import check_every, run_params
-
-if TYPE_CHECKING:
-    from ..state import TrainState
 
 __all__ = ["TensorBoardLogger"]
 
@@ -63,7 +61,7 @@ class TensorBoardLogger:
                     f"cannot write {self.log_dir}: {os_error_fix(exc, 'folder')}"
                 ) from exc
 
-    def on_fit_start(self, run: TrainState) -> None:
+    def on_fit_start(self, run: Run) -> None:
         """Note the run's hyperparameters, written with its final figures at the end."""
         config = run.config
         params = run_params(config)

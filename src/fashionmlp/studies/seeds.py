@@ -28,11 +28,11 @@ from ..config import Recipe, RunConfig
 from ..data import Splits, default_data_root, load_dataset, select_splits
 from ..devices import environment, resolve_device
 from ..errors import CheckpointError, InvalidArgumentError, MissingExtraError
-from ..fitting import fit
 from ..loggers import CSVLogger
 from ..plots import plot_run
 from ..records import FitResult
 from ..runs import METRICS, METRICS_CSV, RUN, RunFolder
+from ..train import fit
 
 __all__ = ["SEED_SUMMARY", "SeedSummary", "Spread", "repeat", "spread", "summarize"]
 

@@ -23,13 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..callbacks import Callback, StopOnSignal
+from ..callbacks import Callback, StopOnSignal, StopTraining
 from ..config import Recipe, RunConfig, differences, flat, override
 from ..data import Splits, load_dataset
 from ..errors import FashionMLPError, InvalidArgumentError
-from ..fitting import fit
-from ..hooks import StopTraining
 from ..records import EpochReport
+from ..train import fit
 from .report import write_study_files
 from .space import DEFAULT_SPACE, SearchSpace
 from .storage import WORKER_ATTR, open_storage, optuna_module, retry_orphans, worker_name
