@@ -37,6 +37,8 @@ MOVED_MODULES = {
     "evaluation": "train",
     "fitting": "train",
     "hooks": "callbacks",
+    "hub": "pretrained",
+    "model_card": "pretrained",
     "parts": "train",
     "state": "train",
     "step": "train",

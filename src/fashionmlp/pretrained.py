@@ -1,20 +1,33 @@
-"""Model folders that travel: Hugging Face's ``save_pretrained`` / ``from_pretrained``.
+"""Model folders that travel: Hugging Face's ``save_pretrained`` / ``from_pretrained``, the
+Hub, and the model card.
 
 A *pretrained folder* is Hugging Face's layout: ``config.json`` (the model's constructor
-arguments, its ``model_type`` first) and ``model.safetensors`` (the weights). safetensors
-files hold tensors only and the config is JSON, so loading a folder never runs code from
-it. :class:`PretrainedMixin` gives a model class the three methods
-(``save_pretrained``, ``from_pretrained``, ``push_to_hub``), as ``PyTorchModelHubMixin``
-does; :class:`~fashionmlp.FashionMLP` is such a class, and so can be a model of yours.
+arguments, its ``model_type`` and file format first), ``model.safetensors`` (the weights)
+and ``README.md``, the model card. safetensors files hold tensors only and the config is
+JSON, so loading a folder never runs code from it; each file carries the checksum of the
+other, so a changed byte in either is found. :class:`PretrainedMixin` gives a model class
+the three methods (``save_pretrained``, ``from_pretrained``, ``push_to_hub``), as
+``PyTorchModelHubMixin`` does; :class:`~fashionmlp.FashionMLP` is such a class, and so can
+be a model of yours. A ``config.json`` of an older format loads (its settings upgraded), one
+of a newer format is refused in one line.
+
+The card is YAML front matter the Hub reads (``library_name``, ``tags``, ``datasets``,
+``metrics``, and a ``model-index`` with the test accuracy when it is known), then what the
+model is, its parameter count, the recipe it was trained with, its figures per class, how
+to load it, and what it is for; ``from_pretrained`` ignores it. A ``README.md`` that is not
+a card of ours (its front matter does not say ``library_name: fashionmlp``) is never
+replaced. The Hub needs the ``hub`` extra (``pip install 'fashionmlp[hub]'``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
@@ -22,21 +35,36 @@ import torch
 from torch import nn
 from typing_extensions import Self
 
-from . import hub
 from ._files import atomic_write, check_name, os_error_fix, read_regular_file
 from .checkpoint import _SAFETENSORS, describe_file, load_checkpoint, load_state
-from .config import from_dict, to_dict
-from .errors import CheckpointError, InvalidArgumentError
-from .model_card import model_card, write_model_card
+from .config import (
+    CLASSES,
+    FORMAT_VERSION,
+    IMAGE_SIZE,
+    TEST_IMAGES,
+    file_format,
+    flat,
+    from_dict,
+    stamped,
+    to_dict,
+)
+from .errors import CheckpointError, InvalidArgumentError, MissingExtraError
 from .records import EvalResult
 
 __all__ = [
+    "CARD_FILE",
     "CONFIG_FILE",
     "WEIGHTS_DIGEST",
     "WEIGHTS_FILE",
     "Pretrained",
     "PretrainedMixin",
+    "download",
+    "is_model_card",
+    "is_repo_id",
+    "model_card",
     "read_pretrained",
+    "upload",
+    "write_model_card",
     "write_pretrained",
     "write_weights",
 ]
@@ -45,6 +73,8 @@ __all__ = [
 CONFIG_FILE = "config.json"
 #: The model's weights, in a pretrained folder.
 WEIGHTS_FILE = "model.safetensors"
+#: The model card, in a pretrained folder.
+CARD_FILE = "README.md"
 
 
 class PretrainedMixin:
@@ -122,14 +152,14 @@ class PretrainedMixin:
         return written
 
     def _config_document(self) -> dict[str, Any]:
-        return {"model_type": self.model_type, **to_dict(self.config)}
+        return {"model_type": self.model_type, **stamped(to_dict(self.config))}
 
     def _state(self) -> dict[str, torch.Tensor]:
         assert isinstance(self, nn.Module)
         return self.state_dict()
 
     def model_card(self, where: str = ".", **facts: Any) -> str:
-        """The model's card (see :func:`fashionmlp.model_card.model_card`, which takes
+        """The model's card (see :func:`fashionmlp.pretrained.model_card`, which takes
         ``facts``), its loading example naming ``where``."""
         parameters = sum(tensor.numel() for tensor in self._state().values())
         return model_card(self._config_document(), parameters, where=where, **facts)
@@ -170,7 +200,7 @@ class PretrainedMixin:
             local_files_only=local_files_only,
         )
         try:
-            config: Any = from_dict(cls.config_class, found.config)
+            config: Any = from_dict(cls.config_class, found.config, format=found.format)
         except InvalidArgumentError as exc:
             raise CheckpointError(
                 f"{found.config_source} does not describe a {cls.__name__} ({exc}); write it "
@@ -222,7 +252,7 @@ class PretrainedMixin:
             # save_pretrained's files, the card's loading example naming the repository
             write_pretrained(folder, self._config_document(), self._state())
             write_model_card(folder, self.model_card(repo_id))
-            return hub.upload(
+            return upload(
                 Path(folder),
                 repo_id,
                 token,
@@ -243,6 +273,8 @@ class Pretrained(NamedTuple):
     config_source: str
     #: The file the weights came from (named in errors about them).
     weights_source: str
+    #: The file format the config was written in (1: fashionmlp 0.1.0's).
+    format: int = FORMAT_VERSION
 
 
 #: ``config.json``'s key for the SHA-256 of ``model.safetensors``' bytes; the weights file's
@@ -334,11 +366,9 @@ def read_pretrained(
         if path.suffix == ".safetensors":
             return _read_folder(path.parent, model, weights=path)
         return _read_checkpoint(path)
-    if hub.is_repo_id(str(name_or_path)):
+    if is_repo_id(str(name_or_path)):
         files = (CONFIG_FILE, WEIGHTS_FILE)
-        folder = hub.download(
-            str(name_or_path), files, revision, cache_dir, token, local_files_only
-        )
+        folder = download(str(name_or_path), files, revision, cache_dir, token, local_files_only)
         return _read_folder(folder, model)
     raise CheckpointError(f"{name_or_path}: no such file or folder")
 
@@ -369,8 +399,9 @@ def _read_folder(
         raise CheckpointError(
             f"{weights} is not a readable safetensors file ({exc}); {_AGAIN}"
         ) from None
-    config = {k: v for k, v in document.items() if k not in ("model_type", WEIGHTS_DIGEST)}
-    return Pretrained(config, state, str(config_file), str(weights))
+    saved = {k: v for k, v in document.items() if k not in ("model_type", WEIGHTS_DIGEST)}
+    config, format = file_format(saved, str(config_file), CheckpointError)
+    return Pretrained(config, state, str(config_file), str(weights), format)
 
 
 #: A config.json larger than this is not one of ours.
@@ -440,4 +471,306 @@ def _read_checkpoint(path: Path) -> Pretrained:
             "unknown; build the model yourself and load them with "
             "load_checkpoint(path, model)"
         )
-    return Pretrained(checkpoint.model_config, checkpoint.model_state, str(path), str(path))
+    return Pretrained(
+        checkpoint.model_config, checkpoint.model_state, str(path), str(path), checkpoint.format
+    )
+
+
+# --- the Hugging Face Hub ------------------------------------------------------------------
+
+#: A Hugging Face Hub repository id: ``user/repo``.
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def is_repo_id(name: str) -> bool:
+    """Whether ``name`` reads as a Hub repository id, ``user/repo``."""
+    return _REPO_ID.fullmatch(name) is not None
+
+
+def _hub() -> Any:
+    try:
+        import huggingface_hub
+    except ImportError:
+        raise MissingExtraError(
+            "the Hugging Face Hub needs the hub extra: pip install 'fashionmlp[hub]'"
+        ) from None
+    return huggingface_hub
+
+
+def download(
+    repo_id: str,
+    files: Sequence[str],
+    revision: str | None,
+    cache_dir: str | os.PathLike[str] | None,
+    token: str | None,
+    local_files_only: bool,
+) -> Path:
+    """The local folder holding ``files`` of the repository ``repo_id``, downloaded (or found
+    in the cache) as ``hf_hub_download`` does.
+
+    Raises:
+        CheckpointError: The Hub could not be reached or has no such files.
+        MissingExtraError: huggingface_hub is not installed.
+    """
+    hub = _hub()
+    try:
+        paths = [
+            hub.hf_hub_download(
+                repo_id,
+                name,
+                revision=revision,
+                cache_dir=cache_dir,
+                token=token,
+                local_files_only=local_files_only,
+            )
+            for name in files
+        ]
+    except Exception as exc:  # network and Hub errors come in many types; all mean "not there"
+        raise CheckpointError(
+            f"{repo_id}: no such local file or folder, and it could not be had from the "
+            f"Hugging Face Hub ({type(exc).__name__}: {' '.join(str(exc).split())})"
+        ) from exc
+    return Path(paths[-1]).parent
+
+
+def upload(
+    folder: Path,
+    repo_id: str,
+    token: str | None,
+    *,
+    private: bool | None,
+    revision: str | None,
+    commit_message: str,
+) -> str:
+    """Upload ``folder``'s files to the repository ``repo_id`` (created if needed); return
+    the commit's URL.
+
+    Raises:
+        CheckpointError: The Hub refused or could not be reached.
+        MissingExtraError: huggingface_hub is not installed.
+    """
+    hub = _hub()
+    api = hub.HfApi(token=token)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        commit = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=str(folder),
+            revision=revision,
+            commit_message=commit_message,
+        )
+    except Exception as exc:  # network and Hub errors come in many types
+        raise CheckpointError(
+            f"could not push to {repo_id} on the Hugging Face Hub "
+            f"({type(exc).__name__}: {' '.join(str(exc).split())}); check the repository "
+            "id, your token (huggingface-cli login) and the connection"
+        ) from exc
+    return str(getattr(commit, "commit_url", commit))
+
+
+# --- the model card --------------------------------------------------------------------------
+
+_OURS = "library_name: fashionmlp"
+_DATASET = "zalando-datasets/fashion_mnist"
+_LOAD = """```python
+from fashionmlp import FashionMLP, predict
+
+model = FashionMLP.from_pretrained("{where}")  # this folder, or its Hub repository
+print(predict(model, "shirt.png"))             # any PNG or JPEG: top classes
+```"""
+
+
+_ONNX = """`{name}` takes `images`, float32 `(N, 1, 28, 28)` in [0, 1] (any N), and returns
+`logits` `(N, 10)`; the input normalization is inside:
+
+```python
+import onnxruntime
+
+session = onnxruntime.InferenceSession("{name}")
+(logits,) = session.run(None, {{"images": images}})  # images: a NumPy array as above
+```"""
+
+
+def model_card(
+    config: Mapping[str, Any],
+    parameters: int,
+    *,
+    evaluation: EvalResult | None = None,
+    split: str = "test",
+    recipe: Mapping[str, Any] | None = None,
+    where: str = ".",
+    onnx: str | None = None,
+) -> str:
+    """The card of a model of ``config`` (its ``config.json``, ``model_type`` included).
+
+    Args:
+        config: The model's config as its ``config.json`` holds it.
+        parameters: Its number of parameters.
+        evaluation: Its evaluation, if it was evaluated: the accuracy goes in the front
+            matter (for the test set only) and the text, with the per-class figures.
+        split: What ``evaluation`` measured: ``"test"`` or ``"validation"``.
+        recipe: The recipe it was trained with (``Recipe.to_dict()``), if known.
+        where: What the loading example passes to ``from_pretrained``.
+        onnx: The name of the model's ONNX file beside the card, if exported.
+    """
+    name = recipe.get("name") if recipe else None
+    title = f"FashionMLP ({name})" if name else "FashionMLP"
+    # The Hub's results table is for the whole test set; a --limit run's figure is not one.
+    whole_test = evaluation is not None and split == "test" and evaluation.total == TEST_IMAGES
+    lines = ["---", *_front_matter(title, evaluation if whole_test else None), "---", ""]
+    lines += [f"# {title}", ""]
+    lines += [
+        "A multi-layer perceptron that classifies FashionMNIST's 28x28 grayscale images of "
+        "garments into its ten classes, made with "
+        "[fashionmlp](https://pypi.org/project/fashionmlp/).",
+        "",
+    ]
+    if evaluation is not None:
+        images = f"{evaluation.total:,} {split} images"
+        lines += [
+            f"**{split.capitalize()} accuracy: {_percent(evaluation.accuracy)}** ({images}).",
+            "",
+        ]
+    lines += ["## Architecture", "", _architecture(config, parameters), ""]
+    if recipe:
+        lines += [
+            "## Training",
+            "",
+            "The recipe (`fashionmlp train --recipe FILE` takes it as TOML):",
+            "",
+            "| setting | value |",
+            "|---|---|",
+        ]
+        lines += [f"| `{key}` | `{json.dumps(value)}` |" for key, value in flat(recipe).items()]
+        lines.append("")
+    if evaluation is not None:
+        lines += ["## Evaluation", "", *_figures(evaluation, split), ""]
+    lines += ["## How to use", "", _LOAD.format(where=where), ""]
+    if onnx is not None:
+        lines += ["## ONNX", "", _ONNX.format(name=onnx), ""]
+    lines += ["## Intended use and limitations", "", *_limitations(), ""]
+    return "\n".join(lines)
+
+
+def _front_matter(title: str, test: EvalResult | None) -> list[str]:
+    lines = [
+        _OURS,
+        "license: mit",
+        "pipeline_tag: image-classification",
+        "tags:",
+        "- image-classification",
+        "- fashion-mnist",
+        "- mlp",
+        "- pytorch",
+        "datasets:",
+        f"- {_DATASET}",
+        "metrics:",
+        "- accuracy",
+    ]
+    if test is not None:  # the Hub's form of a result: a model-index entry
+        lines += [
+            "model-index:",
+            f"- name: {json.dumps(title)}",
+            "  results:",
+            "  - task:",
+            "      type: image-classification",
+            "      name: Image Classification",
+            "    dataset:",
+            "      name: FashionMNIST",
+            f"      type: {_DATASET}",
+            "      split: test",
+            "    metrics:",
+            "    - type: accuracy",
+            f"      value: {test.accuracy}",
+            "      name: Test accuracy",
+        ]
+    return lines
+
+
+def _architecture(config: Mapping[str, Any], parameters: int) -> str:
+    width, depth = config.get("hidden_features"), config.get("hidden_layers")
+    if not isinstance(width, int) or not isinstance(depth, int):
+        return f"A `{config.get('model_type', 'model')}` of {parameters:,} parameters."
+    pixels = IMAGE_SIZE * IMAGE_SIZE
+    sizes = [pixels, *[width] * depth, len(CLASSES)]
+    dropout = config.get("dropout") or 0
+    layers = [f"Linear {a}→{b}" for a, b in zip(sizes, sizes[1:])]
+    hidden = ", ReLU" + (f", Dropout {dropout}" if dropout else "") + ", "
+    normalize = config.get("normalize")
+    standardized = (
+        f"standardized as (x − {normalize[0]}) / {normalize[1]} inside the model, then "
+        if isinstance(normalize, list) and normalize != [0.0, 1.0]
+        else ""
+    )
+    return (
+        f"Input `(N, 1, {IMAGE_SIZE}, {IMAGE_SIZE})` in [0, 1] (torchvision's `ToTensor()`), "
+        f"{standardized}flattened to {pixels}; {hidden.join(layers)}: logits of the ten "
+        f"classes. **{parameters:,} parameters**."
+    )
+
+
+def _figures(result: EvalResult, split: str) -> list[str]:
+    top_k = ", ".join(f"top-{k} {_percent(v)}" for k, v in result.top_k_accuracy.items())
+    lines = [
+        f"On {result.total:,} {split} images: accuracy {_percent(result.accuracy)}"
+        + (f" ({top_k})" if top_k else "")
+        + f"; macro precision {_percent(result.macro_precision)}, recall "
+        f"{_percent(result.macro_recall)}, F1 {_percent(result.macro_f1)}"
+        + (f"; negative log-likelihood {result.nll:.4f}" if result.nll is not None else "")
+        + (f"; expected calibration error {_percent(result.ece)}" if result.ece is not None else "")
+        + ".",
+        "",
+        "| class | precision | recall (accuracy) | F1 |",
+        "|---|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {name} | {_percent(p)} | {_percent(r)} | {_percent(f)} |"
+        for name, p, r, f in zip(CLASSES, result.precision, result.recall, result.f1)
+    ]
+    return lines
+
+
+def _limitations() -> list[str]:
+    return [
+        f"- Input: {IMAGE_SIZE}x{IMAGE_SIZE} grayscale images of a single garment, light on a "
+        "black background, as in FashionMNIST (`fashionmlp predict` pads, resizes and, for "
+        "photos on a light background, inverts pictures to match).",
+        "- Trained on FashionMNIST's training split: Zalando product photos, centred and "
+        "cropped. Photos taken otherwise (other angles, several garments, "
+        "clutter) are outside that distribution, and the figures above do not hold there.",
+        "- Ten classes only; anything else is still put in one of them.",
+        "- A teaching and benchmark model, not for decisions about people.",
+    ]
+
+
+def _percent(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{100 * value:.2f}%"
+
+
+def is_model_card(path: str | Path) -> bool:
+    """Whether ``path`` is a model card of ours (front matter saying ``library_name:
+    fashionmlp``), which may be replaced; ``False`` for anything else or nothing."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096).decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    front, _, _ = head.removeprefix("---\n").partition("\n---")
+    return head.startswith("---\n") and _OURS in front.splitlines()
+
+
+def write_model_card(folder: str | Path, text: str) -> Path | None:
+    """Write ``text`` as ``folder/README.md``; return its path, or ``None`` when the folder
+    holds a ``README.md`` that is not ours (it is left as it is).
+
+    Raises:
+        CheckpointError: The file cannot be written.
+    """
+    path = Path(folder) / CARD_FILE
+    if path.exists() and not is_model_card(path):
+        return None
+    try:
+        atomic_write(path, text.encode(), replace=True)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write {path}: {os_error_fix(exc)}") from exc
+    return path

@@ -43,9 +43,16 @@ from ._files import (
 from .checkpoint import load_checkpoint
 from .config import RunConfig
 from .errors import CheckpointError, InvalidArgumentError, RunExistsError, RunFolderError
-from .model_card import CARD_FILE, is_model_card, model_card, write_model_card
 from .plots import RUN_PLOTS
-from .pretrained import CONFIG_FILE, WEIGHTS_FILE, write_weights
+from .pretrained import (
+    CARD_FILE,
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    is_model_card,
+    model_card,
+    write_model_card,
+    write_weights,
+)
 from .records import FitResult
 
 __all__ = [

@@ -55,7 +55,7 @@ def _write_card(model: Any, source: Path, out: Path) -> None:
     folder; a ``README.md`` there that is not a card of ours is left as it is."""
     import json
 
-    from ..model_card import CARD_FILE, write_model_card
+    from ..pretrained import CARD_FILE, write_model_card
     from ..records import EvalResult
     from ..runs import METRICS, RUN
 
