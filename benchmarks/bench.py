@@ -63,8 +63,8 @@ from fashionmlp import (
 )
 from fashionmlp.data import prepare_dataset
 from fashionmlp.devices import resolve_device
-from fashionmlp.parts import resolve_autocast
-from fashionmlp.recipes import TRAIN_IMAGES, Recipe
+from fashionmlp.train import resolve_autocast
+from fashionmlp.config import TRAIN_IMAGES, Recipe
 
 BATCH_SIZE = 64
 LR = 0.01

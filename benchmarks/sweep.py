@@ -32,7 +32,7 @@ import fashionmlp
 from fashionmlp import get_recipe
 from fashionmlp.devices import processor_name
 from fashionmlp.studies import sweep
-from fashionmlp.studies.storage import open_storage, optuna_module
+from fashionmlp.studies.sweep import open_storage, optuna_module
 
 RUNS = (("a", 1, "median"), ("b", 2, "median"), ("c", 1, "none"))
 

@@ -18,7 +18,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from fashionmlp import FashionMLP, distributed, evaluate, make_loaders, train_epoch
+from fashionmlp import FashionMLP, devices, evaluate, make_loaders, train_epoch
 
 
 def main(root: str, out: Path, limit: int) -> None:
@@ -47,7 +47,7 @@ def main(root: str, out: Path, limit: int) -> None:
             torch.save(model.state_dict(), out / f"{backend}.pt")
     if dist.get_rank() == 0:
         (out / "report.json").write_text(json.dumps(report))
-    distributed.shutdown()
+    devices.shutdown()
 
 
 if __name__ == "__main__":

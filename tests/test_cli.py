@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-import fashionmlp.cli.options as options_module
+import fashionmlp.cli.common as options_module
 import fashionmlp.data as data_module
 from conftest import SmallDisk, interruptible_run_options, start_cli, wait_for_line
 from fashionmlp import (
@@ -27,12 +27,13 @@ from fashionmlp import (
     FashionMLP,
     FashionMLPConfig,
     Recipe,
+    RunConfig,
+    config,
     get_recipe,
     load_checkpoint,
-    settings,
 )
 from fashionmlp.cli import build_parser, main, run
-from fashionmlp.cli.console import optimizer_summary
+from fashionmlp.cli.train import RunConsole
 from fashionmlp.data import load_split
 
 PNGS = {"loss.png", "accuracy.png", "confusion_matrix.png", "misclassified.png"}
@@ -819,13 +820,13 @@ def test_every_recipe_field_has_its_flag_and_a_new_field_gets_one(
         ]
         return {option for action in train._actions for option in action.option_strings}
 
-    fields = [*settings.fields(Recipe), *settings.fields(FashionMLPConfig)]
+    fields = [*config.fields(Recipe), *config.fields(FashionMLPConfig)]
     assert {"--" + name.replace("_", "-") for name in fields if name != "model"} <= flags()
 
     @dataclasses.dataclass(frozen=True)
     class Wider(Recipe):
         #: A setting added later.
-        cutout: int = settings.ranged(0, low=0)
+        cutout: int = config.ranged(0, low=0)
 
     monkeypatch.setattr(options_module, "Recipe", Wider)
     assert "--cutout" in flags()
@@ -859,10 +860,13 @@ def test_tensorboard_event_files_load_with_loss_and_accuracy(
 
 
 def test_the_run_header_names_each_learning_rate_of_the_optimizer() -> None:
-    assert optimizer_summary(get_recipe("seed")) == "sgd lr 0.01"
+    def header(recipe: Recipe) -> str:
+        return RunConsole(RunConfig(recipe), Path("run"), resumed=False, main=True).header("cpu")
+
+    assert ", sgd lr 0.01, seed 0" in header(get_recipe("seed"))
     fast = get_recipe("fast")
-    assert optimizer_summary(fast) == (
-        f"muon lr {fast.muon_lr} (hidden weights), adamw lr {fast.lr} (the rest)"
+    assert f", muon lr {fast.muon_lr} (hidden weights), adamw lr {fast.lr} (the rest)," in (
+        header(fast)
     )
 
 

@@ -16,11 +16,11 @@ from torch import nn
 from conftest import interruptible_run_options
 from fashionmlp import (
     FashionMLP,
-    distributed,
+    devices,
     evaluate,
     make_loaders,
 )
-from fashionmlp.tensor_loader import FashionMNISTTensors, TensorLoader
+from fashionmlp.data import FashionMNISTTensors, TensorLoader
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 TORCHRUN_SIGTERM_STATUS = 1
@@ -91,14 +91,14 @@ def test_evaluation_shards_are_strided_and_unpadded() -> None:
 
 
 def test_single_process_helpers() -> None:
-    assert not distributed.is_distributed()
-    assert (distributed.rank(), distributed.world_size()) == (0, 1)
-    assert distributed.is_main_process() and distributed.max_over_ranks(5) == 5
+    assert not devices.is_distributed()
+    assert (devices.rank(), devices.world_size()) == (0, 1)
+    assert devices.is_main_process() and devices.max_over_ranks(5) == 5
     value = torch.tensor([1.5])
-    assert distributed.reduce_sum(value) is value
-    assert distributed.all_finite(value) and not distributed.all_finite(torch.tensor(float("nan")))
-    assert distributed.init_from_environment(torch.device("cpu")) == torch.device("cpu")
-    distributed.shutdown()  # no group joined: nothing to leave
+    assert devices.reduce_sum(value) is value
+    assert devices.all_finite(value) and not devices.all_finite(torch.tensor(float("nan")))
+    assert devices.init_from_environment(torch.device("cpu")) == torch.device("cpu")
+    devices.shutdown()  # no group joined: nothing to leave
 
 
 @pytest.mark.real_data

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from conftest import synthetic_loader
 from fashionmlp import EvalResult, FashionMLP, InvalidArgumentError, evaluate
-from fashionmlp.evaluation import eval_mode
+from fashionmlp.train import eval_mode
 from strategies import loader_sizes
 
 

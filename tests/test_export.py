@@ -8,9 +8,8 @@ import torch
 
 from fashionmlp import FashionMLP, InvalidArgumentError, MissingExtraError
 from fashionmlp.cli import main
-from fashionmlp.data import load_split
+from fashionmlp.data import load_split, pixels_to_float
 from fashionmlp.export import export_onnx
-from fashionmlp.tensor_loader import pixels_to_float
 
 
 @pytest.mark.real_data

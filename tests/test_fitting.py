@@ -33,7 +33,7 @@ from fashionmlp import (
     make_loaders,
 )
 from fashionmlp.callbacks import EarlyStopping, KeepBest
-from fashionmlp.model_config import FASHION_MNIST_NORMALIZATION, NO_NORMALIZATION
+from fashionmlp.config import FASHION_MNIST_NORMALIZATION, NO_NORMALIZATION
 from fashionmlp.train import FINITE_CHECK_EVERY
 
 SMALL: dict[str, Any] = {"device": "cpu", "limit": 3000}

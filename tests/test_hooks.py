@@ -8,7 +8,7 @@ import pytest
 
 from conftest import BatchCounter
 from fashionmlp import Callback, InvalidArgumentError, StopTraining
-from fashionmlp.hooks import HOOKS, Hooks, state_key
+from fashionmlp.callbacks import HOOKS, Hooks, state_key
 
 
 class Recorder:

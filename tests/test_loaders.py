@@ -23,14 +23,12 @@ from fashionmlp import (
     make_loaders,
     train_epoch,
 )
-from fashionmlp.data import load_split
-from fashionmlp.loaders import validation_split
-from fashionmlp.model_config import (
+from fashionmlp.config import (
     FASHION_MNIST_MEAN,
     FASHION_MNIST_NORMALIZATION,
     FASHION_MNIST_STD,
 )
-from fashionmlp.tensor_loader import FashionMNISTTensors, TensorLoader
+from fashionmlp.data import FashionMNISTTensors, TensorLoader, load_split, validation_split
 from strategies import batch_sizes
 
 

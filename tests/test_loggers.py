@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-import fashionmlp.distributed as distributed_module
+import fashionmlp.devices as devices_module
 from conftest import synthetic_loader
 from fashionmlp import (
     EpochReport,
@@ -146,7 +146,7 @@ def test_batch_rows_come_every_n_steps_with_their_step_and_rate(tmp_path: Path) 
 
 
 def test_only_the_first_process_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(distributed_module, "rank", lambda: 1)  # as on rank 1 under torchrun
+    monkeypatch.setattr(devices_module, "rank", lambda: 1)  # as on rank 1 under torchrun
     logger = CSVLogger(tmp_path / "metrics.csv")
     logger.on_epoch_end(report(1))
     logger.close()

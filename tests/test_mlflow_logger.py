@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-import fashionmlp.distributed as distributed_module
+import fashionmlp.devices as devices_module
 from conftest import interrupt_after_line, interruptible_run_options, start_cli
 from fashionmlp import InvalidArgumentError, RunConfig, fit, get_recipe
 from fashionmlp.cli import main
@@ -288,7 +288,7 @@ def test_a_sweep_logs_one_parent_run_with_a_child_per_trial(
         device="cpu",
         limit=2000,
         validation_size=500,
-        mlflow=uri,
+        loggers=[MLflowLogger(uri)],
     )
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("fashionmlp")
@@ -308,7 +308,7 @@ def test_under_torchrun_only_the_first_process_logs(
 ) -> None:
     from test_loggers import report
 
-    monkeypatch.setattr(distributed_module, "rank", lambda: 1)  # as on rank 1 under torchrun
+    monkeypatch.setattr(devices_module, "rank", lambda: 1)  # as on rank 1 under torchrun
     logger = MLflowLogger(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert logger.start_run({"lr": 0.1}) is None
     logger.on_epoch_end(report(1))

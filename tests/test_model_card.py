@@ -10,7 +10,7 @@ import torch
 
 from fashionmlp import FashionMLP, evaluate
 from fashionmlp.cli import main
-from fashionmlp.model_card import CARD_FILE, is_model_card
+from fashionmlp.pretrained import CARD_FILE, is_model_card
 
 huggingface_hub = pytest.importorskip("huggingface_hub")
 

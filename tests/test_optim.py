@@ -14,7 +14,7 @@ from fashionmlp import (
     save_checkpoint,
 )
 from fashionmlp.optim import Muon, muon_param_groups, newton_schulz
-from fashionmlp.parts import make_optimizer, make_scheduler
+from fashionmlp.train import make_optimizer, make_scheduler
 
 
 @settings(max_examples=20, deadline=None)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fashionmlp import FashionMLP, get_recipe
-from fashionmlp.parts import make_optimizer, make_scheduler, resolve_autocast
+from fashionmlp.train import make_optimizer, make_scheduler, resolve_autocast
 
 
 def test_the_seed_recipe_makes_the_seeds_optimizer_and_no_schedule() -> None:

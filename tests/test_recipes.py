@@ -14,9 +14,7 @@ from fashionmlp import (
     Recipe,
     get_recipe,
 )
-from fashionmlp.model_config import FASHION_MNIST_NORMALIZATION, NO_NORMALIZATION
-from fashionmlp.recipes import recipe_from
-from fashionmlp.settings import flat
+from fashionmlp.config import FASHION_MNIST_NORMALIZATION, NO_NORMALIZATION, flat, recipe_from
 
 
 def test_the_seed_recipe_is_the_seed() -> None:

@@ -24,7 +24,7 @@ from fashionmlp import (
     get_recipe,
     save_checkpoint,
 )
-from fashionmlp.environment import environment, git_commit
+from fashionmlp.devices import environment, git_commit
 from fashionmlp.errors import RunExistsError
 from fashionmlp.runs import RUN, RUN_FILES, RunFolder, metrics
 

@@ -20,9 +20,8 @@ from fashionmlp import (
     get_recipe,
     save_checkpoint,
 )
-from fashionmlp.hooks import Hooks
-from fashionmlp.parts import make_optimizer, make_scheduler
-from fashionmlp.state import TrainState
+from fashionmlp.callbacks import Hooks
+from fashionmlp.train import TrainState, make_optimizer, make_scheduler
 
 CONFIG = RunConfig(get_recipe("fast").replace(epochs=3), seed=5, limit=100)
 

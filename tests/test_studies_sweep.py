@@ -21,8 +21,10 @@ from fashionmlp.data import raw_folder
 
 optuna = pytest.importorskip("optuna")
 
-from fashionmlp.studies import DEFAULT_SPACE, SearchSpace, storage as storage_module, sweep
-from fashionmlp.studies.storage import open_storage, retry_orphans, worker_name
+import importlib
+
+from fashionmlp.studies import DEFAULT_SPACE, SearchSpace, sweep
+from fashionmlp.studies.sweep import open_storage, retry_orphans, worker_name
 
 #: A space wide enough that bad trials are plainly below the median, so pruning shows.
 WIDE = """
@@ -201,7 +203,7 @@ def test_bad_sweep_input_is_one_line_and_a_non_zero_exit(
 
 
 def test_a_storage_url_keeps_its_password_out_of_messages() -> None:
-    from fashionmlp.studies.storage import describe_storage
+    from fashionmlp.studies.sweep import describe_storage
 
     assert describe_storage("postgresql://ann:secret@db:5432/x") == "postgresql://ann:***@db:5432/x"
 
@@ -339,7 +341,8 @@ def test_orphans_are_running_trials_whose_worker_is_gone_or_never_named(
     live.set_user_attr("worker", worker_name())
     dead.set_user_attr("worker", f"{socket.gethostname()}:{2**22 + 12345}")  # no such pid
     assert retry_orphans(study) == [dead.number]  # the unnamed one may be starting still
-    monkeypatch.setattr(storage_module, "_UNNAMED_GRACE", 0.0)
+    sweep_module = importlib.import_module("fashionmlp.studies.sweep")  # the package names its function sweep too
+    monkeypatch.setattr(sweep_module, "_UNNAMED_GRACE", 0.0)
     assert retry_orphans(study) == [unnamed.number]  # named by now, had it lived
     states = {t.number: t.state.name for t in study.get_trials()}
     assert states[live.number] == "RUNNING" and states[dead.number] == "FAIL"

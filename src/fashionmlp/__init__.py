@@ -30,21 +30,23 @@ from ._version import __version__ as __version__
 MOVED_MODULES = {
     "_toml": "config",
     "augment": "data",
-    "loaders": "data",
-    "tensor_loader": "data",
     "distributed": "devices",
     "environment": "devices",
     "evaluation": "train",
     "fitting": "train",
     "hooks": "callbacks",
     "hub": "pretrained",
+    "loaders": "data",
     "model_card": "pretrained",
-    "parts": "train",
-    "state": "train",
-    "step": "train",
     "model_config": "config",
+    "parts": "train",
     "recipes": "config",
     "settings": "config",
+    "state": "train",
+    "step": "train",
+    "studies.report": "studies.sweep",
+    "studies.storage": "studies.sweep",
+    "tensor_loader": "data",
 }
 
 
@@ -54,13 +56,13 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def find_spec(
         self, fullname: str, path: object = None, target: object = None
     ) -> importlib.machinery.ModuleSpec | None:
-        package, _, old = fullname.rpartition(".")
+        package, _, old = fullname.partition(".")
         if package != __name__ or old not in MOVED_MODULES:
             return None
         return importlib.util.spec_from_loader(fullname, self)
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
-        new = MOVED_MODULES[spec.name.rpartition(".")[2]]
+        new = MOVED_MODULES[spec.name.partition(".")[2]]
         warnings.warn(
             f"{spec.name} is now {__name__}.{new}; import from there",
             DeprecationWarning,

@@ -34,8 +34,9 @@ its own, so that a tracker with parent and child runs logs the study as one run 
 child per seed or trial:
 
 ``on_study_start(study)``
-    A study begins or continues: a :class:`Study` (its kind, name, folder, settings, and
-    the state this logger saved in it last time).
+    A study begins or continues: a :class:`Study` (its kind, name, folder, settings). A
+    study that keeps its loggers' states (a sweep's storage does) gives each its
+    ``load_state_dict`` first, so that a continued study continues its tracker's run.
 ``child(name)``
     The callback that logs one run of the study (``"seed-3"``, ``"trial 7"``) as a child of
     the study's; given to that run's :func:`~fashionmlp.fit`. ``None`` for none.
@@ -149,9 +150,6 @@ class Study:
     folder: Path
     #: Its settings, flat (``lr``, ``model.dropout``, ``seeds``, ``space.lr``, ...).
     params: dict[str, Any]
-    #: What this logger's ``state_dict()`` was when the study last ran, or ``None`` for a
-    #: new study: a continued study continues its tracker's run.
-    state: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

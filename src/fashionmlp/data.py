@@ -463,7 +463,7 @@ def validation_split(labels: torch.Tensor, size: int) -> tuple[torch.Tensor, tor
     like with like. Both index tensors are sorted.
 
     Example:
-        >>> from fashionmlp.loaders import validation_split
+        >>> from fashionmlp.data import validation_split
         >>> labels = torch.arange(100) % 10
         >>> train, validation = validation_split(labels, 20)
         >>> len(train), len(validation), torch.bincount(labels[validation]).tolist()
@@ -572,7 +572,7 @@ class FashionMNISTTensors(Dataset[tuple[torch.Tensor, int]]):
 
 
 class TensorLoader:
-    """Batches from a :class:`~fashionmlp.tensor_loader.FashionMNISTTensors` made with
+    """Batches from a :class:`~fashionmlp.data.FashionMNISTTensors` made with
     tensor ops, on its device.
 
     It behaves like a ``DataLoader`` where training code looks: ``len(loader)`` is the
@@ -684,7 +684,7 @@ def pixels_to_float(images: torch.Tensor) -> torch.Tensor:
     The same arithmetic as ``ToTensor()``: convert to float32, then divide by 255.
 
     Example:
-        >>> from fashionmlp.tensor_loader import pixels_to_float
+        >>> from fashionmlp.data import pixels_to_float
         >>> pixels_to_float(torch.tensor([0, 51, 255], dtype=torch.uint8))
         tensor([0.0000, 0.2000, 1.0000])
     """

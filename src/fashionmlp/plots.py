@@ -54,7 +54,7 @@ def plot_run(
         batch_losses: ``(global step, loss)`` pairs of the batches trained (a
             :class:`~fashionmlp.LossHistory`'s).
         evaluated: The images and labels the run was evaluated on, in loader order
-            (see :func:`~fashionmlp.loaders.select_splits`), for the grid of
+            (see :func:`~fashionmlp.data.select_splits`), for the grid of
             misclassified images.
         label_smoothing: The training loss's, to mark its floor on the loss plot.
 

@@ -79,7 +79,7 @@ CARD_FILE = "README.md"
 
 class PretrainedMixin:
     """``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` for a model class whose
-    ``config`` is a settings dataclass (see :mod:`fashionmlp.settings`).
+    ``config`` is a settings dataclass (see :mod:`fashionmlp.config`).
 
     A class using it sets :attr:`model_type` and :attr:`config_class`, keeps its config in
     ``self.config`` and builds itself from one with ``from_config``; it may override

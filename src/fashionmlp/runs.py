@@ -1,4 +1,6 @@
-"""Run folders: what ``fashionmlp train`` writes, and the rules for reusing one.
+"""Run folders: what a run is trained into, the rules for reusing one, and
+:func:`train_run`, the one function that trains a run into its folder (``fashionmlp train``,
+seed studies and a sweep's best recipe all call it).
 
 A finished run folder is a model folder that ``FashionMLP.from_pretrained`` loads, with
 the run's records beside it::
@@ -13,6 +15,9 @@ the run's records beside it::
     loss.png, accuracy.png, confusion_matrix.png, misclassified.png
     tensorboard/       TensorBoard event files (fashionmlp train --tensorboard)
 
+``run.json``, ``metrics.json`` and ``config.json`` carry their file format; this version
+reads those of every earlier one (fashionmlp 0.1.0's named none: format 1).
+
 A new run goes into a folder that does not exist or is empty; an earlier run's folder is
 reused only when asked to overwrite it, and then only its own files are removed (with the
 temporary file of one being saved, such as ``.checkpoint.pt.<random>``, which a process
@@ -26,11 +31,15 @@ import json
 import os
 import secrets
 import socket
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+import torch
+
+from . import devices
 from ._files import (
     atomic_write,
     check_name,
@@ -40,10 +49,19 @@ from ._files import (
     remove_path,
     temporary_prefix,
 )
-from .checkpoint import load_checkpoint
-from .config import RunConfig
-from .errors import CheckpointError, InvalidArgumentError, RunExistsError, RunFolderError
-from .plots import RUN_PLOTS
+from .callbacks import Hooks, KeepBest, LossHistory
+from .checkpoint import Checkpoint, load_checkpoint
+from .config import RunConfig, file_format, stamped
+from .data import Splits, default_data_root, load_dataset, select_splits
+from .errors import (
+    CheckpointError,
+    InvalidArgumentError,
+    MissingExtraError,
+    RunExistsError,
+    RunFolderError,
+)
+from .loggers.csv_logger import CSVLogger
+from .plots import RUN_PLOTS, plot_run
 from .pretrained import (
     CARD_FILE,
     CONFIG_FILE,
@@ -54,6 +72,7 @@ from .pretrained import (
     write_weights,
 )
 from .records import FitResult
+from .train import fit
 
 __all__ = [
     "CHECKPOINT",
@@ -66,8 +85,11 @@ __all__ = [
     "RUN_FILES",
     "TENSORBOARD",
     "WEIGHTS",
+    "PlotsSkipped",
     "RunFolder",
     "metrics",
+    "read_document",
+    "train_run",
 ]
 
 
@@ -333,38 +355,33 @@ class RunFolder:
             RunFolderError: It cannot be written (the message says why).
         """
         document = {**config.to_dict(), "data": config.samples, "environment": dict(environment)}
-        self._write(RUN, json.dumps(document, indent=2) + "\n")
+        self._write(RUN, json.dumps(stamped(document), indent=2) + "\n")
 
     def read_config(self) -> RunConfig:
-        """The run's settings from ``run.json``.
+        """The run's settings from ``run.json`` (of this version's format or an older one).
 
         Raises:
-            CheckpointError: The file is unreadable or not a run's settings.
+            CheckpointError: The file is unreadable, of a newer format, or not a run's
+                settings.
         """
         path = self.path / RUN
-        data = read_regular_file(path, limit=1 << 20, error=CheckpointError)
-        try:
-            document = json.loads(data)
-        except (ValueError, RecursionError) as exc:
-            reason = "nested too deep" if isinstance(exc, RecursionError) else exc
-            raise CheckpointError(f"{path} is not valid JSON ({reason})") from None
-        if not isinstance(document, dict):
-            raise CheckpointError(f"{path} holds a {type(document).__name__}, not a run's settings")
+        document, format = read_document(path)
         settings = {key: value for key, value in document.items() if key not in _RECORDS}
         try:
-            return RunConfig.from_dict(settings)
+            return RunConfig.from_dict(settings, format=format)
         except InvalidArgumentError as exc:
             raise CheckpointError(f"{path} does not hold a run's settings ({exc})") from None
 
-    def checkpoint_config(self) -> RunConfig:
-        """The run's settings as its checkpoint holds them: what a resume continues
-        (``run.json`` is a record of them, rewritten when the run resumes).
+    def read_checkpoint(self) -> tuple[RunConfig, Checkpoint]:
+        """The interrupted run's checkpoint, read and checked once, and the settings it holds:
+        what a resume continues (``run.json`` is a record of them, rewritten on resume).
 
         Raises:
             CheckpointError: The checkpoint is unreadable or holds no run's settings.
         """
+        checkpoint = load_checkpoint(self.checkpoint)
         try:
-            return RunConfig.from_dict(load_checkpoint(self.checkpoint).config)
+            return RunConfig.from_dict(checkpoint.config, format=checkpoint.format), checkpoint
         except InvalidArgumentError as exc:
             raise CheckpointError(
                 f"{self.checkpoint} does not hold a run's settings ({exc}); it is not a "
@@ -403,7 +420,7 @@ class RunFolder:
             parameters = sum(p.numel() for p in result.model.state_dict().values())
             config = {"model_type": type(result.model).__name__}
             write_model_card(self.path, model_card(config, parameters, **facts))
-        self._write(METRICS, json.dumps(figures, indent=2) + "\n")
+        self._write(METRICS, json.dumps(stamped(figures), indent=2) + "\n")
 
     def _write(self, name: str, text: str) -> None:
         try:
@@ -445,3 +462,112 @@ def metrics(result: FitResult, *, model_epoch: int | None = None) -> dict[str, A
         "precision": result.precision,
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def read_document(path: Path) -> tuple[dict[str, Any], int]:
+    """A JSON file of ours (``run.json``, ``metrics.json``, a study's summary) without its
+    stamp, and its file format (see :func:`~fashionmlp.config.stamped`).
+
+    Raises:
+        CheckpointError: The file is missing, unreadable, not a JSON object, or of a newer
+            format (the message names the version that wrote it).
+    """
+    data = read_regular_file(path, limit=_MAX_RECORD_BYTES, error=CheckpointError)
+    try:
+        document = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        reason = "nested too deep" if isinstance(exc, RecursionError) else exc
+        raise CheckpointError(f"{path} is not valid JSON ({reason})") from None
+    if not isinstance(document, dict):
+        raise CheckpointError(f"{path} holds a {type(document).__name__}, not a record of ours")
+    return file_format(document, str(path), CheckpointError)
+
+
+#: A record file larger than this is not one of ours.
+_MAX_RECORD_BYTES = 64 << 20
+
+
+def train_run(
+    folder: RunFolder,
+    config: RunConfig,
+    *,
+    data: Splits | None = None,
+    root: str | os.PathLike[str] | None = None,
+    download: bool = False,
+    device: torch.device | str = "auto",
+    callbacks: Sequence[object] = (),
+    resume: Checkpoint | None = None,
+    check_finite: bool = True,
+    plots: bool = True,
+) -> FitResult:
+    """Train the run ``config`` describes into ``folder``, or resume it: the one way a run
+    becomes a run folder.
+
+    Writes ``run.json`` first, ``metrics.csv`` as the epochs go and ``checkpoint.pt`` after
+    each; once the run is over (finished, or stopped after an epoch), the model folder
+    (``config.json``, ``model.safetensors``, the card ``README.md``: the model of the epoch a
+    :class:`~fashionmlp.callbacks.KeepBest` among ``callbacks`` kept, else the last),
+    ``metrics.json`` and the plots, then tells the callbacks (``on_model_saved``). A run
+    stopped part-way through an epoch leaves its checkpoint, to be resumed. Under
+    ``torchrun`` every process trains and only the first writes.
+
+    Args:
+        folder: The run's folder, claimed (:meth:`RunFolder.new` or
+            :meth:`RunFolder.interrupted`).
+        config: The run's settings (for a resume, those its checkpoint holds).
+        data: The dataset already loaded; default: read from ``root``.
+        root: The data root (default :func:`~fashionmlp.default_data_root`), recorded in
+            ``run.json``.
+        download: Allow the dataset's download.
+        device: Where to train.
+        callbacks: More callbacks for :func:`~fashionmlp.fit` (printing, trackers, ...).
+        resume: The run's checkpoint, read once (:meth:`RunFolder.read_checkpoint`), to
+            continue from.
+        check_finite: Stop on a NaN or infinite loss.
+        plots: Draw the run's figures (needs matplotlib; without it, a warning).
+
+    Raises:
+        RunFolderError: A file of the run cannot be written.
+        CheckpointError: ``resume`` does not fit the run.
+        NonFiniteLossError: The loss became NaN or infinite.
+    """
+    target = devices.resolve_device(device)
+    root = root if root is not None else default_data_root()
+    main = devices.is_main_process()
+    if main:
+        folder.write_config(config, devices.environment(target, root))
+    if data is None:
+        data = load_dataset(root, download=download, test=config.validation_size == 0)
+    losses = LossHistory()
+    log = CSVLogger(folder.path / METRICS_CSV, rewrite=True)
+    try:
+        result = fit(
+            config,
+            data=data,
+            device=target,
+            callbacks=[losses, log, *callbacks],
+            checkpoint_path=folder.checkpoint,
+            resume_from=resume,
+            check_finite=check_finite,
+        )
+    finally:
+        log.close()
+    if result.stopped_at is not None or not main:
+        return result
+    kept = next((c.best_epoch for c in callbacks if isinstance(c, KeepBest)), None)
+    folder.write_results(result, model_epoch=kept)
+    if plots:
+        _, evaluated = select_splits(
+            data, limit=config.limit, validation_size=config.validation_size
+        )
+        try:
+            smoothing = config.recipe.label_smoothing
+            plot_run(folder.path, result, losses.pairs, evaluated, label_smoothing=smoothing)
+        except MissingExtraError as exc:
+            warnings.warn(f"plots skipped: {exc}", PlotsSkipped, stacklevel=2)
+    Hooks(callbacks).call("on_model_saved", folder.path)
+    return result
+
+
+class PlotsSkipped(UserWarning):
+    """A run's figures were not drawn (matplotlib is missing); the run is complete without."""

@@ -304,7 +304,7 @@ def fit(
 
     Args:
         recipe: What to train: a :class:`~fashionmlp.Recipe`, a whole
-            :class:`~fashionmlp.RunConfig`, or :class:`~fashionmlp.parts.Parts` (then
+            :class:`~fashionmlp.RunConfig`, or :class:`~fashionmlp.train.Parts` (then
             ``root``, ``model``, ``data``, ``device``, ``download``, ``seed``, ``limit``
             and ``validation_size`` are already decided and must be left out).
         root: The data root (default :func:`~fashionmlp.default_data_root`).
@@ -490,7 +490,7 @@ def train_epoch(
             (e.g. :class:`torch.nn.CrossEntropyLoss`).
         optimizer: Steps once per batch.
         callbacks: Their ``on_batch_end`` (or the function itself) is called after every
-            batch, in this order (see :mod:`fashionmlp.hooks`). One may raise
+            batch, in this order (see :mod:`fashionmlp.callbacks`). One may raise
             :class:`~fashionmlp.StopTraining`: with ``at="batch"`` the epoch ends after the
             current batch, with ``at="epoch"`` it runs to its end; either way the returned
             ``stop`` says so.
@@ -690,7 +690,7 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
     Example:
         >>> from fashionmlp import FashionMLP
-        >>> from fashionmlp.evaluation import eval_mode
+        >>> from fashionmlp.train import eval_mode
         >>> model = FashionMLP().train()
         >>> with eval_mode(model):
         ...     model.training

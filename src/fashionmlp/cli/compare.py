@@ -4,31 +4,31 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
-__all__ = ["add_parser", "run"]
+from .common import Option
+
+__all__ = ["DESCRIPTION", "HELP", "OPTIONS", "run"]
 
 
-def add_parser(commands: Any) -> argparse.ArgumentParser:
-    """Add ``compare`` and its options to the subcommands ``commands``."""
-    command: argparse.ArgumentParser = commands.add_parser(
-        "compare",
-        help="compare finished runs and seed studies side by side",
-        description="Print the settings in which finished run folders and seed studies "
-        "(fashionmlp train --seeds) differ, with their accuracy (mean ± std over a study's "
-        "seeds), parameters, epochs and wall time, and draw their accuracy and loss per "
-        "epoch overlaid.",
-    )
-    command.add_argument("paths", type=Path, nargs="+", metavar="RUN_OR_STUDY")
-    command.add_argument(
+HELP = "compare finished runs and seed studies side by side"
+DESCRIPTION = (
+    "Print the settings in which finished run folders and seed studies (fashionmlp train "
+    "--seeds) differ, with their accuracy (mean ± std over a study's seeds), parameters, "
+    "epochs and wall time, and draw their accuracy and loss per epoch overlaid."
+)
+OPTIONS: list[Option] = [
+    ("paths", {"type": Path, "nargs": "+", "metavar": "RUN_OR_STUDY"}),
+    (
         "--out",
-        type=Path,
-        default=Path("comparison"),
-        metavar="DIR",
-        help="where accuracy.png and loss.png go (default: comparison/)",
-    )
-    command.add_argument("--no-plots", action="store_true", help="do not draw the curves")
-    return command
+        {
+            "type": Path,
+            "default": Path("comparison"),
+            "metavar": "DIR",
+            "help": "where accuracy.png and loss.png go (default: comparison/)",
+        },
+    ),
+    ("--no-plots", {"action": "store_true", "help": "do not draw the curves"}),
+]
 
 
 def run(args: argparse.Namespace) -> int:

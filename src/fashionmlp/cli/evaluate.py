@@ -6,30 +6,29 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from .common import load_model, stop_if_interrupted
-from .options import add_data_options, add_device_option
+from ..config import CLASSES
+from .common import DATA_OPTIONS, DEVICE_OPTION, Option, load_model, stop_if_interrupted
 
 if TYPE_CHECKING:
     from ..records import EvalResult
 
-__all__ = ["add_parser", "run"]
+__all__ = ["DESCRIPTION", "HELP", "OPTIONS", "run"]
 
 
-def add_parser(commands: Any) -> argparse.ArgumentParser:
-    """Add ``evaluate`` and its options to the subcommands ``commands``."""
-    command: argparse.ArgumentParser = commands.add_parser(
-        "evaluate",
-        help="evaluate a trained model on the test set",
-        description="Evaluate a finished run, a saved model folder or a checkpoint file on "
-        "the test set: accuracy, per-class accuracy and the confusion matrix.",
-    )
-    command.add_argument("run", type=Path, metavar="RUN_OR_WEIGHTS")
-    command.add_argument("--json", action="store_true", help="print JSON")
-    add_data_options(command)
-    add_device_option(command)
-    return command
+HELP = "evaluate a trained model on the test set"
+DESCRIPTION = (
+    "Evaluate a finished run, a saved model folder or a checkpoint file on the test set: "
+    "accuracy, top-k, macro precision, recall and F1, NLL, calibration, per-class figures and "
+    "the confusion matrix."
+)
+OPTIONS: list[Option] = [
+    ("run", {"type": Path, "metavar": "RUN_OR_WEIGHTS"}),
+    ("--json", {"action": "store_true", "help": "print JSON"}),
+    *DATA_OPTIONS,
+    DEVICE_OPTION,
+]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,7 +37,6 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data import make_loaders
     from ..devices import resolve_device
-    from ..model import CLASSES
     from ..train import evaluate
 
     stop_if_interrupted()
@@ -80,8 +78,6 @@ def _evaluated_differently(run: Path) -> str | None:
 def evaluation_text(result: EvalResult) -> str:
     """The evaluation as ``fashionmlp evaluate`` prints it: accuracy, the summary figures,
     each class's precision, recall and F1, the confusion matrix."""
-    from ..config import CLASSES
-
     top_k = ", ".join(f"top-{k} {100 * value:.2f}%" for k, value in result.top_k_accuracy.items())
     lines = [
         f"Test accuracy {100 * result.accuracy:.2f}% ({result.correct}/{result.total}), "

@@ -7,27 +7,23 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidArgumentError
-from .common import load_model, stop_if_interrupted
+from .common import Option, load_model, stop_if_interrupted
 
-__all__ = ["add_parser", "run"]
+__all__ = ["DESCRIPTION", "HELP", "OPTIONS", "run"]
 
 
-def add_parser(commands: Any) -> argparse.ArgumentParser:
-    """Add ``export`` and its options to the subcommands ``commands``."""
-    command: argparse.ArgumentParser = commands.add_parser(
-        "export",
-        help="export a trained model for deployment (ONNX)",
-        description="Write a trained model as an ONNX file that takes ToTensor()-style input "
-        "(float32 (N, 1, 28, 28) in [0, 1], any N) and returns logits (N, 10), the input "
-        "normalization inside. Needs pip install 'fashionmlp[export]'.",
-    )
-    command.add_argument("run", type=Path, metavar="RUN_OR_WEIGHTS")
-    command.add_argument("--format", choices=("onnx",), default="onnx")
-    command.add_argument(
-        "--out", type=Path, help="file to write (default: RUN/model.onnx, or WEIGHTS.onnx)"
-    )
-    command.add_argument("--overwrite", action="store_true", help="replace the file if it exists")
-    return command
+HELP = "export a trained model for deployment (ONNX)"
+DESCRIPTION = (
+    "Write a trained model as an ONNX file that takes ToTensor()-style input (float32 "
+    "(N, 1, 28, 28) in [0, 1], any N) and returns logits (N, 10), the input normalization "
+    "inside. Needs pip install 'fashionmlp[export]'."
+)
+OPTIONS: list[Option] = [
+    ("run", {"type": Path, "metavar": "RUN_OR_WEIGHTS"}),
+    ("--format", {"choices": ("onnx",), "default": "onnx"}),
+    ("--out", {"type": Path, "help": "file to write (default: RUN/model.onnx, or WEIGHTS.onnx)"}),
+    ("--overwrite", {"action": "store_true", "help": "replace the file if it exists"}),
+]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,22 +49,21 @@ def run(args: argparse.Namespace) -> int:
 def _write_card(model: Any, source: Path, out: Path) -> None:
     """The model card beside the ONNX file, with the run's figures when ``source`` is a run
     folder; a ``README.md`` there that is not a card of ours is left as it is."""
-    import json
-
+    from ..errors import CheckpointError
     from ..pretrained import CARD_FILE, write_model_card
     from ..records import EvalResult
-    from ..runs import METRICS, RUN
+    from ..runs import METRICS, RUN, RunFolder, read_document
 
     facts: dict[str, Any] = {}
     folder = source if source.is_dir() else source.parent
     try:  # a run folder's figures, if it is one: the card is the better for them
         if (folder / METRICS).is_file():
-            figures = json.loads((folder / METRICS).read_text())
+            figures, _ = read_document(folder / METRICS)
             facts = {"evaluation": EvalResult.from_dict(figures["final"])}
             facts["split"] = figures["evaluated_on"]
         if (folder / RUN).is_file():
-            facts["recipe"] = json.loads((folder / RUN).read_text())["recipe"]
-    except (OSError, ValueError, KeyError, TypeError):
+            facts["recipe"] = RunFolder(folder).read_config().recipe.to_dict()
+    except (CheckpointError, ValueError, KeyError, TypeError):
         facts = {}  # damaged records: a card without them, the export stands
     card = model.model_card(str(folder), onnx=out.name, **facts)
     if write_model_card(out.parent, card) is None:

@@ -8,35 +8,39 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FashionMLPError
-from .common import fail, load_model, stop_if_interrupted
-from .options import add_device_option, whole_number
+from .common import DEVICE_OPTION, Option, fail, load_model, stop_if_interrupted, whole_number
 
-__all__ = ["add_parser", "run"]
+__all__ = ["DESCRIPTION", "HELP", "OPTIONS", "run"]
 
 
-def add_parser(commands: Any) -> argparse.ArgumentParser:
-    """Add ``predict`` and its options to the subcommands ``commands``."""
-    command: argparse.ArgumentParser = commands.add_parser(
-        "predict",
-        help="classify image files",
-        description="Classify PNG or JPEG files with a trained model. Each picture is "
-        "made grayscale, inverted when its border is light (FashionMNIST shows light "
-        "garments on black), padded square and resized to 28x28.",
-    )
-    command.add_argument("weights", type=Path, metavar="WEIGHTS")
-    command.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
-    command.add_argument(
+HELP = "classify image files"
+DESCRIPTION = (
+    "Classify PNG or JPEG files with a trained model. Each picture is made grayscale, "
+    "inverted when its border is light (FashionMNIST shows light garments on black), padded "
+    "square and resized to 28x28."
+)
+OPTIONS: list[Option] = [
+    ("weights", {"type": Path, "metavar": "WEIGHTS"}),
+    ("images", {"type": Path, "nargs": "+", "metavar": "IMAGE"}),
+    (
         "--invert",
-        choices=("auto", "always", "never"),
-        default="auto",
-        help="invert the pictures: auto (when the border is light), always or never",
-    )
-    command.add_argument(
-        "--top", type=whole_number(1, 10), default=3, help="classes to show per image (default 3)"
-    )
-    command.add_argument("--json", action="store_true", help="print JSON")
-    add_device_option(command)
-    return command
+        {
+            "choices": ("auto", "always", "never"),
+            "default": "auto",
+            "help": "invert the pictures: auto (when the border is light), always or never",
+        },
+    ),
+    (
+        "--top",
+        {
+            "type": whole_number(1, 10),
+            "default": 3,
+            "help": "classes to show per image (default 3)",
+        },
+    ),
+    ("--json", {"action": "store_true", "help": "print JSON"}),
+    DEVICE_OPTION,
+]
 
 
 def run(args: argparse.Namespace) -> int:

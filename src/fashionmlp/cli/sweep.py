@@ -9,115 +9,142 @@ from typing import Any
 
 from ..config import RunConfig
 from ..errors import InvalidArgumentError
-from .common import fail, plural, received, stop_if_interrupted
-from .options import (
-    add_data_options,
-    add_device_option,
+from .common import (
+    DATA_OPTIONS,
+    DEVICE_OPTION,
+    Option,
     add_recipe_options,
+    add_tracker_options,
     chosen_recipe,
+    fail,
+    plural,
+    received,
+    stop_if_interrupted,
+    trackers,
     whole_number,
 )
-from .run_options import add_mlflow_options, mlflow_uri
 
-__all__ = ["add_parser", "run"]
-
-
-def add_parser(commands: Any) -> argparse.ArgumentParser:
-    """Add ``sweep`` and its options to the subcommands ``commands``."""
-    command: argparse.ArgumentParser = commands.add_parser(
-        "sweep",
-        help="tune a recipe's hyperparameters on Optuna, on a validation split",
-        description="Tune a recipe's settings over a search space with Optuna. Every trial "
-        "trains on the training split less --validation held-out images and is judged on "
-        "those alone (the test set is never read); unpromising trials are pruned. The study "
-        "folder gets trials.csv, best-recipe.toml (train it with fashionmlp train --recipe), "
-        "study.json and plots. Rerun the same command to continue the study. Needs pip "
-        "install 'fashionmlp[sweep]'.",
-    )
-    add_recipe_options(command)
-    _study_options(command.add_argument_group("the study"))
-    _trial_options(command.add_argument_group("the trials"))
-    add_mlflow_options(command.add_argument_group("tracking"))
-    add_data_options(command)
-    add_device_option(command)
-    return command
+__all__ = ["DESCRIPTION", "HELP", "OPTIONS", "run"]
 
 
-def _study_options(study: Any) -> None:
-    study.add_argument(
-        "--space",
-        type=Path,
-        metavar="FILE",
-        help="search space (TOML); default: the fast recipe's rates, decays and smoothing",
-    )
-    study.add_argument(
-        "--trials",
-        type=whole_number(1),
-        required=True,
-        metavar="N",
-        help="finished trials the study ends with (completed or pruned)",
-    )
-    study.add_argument(
-        "--workers",
-        type=whole_number(1),
-        default=1,
-        metavar="N",
-        help="local worker processes sharing the CPU threads (default 1)",
-    )
-    study.add_argument(
-        "--storage",
-        metavar="URL",
-        help="an Optuna database URL (postgresql://user@host/db, sqlite:///x.db) shared by "
-        "workers on many machines; default: the study folder's journal file",
-    )
-    study.add_argument(
-        "--study",
-        default="fashionmlp",
-        metavar="NAME",
-        help="the study's name in the storage (default fashionmlp)",
-    )
-    study.add_argument(
-        "--out", type=Path, metavar="DIR", help="the study folder (default: sweeps/NAME)"
-    )
-    study.add_argument(
-        "--pruner",
-        choices=("median", "hyperband", "none"),
-        default="median",
-        help="how to stop unpromising trials (default median)",
-    )
-    study.add_argument(
-        "--heartbeat",
-        type=whole_number(1),
-        default=60,
-        metavar="SECONDS",
-        help="a database storage's heartbeat: a trial silent twice as long is failed and run "
-        "again (default 60)",
-    )
-    study.add_argument(
-        "--continue",
-        dest="continue_study",
-        action="store_true",
-        help="add trials to a study of this name made with another recipe or space",
-    )
-
-
-def _trial_options(run_group: Any) -> None:
-    run_group.add_argument(
-        "--seed",
-        type=whole_number(0, 2**63 - 1),
-        default=0,
-        help="every trial's training seed (default 0)",
-    )
-    run_group.add_argument(
-        "--limit", type=whole_number(1), help="use only the first N images of each split"
-    )
-    run_group.add_argument(
-        "--validation",
-        type=whole_number(1),
-        default=5000,
-        metavar="N",
-        help="held-out training images each trial is judged on (default 5000)",
-    )
+HELP = "tune a recipe's hyperparameters on Optuna, on a validation split"
+DESCRIPTION = (
+    "Tune a recipe's settings over a search space with Optuna. Every trial trains on the "
+    "training split less --validation held-out images and is judged on those alone (the test "
+    "set is never read); unpromising trials are pruned. The study folder gets trials.csv, "
+    "best-recipe.toml (train it with fashionmlp train --recipe), study.json and plots. Rerun "
+    "the same command to continue the study. Needs pip install 'fashionmlp[sweep]'."
+)
+OPTIONS: list[Option] = [
+    (add_recipe_options,),
+    (
+        "the study",
+        [
+            (
+                "--space",
+                {
+                    "type": Path,
+                    "metavar": "FILE",
+                    "help": "search space (TOML); default: the fast recipe's rates, decays and "
+                    "smoothing",
+                },
+            ),
+            (
+                "--trials",
+                {
+                    "type": whole_number(1),
+                    "required": True,
+                    "metavar": "N",
+                    "help": "finished trials the study ends with (completed or pruned)",
+                },
+            ),
+            (
+                "--workers",
+                {
+                    "type": whole_number(1),
+                    "default": 1,
+                    "metavar": "N",
+                    "help": "local worker processes sharing the CPU threads (default 1)",
+                },
+            ),
+            (
+                "--storage",
+                {
+                    "metavar": "URL",
+                    "help": "an Optuna database URL (postgresql://user@host/db, sqlite:///x.db) "
+                    "shared by workers on many machines; default: the study folder's journal file",
+                },
+            ),
+            (
+                "--study",
+                {
+                    "default": "fashionmlp",
+                    "metavar": "NAME",
+                    "help": "the study's name in the storage (default fashionmlp)",
+                },
+            ),
+            (
+                "--out",
+                {"type": Path, "metavar": "DIR", "help": "the study folder (default: sweeps/NAME)"},
+            ),
+            (
+                "--pruner",
+                {
+                    "choices": ("median", "hyperband", "none"),
+                    "default": "median",
+                    "help": "how to stop unpromising trials (default median)",
+                },
+            ),
+            (
+                "--heartbeat",
+                {
+                    "type": whole_number(1),
+                    "default": 60,
+                    "metavar": "SECONDS",
+                    "help": "a database storage's heartbeat: a trial silent twice as long is "
+                    "failed and run again (default 60)",
+                },
+            ),
+            (
+                "--continue",
+                {
+                    "dest": "continue_study",
+                    "action": "store_true",
+                    "help": "add trials to a study of this name made with another recipe or space",
+                },
+            ),
+        ],
+    ),
+    (
+        "the trials",
+        [
+            (
+                "--seed",
+                {
+                    "type": whole_number(0, 2**63 - 1),
+                    "default": 0,
+                    "help": "every trial's training seed (default 0)",
+                },
+            ),
+            (
+                "--limit",
+                {"type": whole_number(1), "help": "use only the first N images of each split"},
+            ),
+            (
+                "--validation",
+                {
+                    "type": whole_number(1),
+                    "default": 5000,
+                    "metavar": "N",
+                    "help": "held-out training images each trial is judged on (default 5000)",
+                },
+            ),
+        ],
+    ),
+    (add_tracker_options,),
+    *DATA_OPTIONS,
+    DEVICE_OPTION,
+]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -156,8 +183,7 @@ def run(args: argparse.Namespace) -> int:
             pruner=args.pruner,
             heartbeat=args.heartbeat,
             continue_study=args.continue_study,
-            mlflow=mlflow_uri(args),
-            mlflow_experiment=args.mlflow_experiment,
+            loggers=trackers(args, None),
             on_trial=_say_trial,
         )
     except KeyboardInterrupt:
@@ -200,7 +226,7 @@ def _summary(result: Any) -> int:
 
 
 def _refuse_foreign_files(out: Path) -> None:
-    from ..studies.report import STUDY_FILES
+    from ..studies.sweep import STUDY_FILES
 
     if not out.is_dir():
         return

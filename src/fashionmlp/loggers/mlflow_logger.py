@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import devices
-from ..callbacks import Run
+from ..callbacks import Run, Study, StudyEnd
 from ..devices import environment
 from ..errors import InvalidArgumentError, MissingExtraError
 from ..records import BatchEvent, EpochReport, FitResult
@@ -100,6 +100,9 @@ class MLflowLogger:
             fit(get_recipe("fast"), callbacks=[MLflowLogger(experiment="fashion")])
             # then: mlflow ui --backend-store-uri sqlite:///mlflow.db
     """
+
+    #: How the command line checks a URI for this tracker before anything runs.
+    check_uri = staticmethod(check_tracking_uri)
 
     def __init__(
         self,
@@ -192,6 +195,50 @@ class MLflowLogger:
             self.tracking_uri = check_tracking_uri(state["tracking_uri"])
             if self._client is not None:
                 self._client = _client(self.tracking_uri)
+
+    def on_model_saved(self, folder: Path) -> None:
+        """Log the run's model folder (:meth:`log_model_folder`)."""
+        self.log_model_folder(folder)
+
+    def on_tags(self, tags: Mapping[str, str]) -> None:
+        """Tag the run with what whoever ran it says of it (a trial's Optuna state)."""
+        self.set_tags(tags)
+
+    # --- a study: one parent run, a child run per seed or trial ----------------------------
+
+    def on_study_start(self, study: Study) -> None:
+        """Start the study's run (named after the study unless this logger has a name), or
+        take up the one its state names (a continued study's), with the study's settings as
+        parameters."""
+        self.run_name = self.run_name or study.name
+        tags = {"fashionmlp.study": study.kind, "fashionmlp.folder": str(study.folder)}
+        self.start_run(study.params, tags)
+
+    def child(self, name: str) -> MLflowLogger:
+        """A logger of one run of the study, a child of its run (the model logged by
+        ``on_model_saved`` when the run has a folder)."""
+        return MLflowLogger(
+            self.tracking_uri,
+            experiment=self.experiment,
+            run_name=name,
+            every=self.every,
+            parent_run_id=self.run_id,
+            log_model=False,
+        )
+
+    def on_study_end(self, end: StudyEnd) -> None:
+        """Log the study's figures and end its run: FINISHED, or KILLED when stopped."""
+        self.log_figures(end.figures)
+        self.end_run("FINISHED" if end.finished else "KILLED")
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Sent to a sweep's worker processes: the client is made again there.
+        return {**self.__dict__, "_client": None, "_pending": []}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if devices.is_main_process():
+            self._client = _client(self.tracking_uri)
 
     # --- the rest -----------------------------------------------------------------------
 

@@ -23,16 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from .._files import atomic_write
-from ..callbacks import KeepBest, LossHistory
-from ..config import Recipe, RunConfig
-from ..data import Splits, default_data_root, load_dataset, select_splits
-from ..devices import environment, resolve_device
+from ..callbacks import Hooks, Study, StudyEnd
+from ..config import Recipe, RunConfig, flat, stamped
+from ..data import Splits, load_dataset
+from ..devices import resolve_device
 from ..errors import CheckpointError, InvalidArgumentError, MissingExtraError
-from ..loggers import CSVLogger
-from ..plots import plot_run
-from ..records import FitResult
-from ..runs import METRICS, METRICS_CSV, RUN, RunFolder
-from ..train import fit
+from ..runs import METRICS, RunFolder, read_document, train_run
 
 __all__ = ["SEED_SUMMARY", "SeedSummary", "Spread", "repeat", "spread", "summarize"]
 
@@ -117,6 +113,19 @@ class SeedSummary:
     #: Each run, with its seed, folder, final accuracy, seconds and accuracy per epoch.
     runs: tuple[dict[str, Any], ...]
 
+    def figures(self) -> dict[str, float]:
+        """The study's figures as trackers log them: ``accuracy_mean``, ``accuracy_std``,
+        ``accuracy_min``, ``accuracy_max``, ``accuracy_ci95_low``, ``accuracy_ci95_high``,
+        and the same of ``seconds`` (those defined)."""
+        figures: dict[str, float] = {}
+        for name, spread in (("accuracy", self.accuracy), ("seconds", self.seconds)):
+            for key, value in spread.to_dict().items():
+                if key == "ci95" and value is not None:
+                    figures |= {f"{name}_ci95_low": value[0], f"{name}_ci95_high": value[1]}
+                elif key != "ci95" and value is not None:
+                    figures[f"{name}_{key}"] = value
+        return figures
+
     def to_dict(self) -> dict[str, Any]:
         """The form of ``summary.json``."""
         return {
@@ -154,26 +163,26 @@ def summarize(folders: Sequence[str | os.PathLike[str]]) -> SeedSummary:
 
 def _run_record(folder: Path) -> dict[str, Any]:
     try:
-        settings = json.loads((folder / RUN).read_text())
-        metrics = json.loads((folder / METRICS).read_text())
+        config = RunFolder(folder).read_config()
+        metrics, _ = read_document(folder / METRICS)
         return {
-            "seed": settings["seed"],
+            "seed": config.seed,
             "folder": folder.name,
-            "recipe": settings["recipe"],
+            "recipe": config.recipe.to_dict(),
             "evaluated_on": metrics["evaluated_on"],
             "accuracy": metrics["final"]["accuracy"],
             "seconds": metrics["wall_seconds"],
             "epochs": [epoch["eval"]["accuracy"] for epoch in metrics["epochs"]],
         }
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (CheckpointError, KeyError, TypeError) as exc:
+        reason = exc if isinstance(exc, CheckpointError) else f"{type(exc).__name__}: {exc}"
         raise CheckpointError(
-            f"{folder} is not a finished run's folder ({type(exc).__name__}: {exc}); finish "
-            "it, or leave it out"
+            f"{folder} is not a finished run's folder ({reason}); finish it, or leave it out"
         ) from None
 
 
-#: What gives a seed's run its extra callbacks (printing, logging): the run's settings in,
-#: callbacks out.
+#: What gives a seed's run its extra callbacks (printing, early stopping): the run's
+#: settings in, callbacks out.
 CallbacksFor = Callable[[RunConfig], Sequence[object]]
 
 
@@ -189,12 +198,14 @@ def repeat(
     limit: int | None = None,
     validation_size: int = 0,
     callbacks: CallbacksFor | None = None,
+    loggers: Sequence[object] = (),
     plots: bool = True,
 ) -> SeedSummary | None:
     """Train ``recipe`` once per seed, in ``out/seed-<N>/``, then summarize the runs.
 
-    Each run folder is a complete ``fashionmlp train`` run folder. A rerun continues the
-    study: a seed's finished folder is kept as it is, an interrupted one resumes.
+    Each run folder is a complete ``fashionmlp train`` run folder
+    (:func:`~fashionmlp.runs.train_run` writes it). A rerun continues the study: a seed's
+    finished folder is kept as it is, an interrupted one resumes.
 
     Args:
         recipe: What to train.
@@ -206,6 +217,8 @@ def repeat(
         validation_size: Evaluate on held-out training images instead of the test set.
         callbacks: Gives each run's extra callbacks, from its settings (a
             :class:`~fashionmlp.StopOnSignal` among them stops the study with its run).
+        loggers: Trackers of the whole study (see :mod:`fashionmlp.callbacks`): each logs
+            the study as one run and every seed as a child of it.
         plots: Draw each run's figures and the study's accuracy band (needs matplotlib).
 
     Returns:
@@ -222,90 +235,51 @@ def repeat(
     target = resolve_device(device)
     if data is None:
         data = load_dataset(root, download=download, test=validation_size == 0)
+    trackers = Hooks(loggers)
+    listed = ",".join(map(str, seeds))
+    params = {**flat(recipe.to_dict()), "seeds": listed}
+    trackers.call("on_study_start", Study("seeds", f"{recipe.name} seeds {listed}", folder, params))
     for seed in seeds:
+        path = folder / f"seed-{seed}"
+        if RunFolder(path).finished:
+            continue
         config = RunConfig(recipe, seed=seed, limit=limit, validation_size=validation_size)
-        extra = list(callbacks(config)) if callbacks is not None else []
-        where = (str(target), str(root if root is not None else default_data_root()))
-        if not _train_seed(folder / f"seed-{seed}", config, data, where, extra, plots):
+        extra = [*(callbacks(config) if callbacks else ()), *trackers.children(path.name)]
+        resume = RunFolder(path).checkpoint.is_file()
+        with RunFolder.interrupted(path) if resume else RunFolder.new(path) as run:
+            checkpoint = None
+            if resume:
+                saved, checkpoint = run.read_checkpoint()
+                if saved != config:
+                    raise InvalidArgumentError(
+                        f"{path} holds a run of other settings; move it away, or give another "
+                        "folder"
+                    )
+            result = train_run(
+                run,
+                config,
+                data=data,
+                root=root,
+                device=target,
+                callbacks=extra,
+                resume=checkpoint,
+                plots=plots,
+            )
+        if result.stopped_at is not None:
+            trackers.call("on_study_end", StudyEnd(finished=False))
             return None
     summary = summarize([folder / f"seed-{seed}" for seed in seeds])
     write_summary(folder, summary, plots=plots)
+    trackers.call("on_study_end", StudyEnd(summary.figures()))
     return summary
-
-
-def _train_seed(
-    path: Path,
-    config: RunConfig,
-    data: Splits,
-    where: tuple[str, str],
-    extra: list[object],
-    plots: bool,
-) -> bool:
-    """Train one seed's run folder to its end (or leave it finished); whether it finished."""
-    run = RunFolder(path)
-    if run.finished:
-        return True
-    resume = run.checkpoint.is_file()
-    with RunFolder.interrupted(path) if resume else RunFolder.new(path) as folder:
-        if resume and folder.checkpoint_config() != config:
-            raise InvalidArgumentError(
-                f"{path} holds a run of other settings; move it away, or give another folder"
-            )
-        device, root = where
-        folder.write_config(config, environment(resolve_device(device), root))
-        history = LossHistory()
-        log = CSVLogger(folder.path / METRICS_CSV, rewrite=True)
-        try:
-            result = fit(
-                config,
-                data=data,
-                device=device,
-                callbacks=[history, log, *extra],
-                checkpoint_path=folder.checkpoint,
-                resume_from=folder.checkpoint if resume else None,
-            )
-        finally:
-            log.close()
-        if result.stopped_at is not None:
-            return False
-        kept = next((c.best_epoch for c in extra if isinstance(c, KeepBest)), None)
-        _finish(folder, config, result, history, data, plots, kept)
-    return True
-
-
-def _finish(
-    folder: RunFolder,
-    config: RunConfig,
-    result: FitResult,
-    history: LossHistory,
-    data: Splits,
-    plots: bool,
-    model_epoch: int | None,
-) -> None:
-    folder.write_results(result, model_epoch=model_epoch)
-    if plots:
-        _, evaluated = select_splits(
-            data, limit=config.limit, validation_size=config.validation_size
-        )
-        try:
-            plot_run(
-                folder.path,
-                result,
-                history.pairs,
-                evaluated,
-                label_smoothing=config.recipe.label_smoothing,
-            )
-        except MissingExtraError:
-            pass  # matplotlib is optional: the run is complete without its figures
 
 
 def write_summary(folder: Path, summary: SeedSummary, *, plots: bool = True) -> list[Path]:
     """Write ``summary.json``, ``summary.csv`` (a row per seed, then the mean, spread and
     interval) and, with matplotlib, ``accuracy.png``; return the files written."""
     written = [folder / SEED_SUMMARY, folder / "summary.csv"]
-    atomic_write(
-        written[0], (json.dumps(summary.to_dict(), indent=2) + "\n").encode(), replace=True
-    )
+    document = json.dumps(stamped(summary.to_dict()), indent=2) + "\n"
+    atomic_write(written[0], document.encode(), replace=True)
     atomic_write(written[1], _table(summary).encode(), replace=True)
     if plots:
         try:

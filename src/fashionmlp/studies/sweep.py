@@ -1,46 +1,72 @@
 """Hyperparameter sweeps on Optuna: trials of a recipe judged on a validation split, the
-unpromising pruned, the study kept in a storage that many workers share.
+unpromising pruned, the study kept in a storage that many workers share, and the records it
+leaves in its folder.
 
 :func:`sweep` is the whole of ``fashionmlp sweep``: it opens (or continues) the study,
 runs its trials in one process or in ``workers`` processes, and writes the study folder's
-records (:func:`~fashionmlp.studies.report.write_study_files`). Every trial trains with
-:func:`~fashionmlp.fit` on the training split less ``validation_size`` held-out images and
-reports each epoch's validation accuracy to Optuna; the test set is never read. Needs the
-``sweep`` extra (``pip install 'fashionmlp[sweep]'``).
+records (:func:`write_study_files`). Every trial trains with :func:`~fashionmlp.fit` on the
+training split less ``validation_size`` held-out images and reports each epoch's validation
+accuracy to Optuna (``trial.report`` and ``should_prune``, as Optuna's own examples do); the
+test set is never read. Needs the ``sweep`` extra (``pip install 'fashionmlp[sweep]'``).
+
+The default storage is Optuna's journal on a file in the study folder, which several
+worker processes on one machine share safely (SQLite, Optuna's docs warn, is not made for
+parallel workers); ``storage=URL`` takes any Optuna database URL (PostgreSQL, MySQL,
+SQLite), so workers on many machines join one study by name. Database storages have
+Optuna's heartbeat: a trial whose worker stops beating is failed and run again. The journal
+has none, so a trial whose worker on this machine is gone (``kill -9``) is failed and run
+again when a worker next looks (:func:`retry_orphans`).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import csv
+import importlib.util
+import io
 import json
 import multiprocessing
 import os
 import signal
+import socket
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from ..callbacks import Callback, StopOnSignal, StopTraining
-from ..config import Recipe, RunConfig, differences, flat, override
+from .._files import atomic_write
+from ..callbacks import Callback, Hooks, StopOnSignal, StopTraining, Study, StudyEnd
+from ..config import Recipe, RunConfig, differences, flat, override, stamped
 from ..data import Splits, load_dataset
-from ..errors import FashionMLPError, InvalidArgumentError
+from ..errors import FashionMLPError, InvalidArgumentError, MissingExtraError
 from ..records import EpochReport
 from ..train import fit
-from .report import write_study_files
 from .space import DEFAULT_SPACE, SearchSpace
-from .storage import WORKER_ATTR, open_storage, optuna_module, retry_orphans, worker_name
 
-__all__ = ["Pruner", "SweepResult", "sweep"]
+__all__ = [
+    "BEST_RECIPE",
+    "JOURNAL_FILE",
+    "STUDY_FILES",
+    "SUMMARY",
+    "TRIALS_CSV",
+    "Pruner",
+    "SweepResult",
+    "describe_storage",
+    "open_storage",
+    "retry_orphans",
+    "sweep",
+    "write_study_files",
+]
 
 #: How a sweep stops unpromising trials: the median rule, Hyperband, or not at all.
 Pruner = Literal["median", "hyperband", "none"]
 #: The states of a finished trial, which count towards the sweep's number of trials.
 _FINISHED = ("COMPLETE", "PRUNED")
-#: The study's user attribute naming its MLflow run.
-_MLFLOW_ATTR = "mlflow_run_id"
+#: The study's user attribute holding its loggers' states, so that a continued study
+#: continues their runs.
+_LOGGERS_ATTR = "loggers"
 
 
 @dataclass(frozen=True)
@@ -80,8 +106,7 @@ def sweep(
     heartbeat: int = 60,
     continue_study: bool = False,
     on_trial: Callable[[Any], None] | None = None,
-    mlflow: str | None = None,
-    mlflow_experiment: str = "fashionmlp",
+    loggers: Sequence[object] = (),
 ) -> SweepResult:
     """Tune ``recipe`` over ``space`` until the study has ``trials`` finished trials.
 
@@ -95,7 +120,7 @@ def sweep(
     Args:
         recipe: What to tune; every trial is it with the space's values.
         out: The study folder (made if needed): the default storage's journal file and the
-            records of :func:`~fashionmlp.studies.report.write_study_files`.
+            records of :func:`~fashionmlp.studies.sweep.write_study_files`.
         space: The fields to tune and their ranges (:class:`SearchSpace`).
         trials: The study's total of finished trials (completed or pruned): it stops once
             that many have finished (a worker that started one just before may finish it,
@@ -117,11 +142,11 @@ def sweep(
         continue_study: Add trials to a study made with another recipe or space.
         on_trial: Called with each trial as it finishes, in the worker process that ran it
             (with ``workers > 1`` it is sent to them, so give a function of a module).
-        mlflow: An MLflow tracking URI to log the study to: one parent run for the study
-            (the same one when the study continues), each trial a child run with its
-            parameters, per-epoch validation figures and Optuna state (needs the
-            ``mlflow`` extra).
-        mlflow_experiment: The MLflow experiment.
+        loggers: Trackers of the whole study (see :mod:`fashionmlp.callbacks`): each logs
+            the study as one run (the same one when the study continues: their states are
+            kept in the study), every trial as a child with its parameters, per-epoch
+            validation figures and Optuna state (``on_tags``). Sent to the worker processes,
+            so they must pickle.
 
     Raises:
         InvalidArgumentError: A setting does not fit, the storage cannot be opened, or the
@@ -151,8 +176,7 @@ def sweep(
         download=download,
         device=device,
         threads=max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0,
-        mlflow=mlflow,
-        mlflow_experiment=mlflow_experiment,
+        loggers=tuple(loggers),
     )
     try:
         created = _open_study(spec, continue_study=continue_study)
@@ -160,9 +184,13 @@ def sweep(
         if made and not any(folder.iterdir()):  # a failed start leaves nothing behind
             folder.rmdir()
         raise
-    parent = _parent_run(spec, created) if mlflow is not None else None
-    if parent is not None:
-        spec = dataclasses.replace(spec, mlflow_parent=parent.run_id)
+    trackers = Hooks(loggers)
+    trackers.load_state_dict(created.user_attrs.get(_LOGGERS_ATTR, {}))
+    params = {f"space.{p.field}": json.dumps(p.to_dict()) for p in space.params}
+    params |= flat(spec.recipe)
+    trackers.call("on_study_start", Study("sweep", f"study {study}", folder, params))
+    if loggers:
+        created.set_user_attr(_LOGGERS_ATTR, trackers.state_dict())
     statuses: tuple[int, ...] = ()
     try:
         if workers == 1:
@@ -170,31 +198,15 @@ def sweep(
                 raise KeyboardInterrupt  # a signal stopped the trial, and the sweep
         else:
             statuses = _run_workers(spec, workers, on_trial)
+    except KeyboardInterrupt:
+        trackers.call("on_study_end", StudyEnd(finished=False))
+        raise
     finally:  # stopped too: the records show the study as far as it went
         write_study_files(created, folder, recipe, space, trials, storage)
     result = _result(optuna, created, recipe, folder, statuses)
-    if parent is not None:
-        if result.best_value is not None:
-            parent.log_figures({"best_validation_accuracy": result.best_value})
-        parent.end_run()
+    best = {} if result.best_value is None else {"best_validation_accuracy": result.best_value}
+    trackers.call("on_study_end", StudyEnd(best))
     return result
-
-
-def _parent_run(spec: _Spec, study: Any) -> Any:
-    """The study's MLflow run: made once, and taken up again when the study continues."""
-    from ..loggers import MLflowLogger
-
-    parent = MLflowLogger(
-        spec.mlflow, experiment=spec.mlflow_experiment, run_name=f"study {spec.study}"
-    )
-    parent.run_id = study.user_attrs.get(_MLFLOW_ATTR)
-    tuned = SearchSpace.from_dict(spec.space).params
-    params = {f"space.{param.field}": json.dumps(param.to_dict()) for param in tuned}
-    params |= flat(spec.recipe)
-    tags = {"fashionmlp.study": "sweep", "fashionmlp.folder": spec.folder}
-    if parent.start_run(params, tags) is not None and _MLFLOW_ATTR not in study.user_attrs:
-        study.set_user_attr(_MLFLOW_ATTR, parent.run_id)
-    return parent
 
 
 def _check_arguments(
@@ -232,9 +244,7 @@ class _Spec:
     download: bool
     device: str
     threads: int
-    mlflow: str | None = None
-    mlflow_experiment: str = "fashionmlp"
-    mlflow_parent: str | None = None
+    loggers: tuple[object, ...] = ()
 
     def what(self) -> dict[str, Any]:
         """What makes a study this one: a rerun must match it to continue."""
@@ -332,11 +342,15 @@ class _Objective:
             recipe, seed=spec.seed, limit=spec.limit, validation_size=spec.validation_size
         )
         report = _TrialReport(trial)
-        tracker = self._tracker(trial)
-        callbacks = [report, self.stop, *([tracker] if tracker is not None else [])]
+        trackers = Hooks(Hooks(spec.loggers).children(f"trial {trial.number}"))
         started = time.perf_counter()
         try:
-            result = fit(config, data=self.data, device=spec.device, callbacks=callbacks)
+            result = fit(
+                config,
+                data=self.data,
+                device=spec.device,
+                callbacks=[report, self.stop, *trackers.callbacks],
+            )
         except FashionMLPError as exc:  # a diverging loss, say: this trial fails, not the sweep
             trial.set_user_attr("error", " ".join(str(exc).split()))
             raise
@@ -344,26 +358,10 @@ class _Objective:
         trial.set_user_attr("seconds", time.perf_counter() - started)
         if result.stopped_at is not None:  # a signal: the sweep stops, the trial fails
             raise KeyboardInterrupt
-        if tracker is not None:
-            tracker.set_tags({"optuna.state": "PRUNED" if report.pruned else "COMPLETE"})
+        trackers.call("on_tags", {"optuna.state": "PRUNED" if report.pruned else "COMPLETE"})
         if report.pruned:
             raise optuna.TrialPruned(f"pruned after epoch {len(report.accuracies)}")
         return result.final.accuracy
-
-    def _tracker(self, trial: Any) -> Any:
-        """The trial's MLflow child run, when the sweep logs to MLflow."""
-        if self.spec.mlflow is None:
-            return None
-        from ..loggers import MLflowLogger
-
-        return MLflowLogger(
-            self.spec.mlflow,
-            experiment=self.spec.mlflow_experiment,
-            run_name=f"trial {trial.number}",
-            every=0,
-            parent_run_id=self.spec.mlflow_parent,
-            log_model=False,
-        )
 
 
 class _TrialReport(Callback):
@@ -434,3 +432,299 @@ def _result(
         folder=folder,
         workers=statuses,
     )
+
+
+# --- storages ------------------------------------------------------------------------------
+
+#: The journal file of a study folder's default storage.
+JOURNAL_FILE = "study.log"
+#: The trial's user attribute naming its worker: ``"host:pid"``.
+WORKER_ATTR = "worker"
+_DATABASES = ("sqlite", "postgresql", "mysql", "oracle", "mssql")
+
+
+def optuna_module() -> Any:
+    """Optuna, or one line saying which extra brings it."""
+    try:
+        import optuna
+    except ImportError:
+        raise MissingExtraError("sweeps need Optuna: pip install 'fashionmlp[sweep]'") from None
+    # The sweep says what each trial did; Optuna's own lines (a traceback for a trial that a
+    # Ctrl-C stopped, say) would only repeat it.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    return optuna
+
+
+def open_storage(url: str | None, folder: Path, *, heartbeat: int = 60) -> Any:
+    """The Optuna storage ``url`` names; ``None``: the journal file in ``folder``.
+
+    Args:
+        url: An Optuna database URL (``postgresql://user@host/db``, ``sqlite:///x.db``, ...),
+            or ``None``.
+        folder: The study folder, for the default journal file.
+        heartbeat: Seconds between a running trial's heartbeats, for database storages; a
+            trial silent for twice as long is failed and run again (up to three times).
+
+    Raises:
+        InvalidArgumentError: The URL is malformed, of an unknown kind, or names a server
+            that cannot be reached (the message says which).
+        MissingExtraError: Optuna, or the database's driver, is not installed.
+    """
+    optuna = optuna_module()
+    if url is None:
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(str(folder / JOURNAL_FILE)))
+    scheme = url.partition(":")[0].partition("+")[0]
+    if scheme not in _DATABASES or "://" not in url:
+        raise InvalidArgumentError(
+            f"storage {describe_storage(url)!r} is not a database URL Optuna takes; give one "
+            "such as postgresql://user@host:5432/db or sqlite:///study.db, or leave it out "
+            "for the study folder's own journal file"
+        )
+    if url.startswith("postgresql://") and _has("psycopg") and not _has("psycopg2"):
+        # SQLAlchemy's default PostgreSQL driver is psycopg2; the extra brings psycopg 3
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if scheme == "postgresql":
+        options["connect_args"] = {"connect_timeout": 10}  # an unreachable host: seconds
+    try:
+        with warnings.catch_warnings():  # Optuna calls its heartbeat experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return _database(optuna, url, options, heartbeat)
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"storage {describe_storage(url)!r} needs its database driver ({exc}); for "
+            "PostgreSQL: pip install 'fashionmlp[postgresql]'"
+        ) from None
+    except Exception as exc:  # SQLAlchemy's errors for bad URLs and servers are many types
+        reason = " ".join(str(exc).split())[:300]
+        raise InvalidArgumentError(
+            f"cannot open storage {describe_storage(url)!r}: {reason}; check the URL, that the "
+            "server runs and can be reached, and the database exists"
+        ) from None
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _database(optuna: Any, url: str, options: dict[str, Any], heartbeat: int) -> Any:
+    """Optuna's storage on the database; again when another worker was making its tables in
+    the same moment (a new database: PostgreSQL then says a type "already exists")."""
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=options,
+                heartbeat_interval=heartbeat,
+                grace_period=2 * heartbeat,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=3
+                ),
+            )
+        except Exception as exc:  # SQLAlchemy's IntegrityError or ProgrammingError
+            racing = "already exists" in str(exc) or "duplicate key" in str(exc)
+            if not racing or attempt == 4:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def describe_storage(url: str | None) -> str:
+    """The storage's URL with any password taken out, for messages and records."""
+    if url is None:
+        return f"the journal file {JOURNAL_FILE} in the study folder"
+    scheme, _, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if at and ":" in credentials:
+        credentials = credentials.split(":", 1)[0] + ":***"
+    return f"{scheme}://{credentials}{at}{host}"
+
+
+def worker_name() -> str:
+    """This process, as a trial records its worker."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def retry_orphans(study: Any) -> list[int]:
+    """Fail the running trials whose worker on this machine has died, and queue each to run
+    again with the same parameters; return their numbers.
+
+    A database storage's heartbeat does this for workers anywhere; for the journal, whose
+    workers share one machine, a worker's process being gone is the sign.
+    """
+    optuna = optuna_module()
+    host = socket.gethostname()
+    orphans = []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        worker = str(trial.user_attrs.get(WORKER_ATTR, ""))
+        name, _, pid = worker.rpartition(":")
+        if not worker:  # a live trial names its worker at once: this one's died first
+            if _age(trial) < _UNNAMED_GRACE:
+                continue
+        elif name != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+        orphans.append(trial.number)
+    return orphans
+
+
+#: Seconds after which a running trial that never named its worker is taken as orphaned.
+_UNNAMED_GRACE = 60.0
+
+
+def _age(trial: Any) -> float:
+    """Seconds since the trial started."""
+    started = trial.datetime_start
+    if started is None:
+        return 0.0
+    return float((datetime.now(started.tzinfo) - started).total_seconds())
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs; a zombie (killed, its parent not yet told) does not."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc to ask: the signal's answer stands
+    return state != "Z"
+
+
+# --- the study folder's records ------------------------------------------------------------
+
+#: One row per trial: number, state, value, seconds, the parameters, each epoch's accuracy.
+TRIALS_CSV = "trials.csv"
+#: The best trial's recipe, for ``fashionmlp train --recipe FILE``.
+BEST_RECIPE = "best-recipe.toml"
+#: The study's settings, its trials by state and its best trial.
+SUMMARY = "study.json"
+#: Optuna's plots of the study.
+PLOTS = ("optimization_history.png", "param_importances.png")
+#: Every file of a study folder (the default storage's journal included).
+STUDY_FILES = (TRIALS_CSV, BEST_RECIPE, SUMMARY, *PLOTS, "study.log", "study.log.lock")
+
+
+def write_study_files(
+    study: Any,
+    folder: Path,
+    recipe: Recipe,
+    space: SearchSpace,
+    trials: int,
+    storage: str | None = None,
+) -> list[Path]:
+    """Write the study's records in ``folder``; return the files written.
+
+    ``trials.csv`` (one row per trial: ``number``, ``state`` as Optuna names it, ``value``,
+    ``seconds``, ``retry_of``, ``baseline`` (``true`` for the trial of the recipe's own
+    values), the parameters, then ``epoch_1`` ... each epoch's validation accuracy),
+    ``best-recipe.toml`` (once a trial completed), ``study.json``, and the optimization
+    history and parameter importances as PNGs (with matplotlib, once there is enough to
+    draw).
+    """
+    everything = study.get_trials(deepcopy=False)
+    complete = [t for t in everything if t.state.name == "COMPLETE"]
+    best = max(complete, key=lambda t: t.value) if complete else None
+    written = [_write(folder / TRIALS_CSV, _table(everything, space))]
+    if best is not None:
+        best_recipe = override(recipe, best.params).replace(name=f"{recipe.name}-best")
+        written.append(best_recipe.save(folder / BEST_RECIPE))
+    states: dict[str, int] = {}
+    for trial in everything:
+        states[trial.state.name] = states.get(trial.state.name, 0) + 1
+    summary = {
+        "study": study.study_name,
+        "storage": describe_storage(storage),
+        "trials": {"requested": trials, **states},
+        "best": None
+        if best is None
+        else {
+            "number": best.number,
+            "validation_accuracy": best.value,
+            "params": best.params,
+        },
+        "recipe": recipe.to_dict(),
+        "space": space.to_dict(),
+    }
+    written.append(_write(folder / SUMMARY, json.dumps(stamped(summary), indent=2) + "\n"))
+    return written + _plots(study, folder, complete)
+
+
+def _table(trials: list[Any], space: SearchSpace) -> str:
+    epochs = max((len(t.user_attrs.get("validation_accuracy", [])) for t in trials), default=0)
+    names = [param.field for param in space.params]
+    columns = ["number", "state", "value", "seconds", "retry_of", "baseline", *names]
+    columns += [f"epoch_{epoch}" for epoch in range(1, epochs + 1)]
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(columns)
+    for trial in sorted(trials, key=lambda t: t.number):
+        accuracies = trial.user_attrs.get("validation_accuracy", [])
+        writer.writerow(
+            [
+                trial.number,
+                trial.state.name,
+                "" if trial.value is None else trial.value,
+                trial.user_attrs.get("seconds", ""),
+                # A retry's first trial: ours for the journal, Optuna's heartbeat's otherwise.
+                trial.user_attrs.get("retry_of", trial.system_attrs.get("failed_trial", "")),
+                "true" if trial.user_attrs.get("baseline") else "",
+                *(trial.params.get(name, "") for name in names),
+                *accuracies,
+                *[""] * (epochs - len(accuracies)),
+            ]
+        )
+    return text.getvalue()
+
+
+def _write(path: Path, text: str) -> Path:
+    atomic_write(path, text.encode(), replace=True)
+    return path
+
+
+def _plots(study: Any, folder: Path, complete: list[Any]) -> list[Path]:
+    """Optuna's optimization history and parameter importances (needs matplotlib, and two
+    completed trials; the importances, parameters that varied)."""
+    if len(complete) < 2:
+        return []
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+        from optuna.exceptions import ExperimentalWarning
+        from optuna.importance import PedAnovaImportanceEvaluator
+        from optuna.visualization import matplotlib as optuna_plots
+    except ImportError:
+        return []
+    drawn = []
+    draws: list[tuple[str, Callable[[], Any]]] = [
+        (PLOTS[0], lambda: optuna_plots.plot_optimization_history(study)),
+        (
+            PLOTS[1],
+            lambda: optuna_plots.plot_param_importances(
+                study, evaluator=PedAnovaImportanceEvaluator()
+            ),
+        ),
+    ]
+    for name, draw in draws:
+        try:
+            with warnings.catch_warnings():  # Optuna calls its own plots experimental
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                axes = draw()
+        except (ValueError, RuntimeError):  # too little for Optuna to draw this one yet
+            continue
+        figure: Any = axes.figure
+        figure.set_size_inches(7, 4.5)
+        figure.tight_layout()
+        figure.savefig(folder / name, dpi=110)
+        plt.close(figure)
+        drawn.append(folder / name)
+    return drawn
