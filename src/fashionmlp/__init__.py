@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import importlib.abc
-import importlib.machinery
-import importlib.util
 import sys
 import warnings
 from pathlib import Path
@@ -25,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__ as __version__
 
 #: Modules of 0.1.0 that moved when the package was cut by subject, and where they went.
-#: Importing an old name gives the new module (with a DeprecationWarning), so code written
-#: for 0.1.0 (``from fashionmlp.recipes import Recipe``) keeps working.
+#: The old name stays importable (``from fashionmlp.recipes import Recipe``) and gives the
+#: new module's names, with a DeprecationWarning.
 MOVED_MODULES = {
     "_toml": "config",
     "augment": "data",
@@ -50,35 +47,31 @@ MOVED_MODULES = {
 }
 
 
-class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Finds a moved module under its old name; consulted only after the real ones."""
+class _MovedModule(ModuleType):
+    """An old module's name: its attributes are those of the module it moved to."""
 
-    def find_spec(
-        self, fullname: str, path: object = None, target: object = None
-    ) -> importlib.machinery.ModuleSpec | None:
-        package, _, old = fullname.partition(".")
-        if package != __name__ or old not in MOVED_MODULES:
-            return None
-        return importlib.util.spec_from_loader(fullname, self)
+    def __init__(self, old: str, new: str) -> None:
+        super().__init__(f"{__name__}.{old}")
+        self._new = f"{__name__}.{new}"
 
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
-        new = MOVED_MODULES[spec.name.partition(".")[2]]
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # introspection (inspect walks sys.modules): not a use
+            raise AttributeError(name)
         warnings.warn(
-            f"{spec.name} is now {__name__}.{new}; import from there",
-            DeprecationWarning,
-            stacklevel=2,
+            f"{self.__name__} is now {self._new}; import from there", DeprecationWarning, 2
         )
-        module = importlib.import_module(f"{__name__}.{new}")
-        # importlib gives the module the alias's spec next: exec_module puts its own back
-        spec.loader_state = module.__spec__
-        return module
-
-    def exec_module(self, module: ModuleType) -> None:
-        assert module.__spec__ is not None
-        module.__spec__ = module.__spec__.loader_state
+        return getattr(importlib.import_module(self._new), name)
 
 
-sys.meta_path.append(_MovedModules())
+def _register_moved(package: str = "") -> None:
+    """Give the moved modules of ``package`` (the root, or a subpackage as it is imported:
+    a dotted name can only be found once its parent is) their old names."""
+    for old, new in MOVED_MODULES.items():
+        if old.rpartition(".")[0] == package:
+            sys.modules.setdefault(f"{__name__}.{old}", _MovedModule(old, new))
+
+
+_register_moved()
 
 # The public API, listed once: type checkers read these imports ("X as X" re-exports X),
 # and at run time the lazy imports and __all__ are derived from them (_public below).
@@ -175,6 +168,8 @@ def _public() -> dict[str, str]:
 def __getattr__(name: str) -> Any:
     if name == "__all__":
         return sorted(_public()) + ["__version__"]
+    if name in MOVED_MODULES:  # ``import fashionmlp.settings`` then ``fashionmlp.settings.x``
+        return sys.modules[f"{__name__}.{name}"]
     module = _public().get(name)
     if module is None:
         raise AttributeError(f"module 'fashionmlp' has no attribute {name!r}")

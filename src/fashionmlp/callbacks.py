@@ -65,7 +65,7 @@ import torch
 from torch import nn
 
 from . import devices
-from .config import RunConfig
+from .config import RunConfig, flat
 from .errors import InvalidArgumentError
 from .records import BatchEvent, EpochReport, EpochStats, FitResult, StopAt
 
@@ -696,3 +696,22 @@ class KeepBest(Callback):
         self.monitor = _check_monitor(state["monitor"])
         self.best_epoch, self.best_value = state["best_epoch"], state["best_value"]
         self._best, self._weights = state["best"], state["weights"]
+
+
+# --- what the loggers share ------------------------------------------------------------------
+
+
+def check_every(every: int) -> int:
+    """A logger's ``every`` checked: steps between two batch points, 0 for none."""
+    if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+        raise InvalidArgumentError(f"every must be a whole number, 0 or more, got {every!r}")
+    return every
+
+
+def run_params(config: RunConfig) -> dict[str, Any]:
+    """A run's settings as trackers record them: every recipe field by its path (``lr``,
+    ``model.hidden_features``), then ``seed``, ``limit`` and ``validation_size``."""
+    params = flat(config.recipe.to_dict())
+    params |= {"seed": config.seed, "limit": config.limit}
+    params["validation_size"] = config.validation_size
+    return params

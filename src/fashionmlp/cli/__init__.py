@@ -24,12 +24,13 @@ from typing import NoReturn
 from .. import __version__
 from ..errors import FashionMLPError, InvalidArgumentError
 from . import compare, evaluate, export, predict, sweep, train
-from .common import Interrupted, Parser, add_options, fail, one_line_warnings, startup_signals
+from .common import Interrupted, Parser, fail, one_line_warnings, startup_signals
 
 __all__ = ["build_parser", "main", "run"]
 
-#: The commands, in the order ``--help`` lists them; each module declares its ``HELP``,
-#: ``DESCRIPTION`` and ``OPTIONS``, and does its work in ``run(args)``.
+#: The commands, in the order ``--help`` lists them; each module makes its options'
+#: ``PARSER`` as it is imported, says what it does in ``HELP`` and ``DESCRIPTION``, and does
+#: it in ``run(args)``.
 COMMANDS = (train, evaluate, predict, export, sweep, compare)
 
 
@@ -43,9 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for command in COMMANDS:
         name = command.__name__.rpartition(".")[2]
-        parser_of = commands.add_parser(name, help=command.HELP, description=command.DESCRIPTION)
-        add_options(parser_of, command.OPTIONS)
-        parser_of.set_defaults(handler=command.run)
+        commands.add_parser(
+            name, parents=[command.PARSER], help=command.HELP, description=command.DESCRIPTION
+        ).set_defaults(handler=command.run)
     return parser
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import inspect
 import json
 import math
@@ -32,29 +33,12 @@ from ..loggers import TRACKERS
 if TYPE_CHECKING:
     from ..model import FashionMLP
 
-#: An option as a command declares it: its names, then ``add_argument``'s keywords; or a
-#: group: its title, then its options; or a function adding options to the parser.
-Option = tuple[Any, ...]
-
 
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line naming the fix, not the whole usage."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def add_options(parser: argparse.ArgumentParser, options: list[Option]) -> None:
-    """Add a command's declared options (see :data:`Option`) to its parser."""
-    for option in options:
-        if callable(option[0]):
-            option[0](parser)
-        elif isinstance(option[1], list):
-            group = parser.add_argument_group(option[0])
-            add_options(group, option[1])  # type: ignore[arg-type]
-        else:
-            *names, keywords = option
-            parser.add_argument(*names, **keywords)
 
 
 def number(kind: type, **bounds: Any) -> Callable[[str], Any]:
@@ -139,17 +123,28 @@ def _recipe_fields(cls: type | None = None, prefix: str = "") -> list[tuple[str,
     return found
 
 
+@functools.cache
 def field_docs(cls: type) -> dict[str, str]:
     """Each field's documentation: the ``#:`` comment lines above it in the class's source,
-    as Sphinx reads them, Sphinx's markup taken out (empty when the source cannot be had)."""
+    as Sphinx reads them, Sphinx's markup taken out (empty when the source cannot be had).
+
+    The class is found by its name in its file's text, not by :func:`inspect.getsource`,
+    which parses the whole file: the command line would start a quarter second later.
+    """
     try:
-        source = inspect.getsource(cls)
+        lines = Path(inspect.getsourcefile(cls) or "").read_text().splitlines()
     except (OSError, TypeError):
         return {}
+    starts = [i for i, line in enumerate(lines) if re.match(rf"\s*class {cls.__name__}\b", line)]
+    if not starts:
+        return {}
+    indent = len(lines[starts[0]]) - len(lines[starts[0]].lstrip())
     docs: dict[str, str] = {}
     comment: list[str] = []
-    for line in source.splitlines():
+    for line in lines[starts[0] + 1 :]:
         stripped = line.strip()
+        if stripped and len(line) - len(line.lstrip()) <= indent:
+            break  # the class has ended
         if stripped.startswith("#:"):
             comment.append(stripped[2:].strip())
             continue
@@ -176,10 +171,9 @@ def add_recipe_options(parser: argparse.ArgumentParser) -> None:
         "with native bfloat16, 21 s in float32); seed: the seed exactly; long: the best "
         "accuracy; or a recipe file (.toml or .json, as Recipe.save writes it)",
     )
-    docs: dict[type, dict[str, str]] = {}
     for path, kind, owner in _recipe_fields():
         name = path.rsplit(".", 1)[-1]
-        help_text = docs.setdefault(owner, field_docs(owner)).get(name, "")
+        help_text = field_docs(owner).get(name, "")
         options: dict[str, Any] = {"dest": _destination(path), "default": None, "help": help_text}
         if kind is bool:
             options["action"] = argparse.BooleanOptionalAction
@@ -244,30 +238,29 @@ def chosen_recipe(args: argparse.Namespace) -> Recipe:
 
 # --- options many commands take ----------------------------------------------------------
 
-DATA_OPTIONS: list[Option] = [
-    (
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """``--data-root`` and ``--download``."""
+    parser.add_argument(
         "--data-root",
-        {
-            "type": Path,
-            "help": "dataset folder (default: $FASHIONMLP_DATA, else ~/.cache/fashionmlp)",
-        },
-    ),
-    (
+        type=Path,
+        help="dataset folder (default: $FASHIONMLP_DATA, else ~/.cache/fashionmlp)",
+    )
+    parser.add_argument(
         "--download",
-        {
-            "action": "store_true",
-            "help": "download the dataset if no local copy is found (needs internet)",
-        },
-    ),
-]
-DEVICE_OPTION: Option = (
-    "--device",
-    {
-        "type": _device_name,
-        "default": "auto",
-        "help": "cpu, cuda, cuda:N, mps or auto (default auto)",
-    },
-)
+        action="store_true",
+        help="download the dataset if no local copy is found (needs internet)",
+    )
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """``--device``."""
+    parser.add_argument(
+        "--device",
+        type=_device_name,
+        default="auto",
+        help="cpu, cuda, cuda:N, mps or auto (default auto)",
+    )
 
 
 def add_tracker_options(parser: argparse.ArgumentParser) -> None:

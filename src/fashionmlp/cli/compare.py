@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import Option
+from .common import Parser
 
-__all__ = ["DESCRIPTION", "HELP", "OPTIONS", "run"]
+__all__ = ["DESCRIPTION", "HELP", "PARSER", "run"]
 
 
 HELP = "compare finished runs and seed studies side by side"
@@ -16,19 +16,16 @@ DESCRIPTION = (
     "--seeds) differ, with their accuracy (mean ± std over a study's seeds), parameters, "
     "epochs and wall time, and draw their accuracy and loss per epoch overlaid."
 )
-OPTIONS: list[Option] = [
-    ("paths", {"type": Path, "nargs": "+", "metavar": "RUN_OR_STUDY"}),
-    (
-        "--out",
-        {
-            "type": Path,
-            "default": Path("comparison"),
-            "metavar": "DIR",
-            "help": "where accuracy.png and loss.png go (default: comparison/)",
-        },
-    ),
-    ("--no-plots", {"action": "store_true", "help": "do not draw the curves"}),
-]
+PARSER = Parser(add_help=False)
+PARSER.add_argument("paths", type=Path, nargs="+", metavar="RUN_OR_STUDY")
+PARSER.add_argument(
+    "--out",
+    type=Path,
+    default=Path("comparison"),
+    metavar="DIR",
+    help="where accuracy.png and loss.png go (default: comparison/)",
+)
+PARSER.add_argument("--no-plots", action="store_true", help="do not draw the curves")
 
 
 def run(args: argparse.Namespace) -> int:

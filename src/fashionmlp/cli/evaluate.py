@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import CLASSES
-from .common import DATA_OPTIONS, DEVICE_OPTION, Option, load_model, stop_if_interrupted
+from .common import Parser, add_data_options, add_device_option, load_model, stop_if_interrupted
 
 if TYPE_CHECKING:
     from ..records import EvalResult
 
-__all__ = ["DESCRIPTION", "HELP", "OPTIONS", "run"]
+__all__ = ["DESCRIPTION", "HELP", "PARSER", "run"]
 
 
 HELP = "evaluate a trained model on the test set"
@@ -23,12 +23,11 @@ DESCRIPTION = (
     "accuracy, top-k, macro precision, recall and F1, NLL, calibration, per-class figures and "
     "the confusion matrix."
 )
-OPTIONS: list[Option] = [
-    ("run", {"type": Path, "metavar": "RUN_OR_WEIGHTS"}),
-    ("--json", {"action": "store_true", "help": "print JSON"}),
-    *DATA_OPTIONS,
-    DEVICE_OPTION,
-]
+PARSER = Parser(add_help=False)
+PARSER.add_argument("run", type=Path, metavar="RUN_OR_WEIGHTS")
+PARSER.add_argument("--json", action="store_true", help="print JSON")
+add_data_options(PARSER)
+add_device_option(PARSER)
 
 
 def run(args: argparse.Namespace) -> int:

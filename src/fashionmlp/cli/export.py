@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidArgumentError
-from .common import Option, load_model, stop_if_interrupted
+from .common import Parser, load_model, stop_if_interrupted
 
-__all__ = ["DESCRIPTION", "HELP", "OPTIONS", "run"]
+__all__ = ["DESCRIPTION", "HELP", "PARSER", "run"]
 
 
 HELP = "export a trained model for deployment (ONNX)"
@@ -18,12 +18,13 @@ DESCRIPTION = (
     "(N, 1, 28, 28) in [0, 1], any N) and returns logits (N, 10), the input normalization "
     "inside. Needs pip install 'fashionmlp[export]'."
 )
-OPTIONS: list[Option] = [
-    ("run", {"type": Path, "metavar": "RUN_OR_WEIGHTS"}),
-    ("--format", {"choices": ("onnx",), "default": "onnx"}),
-    ("--out", {"type": Path, "help": "file to write (default: RUN/model.onnx, or WEIGHTS.onnx)"}),
-    ("--overwrite", {"action": "store_true", "help": "replace the file if it exists"}),
-]
+PARSER = Parser(add_help=False)
+PARSER.add_argument("run", type=Path, metavar="RUN_OR_WEIGHTS")
+PARSER.add_argument("--format", choices=("onnx",), default="onnx")
+PARSER.add_argument(
+    "--out", type=Path, help="file to write (default: RUN/model.onnx, or WEIGHTS.onnx)"
+)
+PARSER.add_argument("--overwrite", action="store_true", help="replace the file if it exists")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FashionMLPError
-from .common import DEVICE_OPTION, Option, fail, load_model, stop_if_interrupted, whole_number
+from .common import Parser, add_device_option, fail, load_model, stop_if_interrupted, whole_number
 
-__all__ = ["DESCRIPTION", "HELP", "OPTIONS", "run"]
+__all__ = ["DESCRIPTION", "HELP", "PARSER", "run"]
 
 
 HELP = "classify image files"
@@ -19,28 +19,20 @@ DESCRIPTION = (
     "inverted when its border is light (FashionMNIST shows light garments on black), padded "
     "square and resized to 28x28."
 )
-OPTIONS: list[Option] = [
-    ("weights", {"type": Path, "metavar": "WEIGHTS"}),
-    ("images", {"type": Path, "nargs": "+", "metavar": "IMAGE"}),
-    (
-        "--invert",
-        {
-            "choices": ("auto", "always", "never"),
-            "default": "auto",
-            "help": "invert the pictures: auto (when the border is light), always or never",
-        },
-    ),
-    (
-        "--top",
-        {
-            "type": whole_number(1, 10),
-            "default": 3,
-            "help": "classes to show per image (default 3)",
-        },
-    ),
-    ("--json", {"action": "store_true", "help": "print JSON"}),
-    DEVICE_OPTION,
-]
+PARSER = Parser(add_help=False)
+PARSER.add_argument("weights", type=Path, metavar="WEIGHTS")
+PARSER.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
+PARSER.add_argument(
+    "--invert",
+    choices=("auto", "always", "never"),
+    default="auto",
+    help="invert the pictures: auto (when the border is light), always or never",
+)
+PARSER.add_argument(
+    "--top", type=whole_number(1, 10), default=3, help="classes to show per image (default 3)"
+)
+PARSER.add_argument("--json", action="store_true", help="print JSON")
+add_device_option(PARSER)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,9 +10,9 @@ from typing import Any
 from ..config import RunConfig
 from ..errors import InvalidArgumentError
 from .common import (
-    DATA_OPTIONS,
-    DEVICE_OPTION,
-    Option,
+    Parser,
+    add_data_options,
+    add_device_option,
     add_recipe_options,
     add_tracker_options,
     chosen_recipe,
@@ -24,7 +24,7 @@ from .common import (
     whole_number,
 )
 
-__all__ = ["DESCRIPTION", "HELP", "OPTIONS", "run"]
+__all__ = ["DESCRIPTION", "HELP", "PARSER", "run"]
 
 
 HELP = "tune a recipe's hyperparameters on Optuna, on a validation split"
@@ -35,116 +35,84 @@ DESCRIPTION = (
     "best-recipe.toml (train it with fashionmlp train --recipe), study.json and plots. Rerun "
     "the same command to continue the study. Needs pip install 'fashionmlp[sweep]'."
 )
-OPTIONS: list[Option] = [
-    (add_recipe_options,),
-    (
-        "the study",
-        [
-            (
-                "--space",
-                {
-                    "type": Path,
-                    "metavar": "FILE",
-                    "help": "search space (TOML); default: the fast recipe's rates, decays and "
-                    "smoothing",
-                },
-            ),
-            (
-                "--trials",
-                {
-                    "type": whole_number(1),
-                    "required": True,
-                    "metavar": "N",
-                    "help": "finished trials the study ends with (completed or pruned)",
-                },
-            ),
-            (
-                "--workers",
-                {
-                    "type": whole_number(1),
-                    "default": 1,
-                    "metavar": "N",
-                    "help": "local worker processes sharing the CPU threads (default 1)",
-                },
-            ),
-            (
-                "--storage",
-                {
-                    "metavar": "URL",
-                    "help": "an Optuna database URL (postgresql://user@host/db, sqlite:///x.db) "
-                    "shared by workers on many machines; default: the study folder's journal file",
-                },
-            ),
-            (
-                "--study",
-                {
-                    "default": "fashionmlp",
-                    "metavar": "NAME",
-                    "help": "the study's name in the storage (default fashionmlp)",
-                },
-            ),
-            (
-                "--out",
-                {"type": Path, "metavar": "DIR", "help": "the study folder (default: sweeps/NAME)"},
-            ),
-            (
-                "--pruner",
-                {
-                    "choices": ("median", "hyperband", "none"),
-                    "default": "median",
-                    "help": "how to stop unpromising trials (default median)",
-                },
-            ),
-            (
-                "--heartbeat",
-                {
-                    "type": whole_number(1),
-                    "default": 60,
-                    "metavar": "SECONDS",
-                    "help": "a database storage's heartbeat: a trial silent twice as long is "
-                    "failed and run again (default 60)",
-                },
-            ),
-            (
-                "--continue",
-                {
-                    "dest": "continue_study",
-                    "action": "store_true",
-                    "help": "add trials to a study of this name made with another recipe or space",
-                },
-            ),
-        ],
-    ),
-    (
-        "the trials",
-        [
-            (
-                "--seed",
-                {
-                    "type": whole_number(0, 2**63 - 1),
-                    "default": 0,
-                    "help": "every trial's training seed (default 0)",
-                },
-            ),
-            (
-                "--limit",
-                {"type": whole_number(1), "help": "use only the first N images of each split"},
-            ),
-            (
-                "--validation",
-                {
-                    "type": whole_number(1),
-                    "default": 5000,
-                    "metavar": "N",
-                    "help": "held-out training images each trial is judged on (default 5000)",
-                },
-            ),
-        ],
-    ),
-    (add_tracker_options,),
-    *DATA_OPTIONS,
-    DEVICE_OPTION,
-]
+PARSER = Parser(add_help=False)
+add_recipe_options(PARSER)
+group = PARSER.add_argument_group("the study")
+group.add_argument(
+    "--space",
+    type=Path,
+    metavar="FILE",
+    help="search space (TOML); default: the fast recipe's rates, decays and smoothing",
+)
+group.add_argument(
+    "--trials",
+    type=whole_number(1),
+    required=True,
+    metavar="N",
+    help="finished trials the study ends with (completed or pruned)",
+)
+group.add_argument(
+    "--workers",
+    type=whole_number(1),
+    default=1,
+    metavar="N",
+    help="local worker processes sharing the CPU threads (default 1)",
+)
+group.add_argument(
+    "--storage",
+    metavar="URL",
+    help="an Optuna database URL (postgresql://user@host/db, sqlite:///x.db) "
+    "shared by workers on many machines; default: the study folder's journal file",
+)
+group.add_argument(
+    "--study",
+    default="fashionmlp",
+    metavar="NAME",
+    help="the study's name in the storage (default fashionmlp)",
+)
+group.add_argument(
+    "--out", type=Path, metavar="DIR", help="the study folder (default: sweeps/NAME)"
+)
+group.add_argument(
+    "--pruner",
+    choices=("median", "hyperband", "none"),
+    default="median",
+    help="how to stop unpromising trials (default median)",
+)
+group.add_argument(
+    "--heartbeat",
+    type=whole_number(1),
+    default=60,
+    metavar="SECONDS",
+    help="a database storage's heartbeat: a trial silent twice as long is "
+    "failed and run again (default 60)",
+)
+group.add_argument(
+    "--continue",
+    dest="continue_study",
+    action="store_true",
+    help="add trials to a study of this name made with another recipe or space",
+)
+group = PARSER.add_argument_group("the trials")
+group.add_argument(
+    "--seed",
+    type=whole_number(0, 2**63 - 1),
+    default=0,
+    help="every trial's training seed (default 0)",
+)
+group.add_argument(
+    "--limit", type=whole_number(1), help="use only the first N images of each split"
+)
+group.add_argument(
+    "--validation",
+    type=whole_number(1),
+    default=5000,
+    metavar="N",
+    help="held-out training images each trial is judged on (default 5000)",
+)
+add_tracker_options(PARSER)
+add_data_options(PARSER)
+add_device_option(PARSER)
 
 
 def run(args: argparse.Namespace) -> int:

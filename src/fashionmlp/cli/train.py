@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 from ..config import RunConfig
 from ..errors import InvalidArgumentError, RunExistsError
 from .common import (
-    DATA_OPTIONS,
-    DEVICE_OPTION,
-    Option,
+    Parser,
+    add_data_options,
+    add_device_option,
     add_recipe_options,
     add_tracker_options,
     chosen_recipe,
@@ -47,123 +47,84 @@ DESCRIPTION = (
 )
 
 
-OPTIONS: list[Option] = [
-    (add_recipe_options,),
-    (
-        "the run",
-        [
-            (
-                "--seed",
-                {
-                    "type": whole_number(0, 2**63 - 1),
-                    "help": "random seed (default: drawn and recorded)",
-                },
-            ),
-            (
-                "--seeds",
-                {
-                    "type": seed_list,
-                    "metavar": "A-B|A,B,...",
-                    "help": "train once per seed, each in --out/seed-<N>/, and summarize them: "
-                    "mean, standard deviation, min, max and 95%% interval of the accuracy and "
-                    "time (--out/summary.json, summary.csv, accuracy.png; a rerun continues "
-                    "the study)",
-                },
-            ),
-            (
-                "--limit",
-                {"type": whole_number(1), "help": "use only the first N samples of each split"},
-            ),
-            (
-                "--validation",
-                {
-                    "type": whole_number(1),
-                    "metavar": "N",
-                    "help": "hold out N training images and evaluate on them instead of the test set",
-                },
-            ),
-            (
-                "--resume",
-                {
-                    "type": Path,
-                    "metavar": "RUN",
-                    "help": "continue the interrupted run in folder RUN (its settings are kept)",
-                },
-            ),
-            (
-                "--out",
-                {
-                    "type": Path,
-                    "help": "run folder to write (default: runs/<date>-<time>-<random>)",
-                },
-            ),
-            ("--overwrite", {"action": "store_true", "help": "replace a finished run in --out"}),
-            (
-                "--early-stop",
-                {
-                    "type": whole_number(1),
-                    "metavar": "N",
-                    "help": "stop when the evaluation accuracy has not improved for N epochs",
-                },
-            ),
-            (
-                "--early-stop-delta",
-                {
-                    "type": number(float, low=0, high=1, high_open=True),
-                    "default": 0.0,
-                    "metavar": "X",
-                    "help": "the least accuracy gain (a fraction, e.g. 0.001) --early-stop counts "
-                    "(default 0)",
-                },
-            ),
-            (
-                "--keep-best",
-                {
-                    "action": "store_true",
-                    "help": "save the weights of the epoch with the best evaluation accuracy, not "
-                    "the last's",
-                },
-            ),
-        ],
-    ),
-    (
-        "output",
-        [
-            (
-                "--no-progress",
-                {"action": "store_true", "help": "plain lines instead of a progress bar"},
-            ),
-            ("--no-plots", {"action": "store_true", "help": "do not write the PNG plots"}),
-            (
-                "--tensorboard",
-                {
-                    "action": "store_true",
-                    "help": "also write TensorBoard event files to RUN/tensorboard (pip install "
-                    "'fashionmlp[tensorboard]'; then: tensorboard --logdir runs)",
-                },
-            ),
-            (
-                "--log-every",
-                {
-                    "type": whole_number(1),
-                    "default": 50,
-                    "metavar": "N",
-                    "help": "steps between two batch-loss points of the loggers (default 50)",
-                },
-            ),
-            (
-                "--no-finite-check",
-                {
-                    "action": "store_true",
-                    "help": "keep training when the loss becomes NaN or infinite (default: stop)",
-                },
-            ),
-        ],
-    ),
-    (add_tracker_options,),
-    *DATA_OPTIONS,
-    DEVICE_OPTION,
-]
+PARSER = Parser(add_help=False)
+add_recipe_options(PARSER)
+group = PARSER.add_argument_group("the run")
+group.add_argument(
+    "--seed", type=whole_number(0, 2**63 - 1), help="random seed (default: drawn and recorded)"
+)
+group.add_argument(
+    "--seeds",
+    type=seed_list,
+    metavar="A-B|A,B,...",
+    help="train once per seed, each in --out/seed-<N>/, and summarize them: "
+    "mean, standard deviation, min, max and 95%% interval of the accuracy and "
+    "time (--out/summary.json, summary.csv, accuracy.png; a rerun continues "
+    "the study)",
+)
+group.add_argument(
+    "--limit", type=whole_number(1), help="use only the first N samples of each split"
+)
+group.add_argument(
+    "--validation",
+    type=whole_number(1),
+    metavar="N",
+    help="hold out N training images and evaluate on them instead of the test set",
+)
+group.add_argument(
+    "--resume",
+    type=Path,
+    metavar="RUN",
+    help="continue the interrupted run in folder RUN (its settings are kept)",
+)
+group.add_argument(
+    "--out", type=Path, help="run folder to write (default: runs/<date>-<time>-<random>)"
+)
+group.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+group.add_argument(
+    "--early-stop",
+    type=whole_number(1),
+    metavar="N",
+    help="stop when the evaluation accuracy has not improved for N epochs",
+)
+group.add_argument(
+    "--early-stop-delta",
+    type=number(float, low=0, high=1, high_open=True),
+    default=0.0,
+    metavar="X",
+    help="the least accuracy gain (a fraction, e.g. 0.001) --early-stop counts (default 0)",
+)
+group.add_argument(
+    "--keep-best",
+    action="store_true",
+    help="save the weights of the epoch with the best evaluation accuracy, not the last's",
+)
+group = PARSER.add_argument_group("output")
+group.add_argument(
+    "--no-progress", action="store_true", help="plain lines instead of a progress bar"
+)
+group.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
+group.add_argument(
+    "--tensorboard",
+    action="store_true",
+    help="also write TensorBoard event files to RUN/tensorboard (pip install "
+    "'fashionmlp[tensorboard]'; then: tensorboard --logdir runs)",
+)
+group.add_argument(
+    "--log-every",
+    type=whole_number(1),
+    default=50,
+    metavar="N",
+    help="steps between two batch-loss points of the loggers (default 50)",
+)
+group.add_argument(
+    "--no-finite-check",
+    action="store_true",
+    help="keep training when the loss becomes NaN or infinite (default: stop)",
+)
+add_tracker_options(PARSER)
+add_data_options(PARSER)
+add_device_option(PARSER)
 
 #: The options of a run that a resumed run takes from its checkpoint instead.
 _RUN_OPTIONS = ("recipe", "set", "seed", "seeds", "limit", "validation", "out", "early_stop")
@@ -182,17 +143,23 @@ def run(args: argparse.Namespace) -> int:
             chosen_recipe(args), seed=seed, limit=args.limit, validation_size=args.validation or 0
         )
     stop_if_interrupted()
-    from .. import devices
     from ..callbacks import KeepBest, StopOnSignal
+    from ..devices import (
+        broadcast_from_main,
+        init_from_environment,
+        is_main_process,
+        resolve_device,
+        shutdown,
+    )
     from ..plots import RUN_PLOTS
     from ..runs import TENSORBOARD, train_run
 
     # Under torchrun every process runs this; rank 0 alone prints and writes files.
-    device = devices.init_from_environment(devices.resolve_device(args.device))
-    main = devices.is_main_process()
+    device = init_from_environment(resolve_device(args.device))
+    main = is_main_process()
     try:
         if config is not None:  # every rank trains with rank 0's drawn seed
-            config = dataclasses.replace(config, seed=devices.broadcast_from_main(config.seed))
+            config = dataclasses.replace(config, seed=broadcast_from_main(config.seed))
         stop_if_interrupted()
         with _claim_run_folder(args, main) as folder:
             checkpoint = None
@@ -236,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
                     )
                     return 128 + signal.SIGINT
     finally:
-        devices.shutdown()
+        shutdown()
     if result.stopped_at is not None:
         epoch, batches = result.stopped_at
         console.fail(
@@ -262,7 +229,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _claim_run_folder(args: argparse.Namespace, main: bool) -> RunFolder:
     """The run's folder, claimed by rank 0 (the only one that writes) for the run's life."""
-    from .. import devices
+    from ..devices import (
+        broadcast_from_main,
+    )
     from ..runs import RunFolder
 
     class OutFolder(RunFolder):
@@ -279,7 +248,7 @@ def _claim_run_folder(args: argparse.Namespace, main: bool) -> RunFolder:
             f"--out {exc.path} already holds {state}; choose another --out or pass "
             f"--overwrite to replace it{hint}"
         ) from exc
-    path = devices.broadcast_from_main(folder.path)  # the name rank 0 chose
+    path = broadcast_from_main(folder.path)  # the name rank 0 chose
     return folder if main else OutFolder(path)
 
 

@@ -11,10 +11,9 @@ from typing import IO
 
 from .. import devices
 from .._files import atomic_write, os_error_fix, read_regular_file
-from ..callbacks import Run
+from ..callbacks import Run, check_every
 from ..errors import InvalidArgumentError, RunFolderError
 from ..records import BatchEvent, EpochReport
-from ._common import check_every
 
 __all__ = ["BATCH_COLUMNS", "EPOCH_COLUMNS", "CSVLogger"]
 

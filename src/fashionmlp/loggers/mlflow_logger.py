@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import devices
-from ..callbacks import Run, Study, StudyEnd
+from ..callbacks import Run, Study, StudyEnd, check_every, run_params
 from ..devices import environment
 from ..errors import InvalidArgumentError, MissingExtraError
 from ..records import BatchEvent, EpochReport, FitResult
-from ._common import check_every, run_params
 
 __all__ = ["DEFAULT_TRACKING_URI", "MLflowLogger", "TrackingWarning", "check_tracking_uri"]
 

@@ -10,10 +10,9 @@ from typing import Any
 
 from .. import devices
 from .._files import os_error_fix
-from ..callbacks import Run
+from ..callbacks import Run, check_every, run_params
 from ..errors import MissingExtraError, RunFolderError
 from ..records import BatchEvent, EpochReport, FitResult
-from ._common import check_every, run_params
 
 __all__ = ["TensorBoardLogger"]
 

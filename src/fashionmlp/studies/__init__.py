@@ -8,6 +8,7 @@ confidence interval) the ``stats`` extra; both are imported when first needed.
 
 from __future__ import annotations
 
+from .. import _register_moved
 from .compare import Comparison, Entry, compare, plot_comparison
 from .seeds import SeedSummary, Spread, repeat, spread, summarize
 from .space import DEFAULT_SPACE, Param, SearchSpace
@@ -29,3 +30,5 @@ __all__ = [
     "summarize",
     "sweep",
 ]
+
+_register_moved(__name__.rpartition(".")[2])  # studies.report and studies.storage
