@@ -110,8 +110,8 @@ def device_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def interruptible_run_options(data_root: Path) -> list[str]:
     """``fashionmlp train`` options for the interruption tests.
 
-    The seed's recipe on the tensor backend: epochs of 400 small batches, long enough for a
-    signal to land mid-epoch, short enough for the suite.
+    The seed's recipe on the tensor backend: epochs of 100 small batches, each epoch's first
+    printing a loss line, at which :func:`interrupt_at` stops the run.
     """
     return [
         "--recipe",
@@ -121,7 +121,7 @@ def interruptible_run_options(data_root: Path) -> list[str]:
         "--epochs",
         "3",
         "--limit",
-        "25600",
+        "6400",
         "--seed",
         "8",
         "--device",
@@ -152,12 +152,27 @@ def wait_for_line(process: subprocess.Popen[str], prefix: str) -> None:
     raise AssertionError(f"the process ended before printing {prefix!r}: {process.stderr}")
 
 
-def interrupt_after_line(process: subprocess.Popen[str], prefix: str) -> str:
-    """Ctrl-C ``process`` once it prints a line starting ``prefix``; its stderr, once it
-    has ended."""
+def interrupt_at(
+    process: subprocess.Popen[str],
+    prefix: str,
+    signal_number: int = signal.SIGINT,
+    *,
+    after: str | None = None,
+) -> str:
+    """Signal ``process`` at a known point; its stderr, once it has ended.
+
+    At the first line starting with ``prefix`` (after one starting with ``after``, when
+    given) the process is stopped (SIGSTOP), sent ``signal_number``, and let go on
+    (SIGCONT): it takes the signal a batch or two past that line, however busy the machine,
+    so that epochs of a hundred small batches are enough to land it mid-epoch.
+    """
     try:
+        if after is not None:
+            wait_for_line(process, after)
         wait_for_line(process, prefix)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGSTOP)
+        process.send_signal(signal_number)
+        process.send_signal(signal.SIGCONT)
         _, err = process.communicate(timeout=120)
     finally:
         process.kill()

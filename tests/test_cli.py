@@ -23,7 +23,7 @@ from PIL import Image
 import fashionmlp.cli.common as options_module
 import fashionmlp.cli.train as train_module
 import fashionmlp.data as data_module
-from conftest import SmallDisk, interruptible_run_options, start_cli, wait_for_line
+from conftest import SmallDisk, interrupt_at, interruptible_run_options, start_cli, wait_for_line
 from fashionmlp import (
     CLASSES,
     FashionMLP,
@@ -323,21 +323,10 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        assert process.stdout is not None
-        if when == "epoch 1":  # the checkpoint of the untrained start is written first
-            deadline = time.monotonic() + 120
-            while not (part / "checkpoint.pt").exists():
-                assert time.monotonic() < deadline and process.poll() is None
-                time.sleep(0.02)
-        else:
-            for line in process.stdout:
-                if line.startswith("Epoch 1/3:"):
-                    break
-        process.send_signal(signal_number)
-        _, err = process.communicate(timeout=120)
-    finally:
-        process.kill()
+    if when == "epoch 1":  # at epoch 1's first loss line
+        err = interrupt_at(process, "Loss:", signal_number)
+    else:  # at epoch 2's
+        err = interrupt_at(process, "Loss:", signal_number, after="Epoch 1/3:")
     assert process.returncode == status
     last = err.strip().splitlines()[-1]
     assert f"interrupted during {when} after " in last

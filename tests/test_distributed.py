@@ -151,8 +151,8 @@ def test_the_command_line_runs_unchanged_under_torchrun(torchrun_run: tuple[Path
     config = json.loads((out / "run.json").read_text())
     assert config["environment"]["processes"] == 2
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["final"]["total"] == 10_000
-    assert [e["train"]["samples"] for e in metrics["epochs"]] == [25_600] * 3
+    assert metrics["final"]["total"] == 6_400  # --limit: the first 6,400 test images
+    assert [e["train"]["samples"] for e in metrics["epochs"]] == [6_400] * 3
     assert {p.name for p in out.iterdir()} == {
         "config.json",
         "run.json",
@@ -184,7 +184,11 @@ def test_an_interrupted_torchrun_run_resumes_to_the_uninterrupted_weights(
             seen.append(line)
             if line.startswith("Epoch 1/3:"):
                 break
-        process.send_signal(signal.SIGTERM)  # torchrun passes it on to every worker
+        # The job held still at that line while torchrun is told (it passes SIGTERM on to
+        # every worker), so that the signal lands in epoch 2, not after the last.
+        os.killpg(process.pid, signal.SIGSTOP)
+        process.send_signal(signal.SIGTERM)
+        os.killpg(process.pid, signal.SIGCONT)
         _, err = process.communicate(timeout=100)
     finally:
         kill_group(process)

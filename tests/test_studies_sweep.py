@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import interrupt_after_line, start_cli
+from conftest import interrupt_at, start_cli
 from fashionmlp import InvalidArgumentError, Recipe, get_recipe
 from fashionmlp.cli import main
 from fashionmlp.data import raw_folder
@@ -325,7 +325,7 @@ def test_ctrl_c_stops_a_sweep_cleanly_and_the_study_resumes(
     out = tmp_path / "study"
     common = ["--trials", "3", *QUICK, "--pruner", "none", "--data-root", str(real_data_root)]
     process = start_sweep(*common, "--out", str(out))
-    err = interrupt_after_line(process, "Trial 0:")
+    err = interrupt_at(process, "Trial 0:")
     assert process.returncode == 130, err
     assert "Traceback" not in err and "run the same command to continue" in err
     assert main(["sweep", *common, "--out", str(out)]) == 0

@@ -53,9 +53,12 @@ class _MovedModule(ModuleType):
     def __init__(self, old: str, new: str) -> None:
         super().__init__(f"{__name__}.{old}")
         self._new = f"{__name__}.{new}"
+        # Not a file of its own: inspect, which asks every module for its file, then leaves
+        # it alone instead of asking __getattr__ below (and importing the new module).
+        self.__file__ = f"<{self._new}>"
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):  # introspection (inspect walks sys.modules): not a use
+        if name.startswith("__"):  # introspection, not a use
             raise AttributeError(name)
         warnings.warn(
             f"{self.__name__} is now {self._new}; import from there", DeprecationWarning, 2

@@ -64,8 +64,8 @@ from typing import Any, Final, Literal, Protocol, TextIO, TypeVar
 import torch
 from torch import nn
 
-from . import devices
 from .config import RunConfig, flat
+from .devices import max_over_ranks
 from .errors import InvalidArgumentError
 from .records import BatchEvent, EpochReport, EpochStats, FitResult, StopAt
 
@@ -521,7 +521,7 @@ class StopOnSignal(Callback):
 
     def on_batch_end(self, event: BatchEvent) -> None:
         """Raise :class:`StopTraining` if a signal was received (by any process)."""
-        received = devices.max_over_ranks(self.received or 0)
+        received = max_over_ranks(self.received or 0)
         if received:
             self.received = received
             raise StopTraining(

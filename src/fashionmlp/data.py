@@ -45,7 +45,6 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from . import devices
 from ._files import atomic_write, check_name, os_error_fix
 from .config import (
     CLASSES,
@@ -56,6 +55,7 @@ from .config import (
     Backend,
     RunConfig,
 )
+from .devices import is_distributed, rank, resolve_device, world_size
 from .errors import DatasetError, DatasetNotFoundError, InvalidArgumentError
 
 __all__ = [
@@ -799,11 +799,11 @@ def make_loaders(
                 f"unknown backend {backend!r}; use 'torchvision' or 'tensor'"
             )
     mean, std = _mean_std(normalize)
-    target = devices.resolve_device(device) if device is not None else torch.device("cpu")
+    target = resolve_device(device) if device is not None else torch.device("cpu")
     if data is None:
         data = load_dataset(root, download=download, test=validation_size == 0)
     train, evaluation = select_splits(data, limit=limit, validation_size=validation_size)
-    shard = (devices.rank(), devices.world_size()) if devices.is_distributed() else None
+    shard = (rank(), world_size()) if is_distributed() else None
     if backend == "tensor":
         generator = torch.Generator(device=target)
         # like DataLoader: an unseeded loader draws its seed from the global generator
@@ -837,8 +837,8 @@ def make_loaders(
         # Evaluation takes a rank-strided slice without padding, so every sample counts once;
         # DistributedSampler reshuffles the training set from the epoch number (train_epoch
         # calls set_epoch).
-        rank, world = shard
-        evaluation = Split(evaluation.images[rank::world], evaluation.labels[rank::world])
+        own, world = shard
+        evaluation = Split(evaluation.images[own::world], evaluation.labels[own::world])
         sampler = DistributedSampler(train_set, seed=seed or 0, drop_last=drop_last)
     evaluated = _torchvision_dataset(
         folder, evaluation, is_train=validation_size > 0, transform=transform

@@ -39,7 +39,6 @@ from typing import IO, Any
 
 import torch
 
-from . import devices
 from ._files import (
     atomic_write,
     check_name,
@@ -53,6 +52,7 @@ from .callbacks import Hooks, KeepBest, LossHistory
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import RunConfig, file_format, stamped
 from .data import Splits, default_data_root, load_dataset, select_splits
+from .devices import environment, is_main_process, resolve_device
 from .errors import (
     CheckpointError,
     InvalidArgumentError,
@@ -531,11 +531,11 @@ def train_run(
         CheckpointError: ``resume`` does not fit the run.
         NonFiniteLossError: The loss became NaN or infinite.
     """
-    target = devices.resolve_device(device)
+    target = resolve_device(device)
     root = root if root is not None else default_data_root()
-    main = devices.is_main_process()
+    main = is_main_process()
     if main:
-        folder.write_config(config, devices.environment(target, root))
+        folder.write_config(config, environment(target, root))
     if data is None:
         data = load_dataset(root, download=download, test=config.validation_size == 0)
     losses = LossHistory()

@@ -34,11 +34,20 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from . import devices
 from .callbacks import Hooks
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import NO_NORMALIZATION, Recipe, RunConfig, differences
 from .data import Loader, Splits, load_dataset, make_loaders
+from .devices import (
+    all_finite,
+    gather_strided,
+    is_distributed,
+    is_main_process,
+    model_device,
+    native_bfloat16,
+    reduce_sum,
+    resolve_device,
+)
 from .errors import CheckpointError, InvalidArgumentError, NonFiniteLossError
 from .model import FashionMLP
 from .optim import Muon, muon_param_groups
@@ -172,7 +181,7 @@ def build(
     """
     config = run if isinstance(run, RunConfig) else RunConfig(run)
     recipe = config.recipe
-    target = devices.resolve_device(device)
+    target = resolve_device(device)
     autocast = resolve_autocast(recipe, target)
     torch.manual_seed(config.seed)
     if data is None:
@@ -267,7 +276,7 @@ def resolve_autocast(recipe: Recipe, device: torch.device) -> torch.dtype | None
         return None
     if recipe.autocast == "bf16":
         return torch.bfloat16
-    return torch.bfloat16 if devices.native_bfloat16(device) else None
+    return torch.bfloat16 if native_bfloat16(device) else None
 
 
 # --- fit: the epoch loop -----------------------------------------------------------------
@@ -375,7 +384,7 @@ def fit(
     epochs, stopped_at = config.recipe.epochs, None
     # Under torchrun, DDP averages the gradients (every rank starts from the same weights).
     trained = parts.model
-    if devices.is_distributed():
+    if is_distributed():
         cuda = parts.device.type == "cuda"
         trained = DistributedDataParallel(
             trained, device_ids=[parts.device.index] if cuda else None
@@ -443,7 +452,7 @@ def _refuse(what: str, options: Mapping[str, object]) -> None:
 
 def _save(state: TrainState, path: str | os.PathLike[str] | None) -> None:
     """Write the state where asked, from one process only under ``torchrun``."""
-    if path is not None and devices.is_main_process():
+    if path is not None and is_main_process():
         state.save(Path(path))
 
 
@@ -543,7 +552,7 @@ def train_epoch(
     """
     num_batches, dataset_size = _loader_sizes(dataloader)
     hooks = callbacks if isinstance(callbacks, Hooks) else Hooks(callbacks)
-    target = torch.device(device) if device is not None else devices.model_device(model)
+    target = torch.device(device) if device is not None else model_device(model)
     dtype = input_dtype(model)
     started = time.perf_counter()
     set_epoch = getattr(getattr(dataloader, "sampler", None), "set_epoch", None)
@@ -650,7 +659,7 @@ class _Tally:
 
     def __init__(self, carry: EpochStats | None, device: torch.device, check: bool) -> None:
         # A carried part's figures are global: one process counts them, the others start at 0.
-        counted = carry if carry is not None and devices.is_main_process() else None
+        counted = carry if carry is not None and is_main_process() else None
         self.loss_sum = torch.full((), counted.loss_sum if counted else 0.0, device=device)
         self.samples = counted.samples if counted else 0
         self.check = check
@@ -664,16 +673,16 @@ class _Tally:
         self.recent.append(loss)
         if len(self.recent) == FINITE_CHECK_EVERY:
             # all_finite agrees across processes, so under torchrun they stop together.
-            if not devices.all_finite(self.loss_sum):
+            if not all_finite(self.loss_sum):
                 where.fail(self.recent, batch + 1 - len(self.recent))
             self.recent.clear()
 
     def total(self, batches: int, where: _Where) -> tuple[float, int]:
         """The global loss sum and sample count: the epoch's one read from the device."""
-        if devices.is_distributed():
+        if is_distributed():
             count = torch.tensor(float(self.samples), device=self.loss_sum.device)
             both = torch.stack([self.loss_sum.double(), count.double()])
-            loss_sum, samples = devices.reduce_sum(both).tolist()
+            loss_sum, samples = reduce_sum(both).tolist()
         else:
             loss_sum, samples = self.loss_sum.item(), self.samples
         if self.check and not math.isfinite(loss_sum):
@@ -750,7 +759,7 @@ def evaluate(
         >>> result.total, len(result.confusion_matrix)
         (100, 10)
     """
-    target = torch.device(device) if device is not None else devices.model_device(model)
+    target = torch.device(device) if device is not None else model_device(model)
     dtype = input_dtype(model)
     counts: _Counts | None = None  # made at the first batch, when the classes are known
     with eval_mode(model):
@@ -830,7 +839,7 @@ class _Counts:
         checks = torch.stack([self.bad_labels, self.bad_inputs]).to(wide)
         sums = torch.stack([self.loss_sum, self.nll_sum]).to(wide)
         parts = [self.confusion, sums, self.top_k, self.bins.reshape(-1), checks]
-        figures = devices.reduce_sum(torch.cat([part.to(wide) for part in parts])).tolist()
+        figures = reduce_sum(torch.cat([part.to(wide) for part in parts])).tolist()
         square, bins = classes * classes, 3 * CALIBRATION_BINS
         counts, figures = figures[:square], figures[square:]
         (loss_total, nll_total), figures = figures[:2], figures[2:]
@@ -863,7 +872,7 @@ class _Counts:
                 (binned[i], binned[CALIBRATION_BINS + i], binned[2 * CALIBRATION_BINS + i])
                 for i in range(CALIBRATION_BINS)
             ),
-            predictions=(devices.gather_strided(torch.cat(predicted)).cpu() if predicted else None),
+            predictions=(gather_strided(torch.cat(predicted)).cpu() if predicted else None),
         )
 
 
@@ -1034,7 +1043,7 @@ class TrainState:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the whole state to ``path`` atomically (see
         :func:`~fashionmlp.save_checkpoint`)."""
-        device = devices.model_device(self.model)
+        device = model_device(self.model)
         save_checkpoint(
             path,
             self.model,
@@ -1102,7 +1111,7 @@ class TrainState:
 
     def _restore(self, state: dict[str, Any]) -> None:
         torch.set_rng_state(state["torch_rng"])
-        device = devices.model_device(self.model)
+        device = model_device(self.model)
         if state["cuda_rng"] is not None and device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], device)
         self.parts.generator.set_state(state["loader_rng"])

@@ -9,9 +9,9 @@ import os
 from pathlib import Path
 from typing import IO
 
-from .. import devices
 from .._files import atomic_write, os_error_fix, read_regular_file
 from ..callbacks import Run, check_every
+from ..devices import is_main_process
 from ..errors import InvalidArgumentError, RunFolderError
 from ..records import BatchEvent, EpochReport
 
@@ -172,7 +172,7 @@ class CSVLogger:
         self.every = check_every(every)
         self.rewrite = rewrite
         # Only the first process writes under torchrun: the others open no file at all.
-        main = devices.is_main_process()
+        main = is_main_process()
         files = [
             _CSVFile(Path(name), columns, read=not rewrite) if main and name else None
             for name, columns in ((path, EPOCH_COLUMNS), (batches_path, BATCH_COLUMNS))

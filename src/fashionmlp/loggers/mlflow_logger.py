@@ -18,9 +18,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .. import devices
 from ..callbacks import Run, Study, StudyEnd, check_every, run_params
-from ..devices import environment
+from ..devices import environment, is_main_process
 from ..errors import InvalidArgumentError, MissingExtraError
 from ..records import BatchEvent, EpochReport, FitResult
 
@@ -123,7 +122,7 @@ class MLflowLogger:
         self.run_id: str | None = None
         self.logged_step = -1  # the last batch step logged
         self.logged_epoch = 0  # the last epoch logged
-        self._client = _client(self.tracking_uri) if devices.is_main_process() else None
+        self._client = _client(self.tracking_uri) if is_main_process() else None
         self._pending: list[Any] = []
 
     # --- the hooks ----------------------------------------------------------------------
@@ -236,7 +235,7 @@ class MLflowLogger:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        if devices.is_main_process():
+        if is_main_process():
             self._client = _client(self.tracking_uri)
 
     # --- the rest -----------------------------------------------------------------------

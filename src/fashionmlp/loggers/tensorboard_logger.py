@@ -8,9 +8,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .. import devices
 from .._files import os_error_fix
 from ..callbacks import Run, check_every, run_params
+from ..devices import is_main_process
 from ..errors import MissingExtraError, RunFolderError
 from ..records import BatchEvent, EpochReport, FitResult
 
@@ -52,7 +52,7 @@ class TensorBoardLogger:
         # Only the first process writes under torchrun: the others make no writer at all.
         self._writer: Any = None
         self._hparams: dict[str, bool | int | float | str] | None = None
-        if devices.is_main_process():
+        if is_main_process():
             try:
                 self._writer = SummaryWriter(str(self.log_dir))
             except OSError as exc:
