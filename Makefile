@@ -1,7 +1,7 @@
 # The two commands of the README:
 #   make train   set up everything, then train and evaluate on the real dataset
 #   make test    set up everything, then run the type check, the layers contract, the test
-#                suite (which builds the docs) and the docs' doctests
+#                suite (which builds the docs and runs their examples)
 # Both create the virtual environment and fetch the dataset themselves.
 
 PYTHON ?= python3
@@ -16,8 +16,9 @@ TRAIN_ARGS ?=
 train: install data
 	$(BIN)/fashionmlp train --download $(TRAIN_ARGS)
 
-# pytest builds the HTML docs once (tests/test_docs.py, warnings are errors); the doctest
-# builder then runs the examples of the guides. Any of them failing fails the target.
+# pytest builds the HTML docs (tests/test_docs.py, warnings are errors) and runs the
+# examples of the guides and docstrings with the doctest builder over the same doctrees:
+# the sources are read once. Any of them failing fails the target.
 # The tests run in two processes (pytest-xdist; one file stays in one process, so a
 # module's fixtures are built once), each test process and the processes it starts with
 # one thread: many tests wait on the processes they start, and a second test fills that
@@ -25,10 +26,9 @@ train: install data
 # 2-core EPYC, pytest took 5 min 42 s in one process, 6 min 43 s in two 2-thread processes
 # and 3 min 40 s in two 1-thread ones. The type check (one core, under a minute) runs
 # beside them.
-.PHONY: typecheck unit doctest
+.PHONY: typecheck unit
 test: install-dev data servers
 	$(MAKE) --no-print-directory -j2 typecheck unit
-	$(MAKE) --no-print-directory doctest
 
 typecheck:
 	$(BIN)/mypy --strict src
@@ -36,9 +36,6 @@ typecheck:
 
 unit:
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile
-
-doctest:
-	$(BIN)/sphinx-build -q -W --keep-going -b doctest docs docs/_build/doctest
 
 data:
 	sh scripts/get-data.sh

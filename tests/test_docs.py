@@ -1,4 +1,6 @@
-"""The documentation builds offline without a warning, and its API page names everything."""
+"""The documentation builds offline without a warning, its examples run, and its API page
+names everything. The sources are read once: the doctest builder reuses the HTML build's
+doctrees (``make test`` builds the docs nowhere else)."""
 
 from __future__ import annotations
 
@@ -14,13 +16,26 @@ import fashionmlp
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
+def build(builder: str, out: Path) -> int:
+    """Sphinx's ``builder`` over the docs into ``out``; warnings are errors."""
+    build_main = pytest.importorskip("sphinx.cmd.build").build_main
+    doctrees = out.parent / "doctrees"  # shared: the second builder reads no source again
+    return int(
+        build_main(
+            ["-q", "-W", "--keep-going", "-b", builder, "-d", str(doctrees), str(DOCS), str(out)]
+        )
+    )
+
+
 @pytest.fixture(scope="module")
 def built_html(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    build_main = pytest.importorskip("sphinx.cmd.build").build_main
-    out = tmp_path_factory.mktemp("html")
-    status = build_main(["-q", "-W", "--keep-going", "-b", "html", str(DOCS), str(out)])
-    assert status == 0, "sphinx-build reported warnings or errors"
+    out = tmp_path_factory.mktemp("docs") / "html"
+    assert build("html", out) == 0, "sphinx-build reported warnings or errors"
     return out
+
+
+def test_the_examples_of_the_guides_and_docstrings_run(built_html: Path) -> None:
+    assert build("doctest", built_html.parent / "doctest") == 0, "a doctest failed"
 
 
 def test_the_api_page_documents_every_public_name(built_html: Path) -> None:

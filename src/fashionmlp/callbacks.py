@@ -158,7 +158,7 @@ class StudyEnd:
 
     #: Its figures (``accuracy_mean``, ``best_validation_accuracy``, ...).
     figures: dict[str, float] = field(default_factory=dict)
-    #: Whether it ran to its end (false: stopped by a signal, to be continued).
+    #: Whether it ran to its end (or was stopped by a signal, to be continued).
     finished: bool = True
 
 
@@ -215,6 +215,7 @@ class Hooks:
         InvalidArgumentError: A callback defines no hook and is not callable.
 
     Example:
+        >>> from fashionmlp.callbacks import Hooks
         >>> seen = []
         >>> hooks = Hooks([seen.append])  # a plain function: a batch callback
         >>> hooks.call("on_batch_end", "an event")

@@ -57,8 +57,8 @@ class Checkpoint:
     #: The constructor arguments of the model when it was a ``FashionMLP``
     #: (see :class:`~fashionmlp.FashionMLPConfig`), else ``None``.
     model_config: dict[str, Any] | None = None
-    #: The file format it was written in (1: fashionmlp 0.1.0's); its settings are of that
-    #: format (``RunConfig.from_dict(checkpoint.config, format=checkpoint.format)``).
+    #: The file format it was written in (1 is fashionmlp 0.1.0's); its settings are of
+    #: that format (``RunConfig.from_dict(checkpoint.config, format=checkpoint.format)``).
     format: int = FORMAT_VERSION
     #: The file it was read from, as errors name it.
     source: str = ""
@@ -177,7 +177,7 @@ def load_checkpoint(
     """Read a checkpoint with ``weights_only=True``; load it into what is given.
 
     ``model``, ``optimizer`` and ``scheduler``, when given, get their saved state (or
-    later, :meth:`Checkpoint.restore`). A checkpoint of an older file format is read as it
+    later, :meth:`~fashionmlp.checkpoint.Checkpoint.restore`). A checkpoint of an older file format is read as it
     is, and one of a newer format refused.
 
     A bare ``state_dict`` (as ``torch.save(model.state_dict(), path)`` writes) is

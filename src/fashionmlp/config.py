@@ -133,16 +133,16 @@ NO_NORMALIZATION: Final = (0.0, 1.0)
 
 # --- file formats ----------------------------------------------------------------------
 
-#: The format of the files this version writes. 1: fashionmlp 0.1.0's, which named no
-#: format; 2: each file names its format and the version that wrote it.
+#: The format of the files this version writes. Format 1 is fashionmlp 0.1.0's, whose
+#: files name none; in format 2 each file names its format and the version that wrote it.
 FORMAT_VERSION: Final = 2
 #: The keys :func:`stamped` adds to a file's top level.
 FORMAT_KEY, WRITER_KEY = "format_version", "fashionmlp_version"
 
-#: How a settings class's saved form changes from the format before: ``(class name,
-#: format)`` to a function bringing a dict of the format before up to that one, filling
-#: a field added since with the value the older version behaved with (as Lightning's
-#: checkpoint migrations do). Format 2 changed no field.
+#: How each settings class's saved form changed, format by format. The key ``(class name,
+#: format)`` maps to a function that brings a dict of the format before up to that one,
+#: filling a field added since with the value the older version behaved with (as
+#: Lightning's checkpoint migrations do). Format 2 changed no field.
 UPGRADES: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
 
@@ -150,6 +150,7 @@ def stamped(document: Mapping[str, Any]) -> dict[str, Any]:
     """``document`` with this version's format and name first, as every file we write is.
 
     Example:
+        >>> from fashionmlp.config import stamped
         >>> stamped({"lr": 0.01})["format_version"]
         2
     """
@@ -162,8 +163,9 @@ def file_format(
     """A file's content without its stamp, and its format (1 when it names none).
 
     Raises:
-        error: The file claims a format newer than this version reads (the message names
-            the version that wrote it and the upgrade to make), or a malformed one.
+        InvalidArgumentError: (or the ``error`` given) The file claims a format newer than
+            this version reads (the message names the version that wrote it and the upgrade
+            to make), or a malformed one.
     """
     content = dict(document)
     found = content.pop(FORMAT_KEY, 1)
@@ -538,6 +540,7 @@ def flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     want them.
 
     Example:
+        >>> from fashionmlp.config import flat
         >>> flat({"lr": 0.01, "model": {"dropout": 0.1}})
         {'lr': 0.01, 'model.dropout': 0.1}
     """
@@ -631,6 +634,7 @@ def dumps_toml(data: Mapping[str, Any], path: tuple[str, ...] = ()) -> str:
         InvalidArgumentError: A value is of a kind TOML cannot hold (``None``, say).
 
     Example:
+        >>> from fashionmlp.config import dumps_toml
         >>> print(dumps_toml({"name": "mine", "lr": 0.004, "model": {"normalize": [0.0, 1.0]}}))
         name = "mine"
         lr = 0.004
@@ -691,6 +695,7 @@ def check_device_name(name: str) -> str:
         DeviceError: ``name`` is not one of cpu, cuda, cuda:N, mps, auto.
 
     Example:
+        >>> from fashionmlp.config import check_device_name
         >>> check_device_name(" CUDA:1 ")
         'cuda:1'
     """

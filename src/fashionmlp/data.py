@@ -7,7 +7,7 @@ The raw files live under ``root`` in torchvision's layout::
     root/FashionMNIST/raw/t10k-images-idx3-ubyte
     root/FashionMNIST/raw/t10k-labels-idx1-ubyte
 
-:func:`prepare_dataset` puts them there from, in this order: the files already there (or
+:func:`~fashionmlp.data.prepare_dataset` puts them there from, in this order: the files already there (or
 their ``.gz`` beside them); the Debian package ``dataset-fashion-mnist``
 (``/usr/share/datasets/fashion-mnist/``); torchvision's download mirrors when
 ``download=True``. Every file is checked before use (IDX header, sizes, label range and the
@@ -24,7 +24,7 @@ int64 ``(B,)``:
 ``"tensor"``
     Each split held as one uint8 tensor on the target device; a batch is a slice of one
     gather per epoch and one division, bitwise equal to what ``ToTensor()`` gives for the
-    same samples (:class:`TensorLoader`). Shuffling, augmentation (:class:`Augment`) and
+    same samples (:class:`~fashionmlp.data.TensorLoader`). Shuffling, augmentation (:class:`Augment`) and
     normalization are tensor ops on the device.
 """
 
@@ -431,7 +431,7 @@ def select_splits(
     """The ``(train, evaluation)`` samples that :func:`~fashionmlp.make_loaders` serves.
 
     The evaluation split is the test set, or, with ``validation_size``, that many held-out
-    training images (:func:`validation_split`; the test set is then not needed). ``limit``
+    training images (:func:`~fashionmlp.data.validation_split`; the test set is then not needed). ``limit``
     keeps the first ``limit`` samples of each.
 
     Raises:
@@ -699,12 +699,12 @@ def check_positive(name: str, value: int) -> None:
 
 # --- the loaders --------------------------------------------------------------------------------
 
-#: What :func:`make_loaders` returns for either backend.
+#: What :func:`~fashionmlp.make_loaders` returns for either backend.
 Loader = Union[DataLoader[Any], TensorLoader]
 
 
 class Loaders(NamedTuple):
-    """The pair :func:`make_loaders` returns; unpacks as ``train, test = loaders``."""
+    """The pair :func:`~fashionmlp.make_loaders` returns; unpacks as ``train, test = loaders``."""
 
     train: Loader
     test: Loader
@@ -732,8 +732,8 @@ def make_loaders(
     The default backend is the seed's pipeline: ``torchvision.datasets.FashionMNIST`` with
     ``ToTensor()`` in a ``torch.utils.data.DataLoader``, the training set shuffled and the
     test set not. ``backend="tensor"`` keeps each split as one tensor on ``device`` and
-    yields bitwise-equal batches many times faster (see :class:`TensorLoader`). Either way
-    the files are found or fetched by :func:`prepare_dataset` and checked before use, each
+    yields bitwise-equal batches many times faster (see :class:`~fashionmlp.data.TensorLoader`). Either way
+    the files are found or fetched by :func:`~fashionmlp.data.prepare_dataset` and checked before use, each
     read once, unless ``data`` is given: then none is read.
 
     ``make_loaders(config, data)`` makes the loaders of the run a
@@ -742,7 +742,7 @@ def make_loaders(
     made); only ``data``, ``download``, ``device`` and ``normalize`` apply beside it.
 
     Args:
-        root: Data folder (see :func:`prepare_dataset` for its layout); default
+        root: Data folder (see :func:`~fashionmlp.data.prepare_dataset` for its layout); default
             :func:`~fashionmlp.default_data_root`. Or a run's config.
         batch_size: Samples per training batch (the seed's 64).
         download: Allow torchvision's download when no local copy exists.
@@ -764,7 +764,7 @@ def make_loaders(
         num_workers: Worker processes per loader (torchvision backend; the seed uses 0).
         limit: Use only the first ``limit`` samples of each split (for quick runs).
         validation_size: When above 0, hold out this many training images as a validation
-            split (see :func:`validation_split`) and return it *in place of the test set* as
+            split (see :func:`~fashionmlp.data.validation_split`) and return it *in place of the test set* as
             the second loader; the first loader then trains on the rest, and the test files
             are not read. This is how to choose hyperparameters without looking at the test
             set.

@@ -273,7 +273,7 @@ class Pretrained(NamedTuple):
     config_source: str
     #: The file the weights came from (named in errors about them).
     weights_source: str
-    #: The file format the config was written in (1: fashionmlp 0.1.0's).
+    #: The file format the config was written in (1 is fashionmlp 0.1.0's).
     format: int = FORMAT_VERSION
 
 

@@ -44,8 +44,9 @@ __all__ = [
     "tracker",
 ]
 
-#: The trackers the command line offers, by option name: ``module:class`` and the extra that
-#: brings its dependency. Importing this module imports none of them.
+#: The trackers the command line offers, each under its option's name, with its
+#: ``module:class`` and the extra that brings its dependency. Importing this module imports
+#: none of them.
 TRACKERS: dict[str, tuple[str, str]] = {
     "mlflow": ("fashionmlp.loggers.mlflow_logger:MLflowLogger", "mlflow"),
 }

@@ -130,7 +130,7 @@ class CSVLogger:
     """Each finished epoch as a CSV row, and with ``batches_path`` a batch's loss every
     ``every`` steps, appended and flushed as they come.
 
-    The epoch columns are :data:`EPOCH_COLUMNS`: the epoch, the global step at its end, the
+    The epoch columns are :data:`~fashionmlp.loggers.csv_logger.EPOCH_COLUMNS`: the epoch, the global step at its end, the
     training loss, the evaluation loss and accuracy, the learning rate, the wall seconds so
     far and which split was evaluated. A run resumed with the same files continues them
     without repeating or losing a row: given to :func:`~fashionmlp.fit`, the epoch file is
@@ -141,7 +141,7 @@ class CSVLogger:
     Args:
         path: The epoch CSV (``metrics.csv`` in a ``fashionmlp train`` run folder), or
             ``None`` for batches only.
-        batches_path: A CSV for batch losses (:data:`BATCH_COLUMNS`), or ``None``.
+        batches_path: A CSV for batch losses (:data:`~fashionmlp.loggers.csv_logger.BATCH_COLUMNS`), or ``None``.
         every: Steps between two batch rows (each is one read of the loss from the device).
         rewrite: The files are the run's own (a run folder's): they are not read, and are
             rewritten from the run's history at its start, whatever they held.
