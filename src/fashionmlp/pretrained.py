@@ -388,6 +388,9 @@ def _read_folder(
         )
     text = read_regular_file(config_file, limit=_MAX_CONFIG_BYTES, error=CheckpointError)
     document = _config_document(config_file, text, model)
+    saved = {k: v for k, v in document.items() if k not in ("model_type", WEIGHTS_DIGEST)}
+    # A newer format is said first: its files may be sealed in a way this version does not know.
+    config, format = file_format(saved, str(config_file), CheckpointError)
     kind = describe_file(weights)
     if kind != _SAFETENSORS:
         raise CheckpointError(f"{weights} is not a readable safetensors file ({kind}); {_AGAIN}")
@@ -399,8 +402,6 @@ def _read_folder(
         raise CheckpointError(
             f"{weights} is not a readable safetensors file ({exc}); {_AGAIN}"
         ) from None
-    saved = {k: v for k, v in document.items() if k not in ("model_type", WEIGHTS_DIGEST)}
-    config, format = file_format(saved, str(config_file), CheckpointError)
     return Pretrained(config, state, str(config_file), str(weights), format)
 
 
