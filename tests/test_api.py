@@ -75,3 +75,43 @@ def test_the_top_level_is_the_design_cards_api_and_unknown_names_fail() -> None:
     assert len(fashionmlp.__all__) < 50
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
         fashionmlp.nonsense  # noqa: B018
+
+
+OLD_NAMES = {  # a name each module of 0.1.0 had, and where it lives now
+    "fashionmlp.recipes": ("Recipe", "fashionmlp.config"),
+    "fashionmlp.settings": ("flat", "fashionmlp.config"),
+    "fashionmlp.model_config": ("FASHION_MNIST_NORMALIZATION", "fashionmlp.config"),
+    "fashionmlp._toml": ("loads_toml", "fashionmlp.config"),
+    "fashionmlp.loaders": ("validation_split", "fashionmlp.data"),
+    "fashionmlp.tensor_loader": ("TensorLoader", "fashionmlp.data"),
+    "fashionmlp.augment": ("Augment", "fashionmlp.data"),
+    "fashionmlp.parts": ("make_optimizer", "fashionmlp.train"),
+    "fashionmlp.state": ("TrainState", "fashionmlp.train"),
+    "fashionmlp.fitting": ("fit", "fashionmlp.train"),
+    "fashionmlp.step": ("to_model", "fashionmlp.train"),
+    "fashionmlp.evaluation": ("eval_mode", "fashionmlp.train"),
+    "fashionmlp.hooks": ("Hooks", "fashionmlp.callbacks"),
+    "fashionmlp.distributed": ("is_main_process", "fashionmlp.devices"),
+    "fashionmlp.environment": ("environment", "fashionmlp.devices"),
+    "fashionmlp.hub": ("is_repo_id", "fashionmlp.pretrained"),
+    "fashionmlp.model_card": ("model_card", "fashionmlp.pretrained"),
+    "fashionmlp.studies.storage": ("open_storage", "fashionmlp.studies.sweep"),
+    "fashionmlp.studies.report": ("write_study_files", "fashionmlp.studies.sweep"),
+}
+
+
+@pytest.mark.parametrize("old", sorted(OLD_NAMES))
+def test_a_module_of_0_1_0_imports_under_its_old_name_with_a_warning(old: str) -> None:
+    name, new = OLD_NAMES[old]
+    module = importlib.import_module(old)
+    with pytest.warns(DeprecationWarning, match=f"{old} is now {new}; import from there"):
+        moved = getattr(module, name)
+    assert moved is getattr(importlib.import_module(new), name)
+    assert set(OLD_NAMES) == {f"fashionmlp.{old}" for old in fashionmlp.MOVED_MODULES}
+
+
+def test_code_of_0_1_0_runs_as_written() -> None:
+    with pytest.warns(DeprecationWarning):
+        from fashionmlp.recipes import RunConfig, get_recipe
+        from fashionmlp.settings import flat
+    assert flat(RunConfig(get_recipe("seed")).to_dict())["recipe.lr"] == 0.01

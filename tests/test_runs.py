@@ -232,3 +232,59 @@ def test_a_full_disk_while_saving_the_model_leaves_no_partial_file(small_disk: S
         with pytest.raises(CheckpointError, match="the disk is full"):
             folder.write_results(fit_result())
         assert os.listdir(folder.path) == [".lock"]
+
+
+class Saved:
+    """A callback that notes the model folders it is told of."""
+
+    def __init__(self) -> None:
+        self.folders: list[Path] = []
+
+    def on_model_saved(self, folder: Path) -> None:
+        self.folders.append(folder)
+
+
+@pytest.mark.real_data
+def test_train_run_writes_the_folder_keeps_the_best_epoch_and_resumes_from_one_read(
+    real_data_root: Path, tmp_path: Path
+) -> None:
+    from fashionmlp.callbacks import KeepBest, StopTraining
+    from fashionmlp.runs import train_run
+
+    config = RunConfig(get_recipe("fast").replace(epochs=3, batch_size=256), seed=1, limit=1024)
+    stop = StopTraining("as Ctrl-C would, mid-epoch 2")
+
+    def stop_in_epoch_2(event: object) -> None:
+        if getattr(event, "epoch", 0) == 2 and getattr(event, "batch", 0) == 1:
+            raise stop
+
+    with RunFolder.new(tmp_path / "run") as folder:
+        stopped = train_run(
+            folder,
+            config,
+            root=real_data_root,
+            device="cpu",
+            callbacks=[stop_in_epoch_2],
+            plots=False,
+        )
+    assert stopped.stopped_at == (2, 2) and not (folder.path / "model.safetensors").exists()
+    keep, saved = KeepBest(), Saved()
+    with RunFolder.interrupted(folder.path) as resumed:
+        settings, checkpoint = resumed.read_checkpoint()
+        assert settings == config and checkpoint.epoch == 1
+        result = train_run(
+            resumed,
+            settings,
+            root=real_data_root,
+            device="cpu",
+            callbacks=[keep, saved],
+            resume=checkpoint,
+            plots=False,
+        )
+    assert result.finished and saved.folders == [folder.path]
+    written = json.loads((folder.path / "metrics.json").read_text())
+    assert written["model_epoch"] == keep.best_epoch
+    assert written["final"]["accuracy"] == result.history[keep.best_epoch - 1].eval.accuracy
+    assert {"config.json", "model.safetensors", "README.md", "run.json"} <= {
+        path.name for path in folder.path.iterdir()
+    }

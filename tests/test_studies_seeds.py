@@ -8,6 +8,7 @@ import json
 import math
 import statistics
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -131,3 +132,49 @@ def test_seeds_need_an_out_folder_and_no_single_seed(capsys: pytest.CaptureFixtu
     assert "--seeds needs --out" in capsys.readouterr().err
     assert main(["train", "--seeds", "0,1", "--seed", "3", "--out", "x"]) == 2
     assert "leave out --seed" in capsys.readouterr().err
+
+
+class StudyRecorder:
+    """A tracker of one's own, with parent and child runs: what the study hooks see."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[object, ...]] = []
+
+    def on_study_start(self, study: Any) -> None:
+        self.events.append(("start", study.kind, study.name, study.params["seeds"]))
+
+    def child(self, name: str) -> object:
+        events = self.events
+
+        class Child:  # the callback of one seed's run
+            def on_fit_start(self, run: Any) -> None:
+                events.append(("child", name, run.config.seed))
+
+            def on_model_saved(self, folder: Path) -> None:
+                events.append(("saved", folder.name, (folder / "model.safetensors").is_file()))
+
+        return Child()
+
+    def on_study_end(self, end: Any) -> None:
+        self.events.append(("end", end.finished, end.figures["accuracy_mean"]))
+
+
+@pytest.mark.real_data
+def test_a_seed_study_tells_its_loggers_of_itself_and_of_each_seed(
+    real_data_root: Path, tmp_path: Path
+) -> None:
+    recorder = StudyRecorder()
+    recipe = get_recipe("fast").replace(epochs=1)
+    out = tmp_path / "study"
+    summary = repeat(
+        recipe, [0, 1], out, root=real_data_root, limit=512, loggers=[recorder], plots=False
+    )
+    assert summary is not None
+    assert recorder.events == [
+        ("start", "seeds", "fast seeds 0,1", "0,1"),
+        ("child", "seed-0", 0),
+        ("saved", "seed-0", True),
+        ("child", "seed-1", 1),
+        ("saved", "seed-1", True),
+        ("end", True, summary.accuracy.mean),
+    ]
