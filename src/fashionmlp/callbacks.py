@@ -59,15 +59,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, Final, Literal, Protocol, TextIO, TypeVar
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TextIO, TypeVar
 
 from .config import RunConfig, flat
-from .devices import max_over_ranks
 from .errors import InvalidArgumentError
 from .records import BatchEvent, EpochReport, EpochStats, FitResult, StopAt
+
+if TYPE_CHECKING:  # the protocol and the callbacks need no torch to be imported
+    import torch
+    from torch import nn
 
 __all__ = [
     "HOOKS",
@@ -85,6 +85,7 @@ __all__ = [
     "Study",
     "StudyEnd",
     "default_hook",
+    "signals_handled",
     "state_key",
 ]
 
@@ -422,6 +423,8 @@ class LossHistory(Callback):
     def losses(self) -> list[float]:
         """The recorded losses as floats (one device read for all new ones)."""
         if self._pending:
+            import torch
+
             self._losses.extend(torch.stack(self._pending).float().cpu().tolist())
             self._pending.clear()
         return list(self._losses)
@@ -517,12 +520,15 @@ class StopOnSignal(Callback):
     """
 
     def __init__(self) -> None:
+        from .devices import max_over_ranks  # torch's, which a run has imported by now
+
         #: The signal received (``signal.SIGINT`` or ``signal.SIGTERM``), or ``None``.
         self.received: int | None = None
+        self._agreed = max_over_ranks
 
     def on_batch_end(self, event: BatchEvent) -> None:
         """Raise :class:`StopTraining` if a signal was received (by any process)."""
-        received = max_over_ranks(self.received or 0)
+        received = self._agreed(self.received or 0)
         if received:
             self.received = received
             raise StopTraining(
@@ -539,19 +545,26 @@ class StopOnSignal(Callback):
     @contextlib.contextmanager
     def installed(self) -> Iterator[StopOnSignal]:
         """Handle SIGINT and SIGTERM inside the block (main thread only); restore after."""
-        previous = {
-            number: signal.signal(number, self._handle)
-            for number in (signal.SIGINT, signal.SIGTERM)
-        }
-        for number in previous:
-            # The handler only records the signal, so let interrupted system calls resume
-            # (a gloo transfer cut short by EINTR could fail the whole process group).
-            signal.siginterrupt(number, False)
-        try:
+        with signals_handled(self._handle):
+            for number in (signal.SIGINT, signal.SIGTERM):
+                # The handler only records the signal, so let interrupted system calls resume
+                # (a gloo transfer cut short by EINTR could fail the whole process group).
+                signal.siginterrupt(number, False)
             yield self
-        finally:
-            for number, handler in previous.items():
-                signal.signal(number, handler)
+
+
+@contextlib.contextmanager
+def signals_handled(handler: Callable[[int, FrameType | None], Any]) -> Iterator[None]:
+    """Ctrl-C (SIGINT) and SIGTERM handled by ``handler`` inside the block (main thread
+    only); the handlers before restored after."""
+    previous = {
+        number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for number, handler_before in previous.items():
+            signal.signal(number, handler_before)
 
 
 #: What the validation-driven callbacks watch: the evaluation's accuracy (higher is better)

@@ -34,6 +34,7 @@ import gzip
 import hashlib
 import math
 import os
+import struct
 import tempfile
 import zlib
 from collections.abc import Iterator
@@ -83,11 +84,15 @@ __all__ = [
 #: Folders searched for the Debian package's compressed files, in order (or those
 #: ``$FASHIONMLP_SYSTEM_DATA`` lists, separated by ``os.pathsep``, for a copy elsewhere).
 SYSTEM_DATA_DIRS: tuple[Path, ...] = tuple(
-    Path(folder)
-    for folder in os.environ.get(
-        "FASHIONMLP_SYSTEM_DATA", "/usr/share/datasets/fashion-mnist"
-    ).split(os.pathsep)
-    if folder
+    map(
+        Path,
+        filter(
+            None,
+            os.getenv("FASHIONMLP_SYSTEM_DATA", "/usr/share/datasets/fashion-mnist").split(
+                os.pathsep
+            ),
+        ),
+    )
 )
 
 _IMAGES_MAGIC: Final = 0x00000803  # unsigned bytes, 3 dimensions
@@ -195,7 +200,7 @@ def read_idx(
             f"{path}: too short for an IDX {kind} file ({len(data)} bytes); "
             "the file is truncated or empty"
         )
-    shape = [int.from_bytes(data[4 * i : 4 * i + 4], "big") for i in range(1, dims + 1)]
+    shape = list(struct.unpack(f">{dims}I", data[4:header_size]))  # big-endian 32-bit sizes
     if kind == "images" and shape[1:] != [IMAGE_SIZE, IMAGE_SIZE]:
         raise DatasetError(
             f"{path}: images are {shape[1]}x{shape[2]}, expected {IMAGE_SIZE}x{IMAGE_SIZE}"
@@ -361,6 +366,11 @@ def _verify(path: Path | str, spec: _RawFile, data: bytes) -> torch.Tensor:
     return values
 
 
+def _load_verified(path: Path, spec: _RawFile) -> torch.Tensor:
+    """One file read and checked (the one place a split's file is read)."""
+    return _verify(path, spec, _read_bytes(path))
+
+
 def _remedy(origin: Path | str) -> str:
     """How to replace a damaged file, by where it came from."""
     if isinstance(origin, str):  # a download's URL
@@ -374,10 +384,6 @@ def _remedy(origin: Path | str) -> str:
         f"move {origin.name} out of {origin.parent} (or delete it) and run again, and a fresh "
         "copy is laid out there (nothing of yours is ever replaced by the library itself)"
     )
-
-
-def _load_verified(path: Path, spec: _RawFile) -> torch.Tensor:
-    return _verify(path, spec, _read_bytes(path))
 
 
 def _install(raw: Path, spec: _RawFile, data: bytes, *, origin: Path | str) -> None:
@@ -450,7 +456,8 @@ def select_splits(
     else:
         evaluation = data.test
     if limit is not None:
-        train, evaluation = (Split(s.images[:limit], s.labels[:limit]) for s in (train, evaluation))
+        train = Split(train.images[:limit], train.labels[:limit])
+        evaluation = Split(evaluation.images[:limit], evaluation.labels[:limit])
     return train, evaluation
 
 
@@ -909,7 +916,7 @@ def _torchvision_dataset(
 
 def _mean_std(normalize: tuple[float, float]) -> tuple[float, float]:
     try:
-        mean, std = (float(value) for value in normalize)
+        mean, std = map(float, normalize)
     except (TypeError, ValueError):
         raise InvalidArgumentError(
             f"normalize must be (mean, std), got {normalize!r}; (0.0, 1.0) leaves the input "

@@ -104,9 +104,10 @@ def native_bfloat16(device: torch.device) -> bool:
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
     if device.type == "cpu":
-        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
         # These probes are private to torch.cpu; a torch without them gets float32.
-        return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
+        for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+            if getattr(torch.cpu, probe, bool)():
+                return True
     return False
 
 

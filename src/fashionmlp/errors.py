@@ -9,6 +9,7 @@ ours derives from it too, so code that already catches the built-in keeps workin
 from __future__ import annotations
 
 __all__ = [
+    "FashionMLPWarning",
     "CheckpointError",
     "DatasetError",
     "DatasetNotFoundError",
@@ -89,3 +90,9 @@ class RunExistsError(InvalidArgumentError):
             f"{path} already holds {state}; choose another folder, or replace it with "
             f"RunFolder.new(path, overwrite=True){hint}"
         )
+
+
+class FashionMLPWarning(UserWarning):
+    """Something the library left undone while the work went on (a run's plots without
+    matplotlib, a tracking server that stopped answering): the command line shows it as one
+    line."""

@@ -80,11 +80,11 @@ class FashionMLP(PretrainedMixin, nn.Module):
         self.flatten = nn.Flatten()
         # Layers are plain attributes fc1, fc2, ... (not a Sequential) so that the
         # default model's state-dict keys are the seed's own.
-        shapes = self.config.parameter_shapes()
-        layers = [name.removesuffix(".weight") for name in shapes if name.endswith(".weight")]
-        for layer in layers:
-            n_out, n_in = shapes[f"{layer}.weight"]
-            self.add_module(layer, nn.Linear(in_features=n_in, out_features=n_out))
+        layers: list[str] = []
+        for name, shape in self.config.parameter_shapes().items():
+            if name.endswith(".weight"):
+                layers.append(name.removesuffix(".weight"))
+                self.add_module(layers[-1], nn.Linear(in_features=shape[1], out_features=shape[0]))
         self._layer_names = tuple(layers)
         self.relu = nn.ReLU()
         self.dropout = nn.Dropout(dropout) if dropout > 0 else None
@@ -110,16 +110,16 @@ class FashionMLP(PretrainedMixin, nn.Module):
                 (it is also a :class:`ValueError`).
         """
         _check_input(x)
-        *hidden, output = (getattr(self, name) for name in self._layer_names)
-        x = x.to(output.weight.dtype)  # a no-op when they already agree
+        *hidden, output = self._layer_names
+        x = x.to(getattr(self, output).weight.dtype)  # a no-op when they already agree
         if self.config.normalizes:
             x = standardize(x, *self.config.normalize)
         x = self.flatten(x)
         for layer in hidden:
-            x = self.relu(layer(x))
+            x = self.relu(getattr(self, layer)(x))
             if self.dropout is not None:
                 x = self.dropout(x)
-        out: torch.Tensor = output(x)
+        out: torch.Tensor = getattr(self, output)(x)
         return out
 
     def extra_repr(self) -> str:

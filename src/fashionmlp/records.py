@@ -18,10 +18,11 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # plain data: importing the records needs no torch
+    import torch
+    from torch import nn
 
 __all__ = [
     "CALIBRATION_BINS",

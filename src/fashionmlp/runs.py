@@ -55,6 +55,7 @@ from .data import Splits, default_data_root, load_dataset, select_splits
 from .devices import environment, is_main_process, resolve_device
 from .errors import (
     CheckpointError,
+    FashionMLPWarning,
     InvalidArgumentError,
     MissingExtraError,
     RunExistsError,
@@ -85,7 +86,6 @@ __all__ = [
     "RUN_FILES",
     "TENSORBOARD",
     "WEIGHTS",
-    "PlotsSkipped",
     "RunFolder",
     "metrics",
     "read_document",
@@ -141,11 +141,10 @@ class RunFolder:
             FashionMLP.from_pretrained(folder.path)  # the trained model, anywhere
     """
 
-    #: How errors name another folder to use (a command line names its option instead).
-    elsewhere = "folder"
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, elsewhere: str = "folder") -> None:
         self.path = Path(path)
+        #: How errors name another folder to use (a command line names its option).
+        self.elsewhere = elsewhere
         self._lock: IO[str] | None = None
         self._new = False  # claimed for a new run (so a failed start can be undone)
         self._created: list[Path] = []  # the folders made for it, outermost first
@@ -197,7 +196,9 @@ class RunFolder:
         return self.weights.is_file()
 
     @classmethod
-    def new(cls, path: Path | None = None, *, overwrite: bool = False) -> RunFolder:
+    def new(
+        cls, path: Path | None = None, *, overwrite: bool = False, elsewhere: str = "folder"
+    ) -> RunFolder:
         """Claim the folder for a new run: created if needed, empty of an earlier run's files.
 
         Without ``path``: ``runs/<date>-<time>-<random>`` under the working directory, a
@@ -210,13 +211,13 @@ class RunFolder:
             RunFolderError: Another process is training in it, or it cannot be created or
                 written (the message says why: disk full, read-only, permission).
         """
-        folder = cls._unused_name() if path is None else cls(path)
+        folder = cls(path or cls._unused_name(), elsewhere=elsewhere)
         path = folder.path
         check_name(path, error=InvalidArgumentError)
         for place in (path, *path.parents):
             if place.exists() and not place.is_dir():
                 raise InvalidArgumentError(
-                    f"{place} is a file, not a folder; choose another {cls.elsewhere}"
+                    f"{place} is a file, not a folder; choose another {elsewhere}"
                 )
         folder._refuse_foreign_files()  # before anything of ours is written into it
         folder._make_folders()
@@ -237,7 +238,7 @@ class RunFolder:
         return folder
 
     @classmethod
-    def interrupted(cls, path: Path) -> RunFolder:
+    def interrupted(cls, path: Path, *, elsewhere: str = "folder") -> RunFolder:
         """Claim an interrupted run's folder, to resume it.
 
         Raises:
@@ -245,7 +246,7 @@ class RunFolder:
             RunFolderError: Another process is training in it.
         """
         check_name(path, error=InvalidArgumentError)
-        folder = cls(path)
+        folder = cls(path, elsewhere=elsewhere)
         if not folder.checkpoint.is_file():
             raise InvalidArgumentError(f"{path}: no interrupted run there (it has no {CHECKPOINT})")
         folder._claim()
@@ -260,13 +261,13 @@ class RunFolder:
             self._lock.close()  # closing the file releases the lock
             self._lock = None
 
-    @classmethod
-    def _unused_name(cls) -> RunFolder:
+    @staticmethod
+    def _unused_name() -> Path:
         runs = Path("runs")
         runs.mkdir(exist_ok=True)
         # The second's timestamp reads well; the random part keeps runs started in the
         # same second (by several users, or a script) apart.
-        return cls(runs / f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}")
+        return runs / f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
     def _run_files(self) -> set[str]:
         return (
@@ -564,10 +565,6 @@ def train_run(
             smoothing = config.recipe.label_smoothing
             plot_run(folder.path, result, losses.pairs, evaluated, label_smoothing=smoothing)
         except MissingExtraError as exc:
-            warnings.warn(f"plots skipped: {exc}", PlotsSkipped, stacklevel=2)
+            warnings.warn(f"plots skipped: {exc}", FashionMLPWarning, stacklevel=2)
     Hooks(callbacks).call("on_model_saved", folder.path)
     return result
-
-
-class PlotsSkipped(UserWarning):
-    """A run's figures were not drawn (matplotlib is missing); the run is complete without."""

@@ -561,8 +561,7 @@ def train_epoch(
     skip = carry.batches if carry is not None else 0
     if first_step is None:
         first_step = (epoch - 1) * num_batches if epoch is not None and num_batches else 0
-    where = _Where(epoch, optimizer)
-    tally = _Tally(carry, target, check_finite)
+    tally = _Tally(carry, target, check_finite, epoch, optimizer)
     model.train()
     seen = made = 0  # this process's samples and batches so far, skipped ones included
     stop: StopAt | None = None
@@ -584,7 +583,7 @@ def train_epoch(
         loss = loss.detach()
         if scheduler is not None:
             scheduler.step()
-        tally.add(loss, len(x), batch, where)
+        tally.add(loss, len(x), batch)
         if hooks.wants("on_batch_end"):
             event = BatchEvent(
                 epoch=epoch,
@@ -603,7 +602,7 @@ def train_epoch(
     if made == 0:
         raise InvalidArgumentError("the dataloader yielded no batches; is the dataset empty?")
     batches = max(made, skip)  # trained now, and carried: every batch made up to the stop
-    loss_sum, samples = tally.total(batches, where)
+    loss_sum, samples = tally.total(batches)
     seconds = (carry.seconds if carry is not None else 0.0) + time.perf_counter() - started
     return EpochStats(epoch, loss_sum, samples, batches, seconds, stop)
 
@@ -611,29 +610,6 @@ def train_epoch(
 def _merge(stop: StopAt | None, new: StopAt | None) -> StopAt | None:
     """The stop asked for so far, ``"batch"`` winning over ``"epoch"``."""
     return "batch" if "batch" in (stop, new) else (stop or new)
-
-
-class _Where:
-    """Which epoch is training, to name it when a loss turns out NaN or infinite."""
-
-    def __init__(self, epoch: int | None, optimizer: torch.optim.Optimizer) -> None:
-        self.epoch = epoch
-        self.optimizer = optimizer
-
-    def fail(self, recent: list[torch.Tensor], first_batch: int) -> None:
-        losses = torch.stack(recent).float().tolist() if recent else []  # one read for all
-        bad = [index for index, value in enumerate(losses) if not math.isfinite(value)]
-        if bad:
-            value, batches = losses[bad[0]], f"batch {first_batch + bad[0]}"
-        else:  # it was another process's loss
-            value, batches = math.nan, f"batches {first_batch}-{first_batch + len(recent) - 1}"
-        where = f"epoch {self.epoch}, {batches}" if self.epoch is not None else batches
-        lr = float(self.optimizer.param_groups[0].get("lr", float("nan")))
-        raise NonFiniteLossError(
-            f"the training loss became {value} at {where} (learning rate {lr:g}); "
-            f"training stopped. The learning rate is probably too high: try a lower one "
-            f"(e.g. {lr / 10:g})"
-        )
 
 
 def _loader_sizes(dataloader: object) -> tuple[int | None, int | None]:
@@ -654,18 +630,27 @@ class _Tally:
 
     A NaN or infinity makes the running sum non-finite too, so checking the sum every
     :data:`FINITE_CHECK_EVERY` batches finds it; the losses kept since the last check then
-    say which batch it was.
+    say which batch it was, and the error names the epoch, the batch and the learning rate.
     """
 
-    def __init__(self, carry: EpochStats | None, device: torch.device, check: bool) -> None:
+    def __init__(
+        self,
+        carry: EpochStats | None,
+        device: torch.device,
+        check: bool,
+        epoch: int | None,
+        optimizer: torch.optim.Optimizer,
+    ) -> None:
         # A carried part's figures are global: one process counts them, the others start at 0.
         counted = carry if carry is not None and is_main_process() else None
         self.loss_sum = torch.full((), counted.loss_sum if counted else 0.0, device=device)
         self.samples = counted.samples if counted else 0
         self.check = check
         self.recent: list[torch.Tensor] = []
+        self.epoch = epoch
+        self.optimizer = optimizer
 
-    def add(self, loss: torch.Tensor, samples: int, batch: int, where: _Where) -> None:
+    def add(self, loss: torch.Tensor, samples: int, batch: int) -> None:
         self.loss_sum += loss * samples
         self.samples += samples
         if not self.check:
@@ -674,10 +659,10 @@ class _Tally:
         if len(self.recent) == FINITE_CHECK_EVERY:
             # all_finite agrees across processes, so under torchrun they stop together.
             if not all_finite(self.loss_sum):
-                where.fail(self.recent, batch + 1 - len(self.recent))
+                self.fail(batch + 1 - len(self.recent))
             self.recent.clear()
 
-    def total(self, batches: int, where: _Where) -> tuple[float, int]:
+    def total(self, batches: int) -> tuple[float, int]:
         """The global loss sum and sample count: the epoch's one read from the device."""
         if is_distributed():
             count = torch.tensor(float(self.samples), device=self.loss_sum.device)
@@ -686,8 +671,25 @@ class _Tally:
         else:
             loss_sum, samples = self.loss_sum.item(), self.samples
         if self.check and not math.isfinite(loss_sum):
-            where.fail(self.recent, batches - len(self.recent))
+            self.fail(batches - len(self.recent))
         return loss_sum, int(samples)
+
+    def fail(self, first_batch: int) -> None:
+        """Say which of the recent losses was not finite (the first batch's index given)."""
+        recent = self.recent
+        losses = torch.stack(recent).float().tolist() if recent else []  # one read for all
+        bad = [index for index, value in enumerate(losses) if not math.isfinite(value)]
+        if bad:
+            value, batches = losses[bad[0]], f"batch {first_batch + bad[0]}"
+        else:  # it was another process's loss
+            value, batches = math.nan, f"batches {first_batch}-{first_batch + len(recent) - 1}"
+        where = f"epoch {self.epoch}, {batches}" if self.epoch is not None else batches
+        lr = float(self.optimizer.param_groups[0].get("lr", float("nan")))
+        raise NonFiniteLossError(
+            f"the training loss became {value} at {where} (learning rate {lr:g}); "
+            f"training stopped. The learning rate is probably too high: try a lower one "
+            f"(e.g. {lr / 10:g})"
+        )
 
 
 # --- evaluation ----------------------------------------------------------------------------

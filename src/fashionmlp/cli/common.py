@@ -15,7 +15,6 @@ import json
 import math
 import os
 import re
-import signal
 import sys
 import threading
 import typing
@@ -26,6 +25,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from .. import config
+from ..callbacks import signals_handled
 from ..config import RECIPES, Recipe, check_device_name, recipe_from
 from ..errors import DeviceError, InvalidArgumentError
 from ..loggers import TRACKERS
@@ -389,12 +389,8 @@ def startup_signals() -> Iterator[None]:
         _received = number
 
     _received = None
-    previous = {number: signal.signal(number, record) for number in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with signals_handled(record):
         yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 def stop_if_interrupted() -> None:

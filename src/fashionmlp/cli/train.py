@@ -13,8 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..callbacks import EarlyStopping, KeepBest, PrintLoss, ProgressBar, StopOnSignal
 from ..config import RunConfig
 from ..errors import InvalidArgumentError, RunExistsError
+from ..records import BatchEvent, EpochReport
 from .common import (
     Parser,
     add_data_options,
@@ -36,7 +38,6 @@ from .common import (
 if TYPE_CHECKING:
     import torch
 
-    from ..records import BatchEvent, EpochReport
     from ..runs import RunFolder
     from ..studies import SeedSummary
 
@@ -234,13 +235,16 @@ def _claim_run_folder(args: argparse.Namespace, main: bool) -> RunFolder:
     )
     from ..runs import RunFolder
 
-    class OutFolder(RunFolder):
-        elsewhere = "--out"  # how errors name another folder to choose
-
+    out = "--out"  # how errors name another folder to choose
     try:
         if args.resume is not None:
-            return OutFolder.interrupted(args.resume) if main else OutFolder(args.resume)
-        folder = OutFolder.new(args.out, overwrite=args.overwrite) if main else OutFolder(".")
+            if main:
+                return RunFolder.interrupted(args.resume, elsewhere=out)
+            return RunFolder(args.resume, elsewhere=out)
+        if not main:
+            folder = RunFolder(".", elsewhere=out)
+        else:
+            folder = RunFolder.new(args.out, overwrite=args.overwrite, elsewhere=out)
     except RunExistsError as exc:  # said again in the command line's words
         state = "a finished run" if exc.finished else "an interrupted run"
         hint = "" if exc.finished else f" (or continue it with --resume {exc.path})"
@@ -249,7 +253,7 @@ def _claim_run_folder(args: argparse.Namespace, main: bool) -> RunFolder:
             f"--overwrite to replace it{hint}"
         ) from exc
     path = broadcast_from_main(folder.path)  # the name rank 0 chose
-    return folder if main else OutFolder(path)
+    return folder if main else RunFolder(path, elsewhere=out)
 
 
 def _refuse_settings_beside_resume(args: argparse.Namespace) -> None:
@@ -268,8 +272,6 @@ def _refuse_settings_beside_resume(args: argparse.Namespace) -> None:
 def _validation_callbacks(args: argparse.Namespace, saved: dict[str, Any] | None) -> list[Any]:
     """``--early-stop`` and ``--keep-best``'s callbacks; for a resumed run, those its
     checkpoint holds the state of (their settings come back with it)."""
-    from ..callbacks import EarlyStopping, KeepBest
-
     if saved is not None:
         made: dict[str, Callable[[], object]] = {
             "EarlyStopping": lambda: EarlyStopping(1),  # its patience comes with its state
@@ -317,8 +319,6 @@ class RunConsole:
 
     def callbacks(self, args: argparse.Namespace) -> list[object]:
         """The seed's loss lines, or a progress bar on a terminal; then this console."""
-        from ..callbacks import PrintLoss, ProgressBar
-
         if not self.main:
             return []
         if self.config.recipe.print_every:
@@ -361,7 +361,6 @@ def _seeds(args: argparse.Namespace) -> int:
     recipe = chosen_recipe(args)
     RunConfig(recipe, limit=args.limit, validation_size=args.validation or 0)  # checked now
     stop_if_interrupted()
-    from ..callbacks import StopOnSignal
     from ..devices import resolve_device
     from ..studies import repeat
 

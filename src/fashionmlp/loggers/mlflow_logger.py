@@ -20,7 +20,7 @@ from typing import Any
 
 from ..callbacks import Run, Study, StudyEnd, check_every, run_params
 from ..devices import environment, is_main_process
-from ..errors import InvalidArgumentError, MissingExtraError
+from ..errors import FashionMLPWarning, InvalidArgumentError, MissingExtraError
 from ..records import BatchEvent, EpochReport, FitResult
 
 __all__ = ["DEFAULT_TRACKING_URI", "MLflowLogger", "TrackingWarning", "check_tracking_uri"]
@@ -34,7 +34,7 @@ _SCHEMES = ("file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "
 _BATCH = 1000
 
 
-class TrackingWarning(UserWarning):
+class TrackingWarning(FashionMLPWarning):
     """A tracking server did not take what was logged; the run goes on without it."""
 
 
