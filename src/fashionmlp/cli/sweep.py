@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig
-from ..errors import InvalidArgumentError
 from .common import (
     Parser,
     add_data_options,
@@ -124,7 +123,6 @@ def run(args: argparse.Namespace) -> int:
 
     space = SearchSpace.load(args.space) if args.space is not None else DEFAULT_SPACE
     out = args.out or Path("sweeps") / args.study
-    _refuse_foreign_files(out)
     stop_if_interrupted()
     print(
         f"Sweeping recipe {recipe.name!r} over {', '.join(p.field for p in space.params)}: "
@@ -191,18 +189,3 @@ def _summary(result: Any) -> int:
         )
         return 1
     return 0
-
-
-def _refuse_foreign_files(out: Path) -> None:
-    from ..studies.sweep import STUDY_FILES
-
-    if not out.is_dir():
-        return
-    foreign = sorted(
-        p.name for p in out.iterdir() if p.name not in STUDY_FILES and not p.name.startswith(".")
-    )
-    if foreign:
-        raise InvalidArgumentError(
-            f"--out {out} holds files that are not a study's ({', '.join(foreign[:5])}); choose "
-            "a new or empty folder, or the folder of this study"
-        )

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import flat
 from ..errors import CheckpointError, InvalidArgumentError
-from ..runs import METRICS, RUN
+from ..runs import METRICS, RunFolder, read_document
 from .seeds import SEED_SUMMARY
 
 __all__ = ["Comparison", "Entry", "compare", "plot_comparison"]
@@ -112,7 +113,7 @@ def compare(paths: Sequence[str | os.PathLike[str]]) -> Comparison:
 
 def _entry(path: Path) -> Entry:
     if (path / SEED_SUMMARY).is_file():
-        summary = _json(path / SEED_SUMMARY)
+        summary, _ = read_document(path / SEED_SUMMARY)
         runs = [_run(path / run["folder"]) for run in summary["runs"]]
         settings = {**runs[0].settings, "seed": ",".join(str(s) for s in summary["seeds"])}
         return Entry(
@@ -136,20 +137,23 @@ def _run(path: Path) -> Entry:
             f"{path} is neither a finished run's folder (no {METRICS}) nor a seed study's "
             f"(no {SEED_SUMMARY}); give finished runs or studies"
         )
-    settings, metrics = _json(path / RUN), _json(path / METRICS)
+    config = RunFolder(path).read_config()
+    metrics, _ = read_document(path / METRICS)
+    settings = flat(config.recipe.to_dict())
+    settings |= {
+        "seed": config.seed,
+        "limit": config.limit,
+        "validation_size": config.validation_size,
+    }
     try:
-        recipe = settings["recipe"]
-        flat = {k: v for k, v in recipe.items() if k != "model"}
-        flat |= {f"model.{k}": v for k, v in recipe["model"].items()}
-        flat |= {k: settings[k] for k in ("seed", "limit", "validation_size")}
         epochs = metrics["epochs"]
         return Entry(
             name=path.name,
-            settings=flat,
+            settings=settings,
             accuracy=metrics["final"]["accuracy"],
             std=None,
             runs=1,
-            parameters=_parameters(recipe["model"]),
+            parameters=config.recipe.model.parameters(),
             epochs=len(epochs),
             seconds=metrics["wall_seconds"],
             evaluated_on=metrics["evaluated_on"],
@@ -159,27 +163,7 @@ def _run(path: Path) -> Entry:
             },
         )
     except (KeyError, TypeError, AttributeError) as exc:
-        raise CheckpointError(f"{path}: its {RUN} or {METRICS} is damaged ({exc!r})") from None
-
-
-def _json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError) as exc:
-        raise CheckpointError(f"{path} cannot be read as JSON ({type(exc).__name__})") from None
-
-
-def _parameters(model: dict[str, Any]) -> int:
-    from ..config import FashionMLPConfig
-
-    shapes = FashionMLPConfig.from_dict(model).parameter_shapes()
-    total = 0
-    for shape in shapes.values():
-        size = 1
-        for side in shape:
-            size *= side
-        total += size
-    return total
+        raise CheckpointError(f"{path}: its {METRICS} is damaged ({exc!r})") from None
 
 
 def _mean(curves: list[list[float]]) -> list[float]:

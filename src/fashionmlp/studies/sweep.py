@@ -20,6 +20,7 @@ again when a worker next looks (:func:`retry_orphans`).
 
 from __future__ import annotations
 
+import collections
 import csv
 import importlib.util
 import io
@@ -149,14 +150,21 @@ def sweep(
             so they must pickle.
 
     Raises:
-        InvalidArgumentError: A setting does not fit, the storage cannot be opened, or the
-            study exists with another recipe or space.
+        InvalidArgumentError: A setting does not fit, the storage cannot be opened, the
+            study exists with another recipe or space, or ``out`` holds files of something
+            else.
         MissingExtraError: Optuna is not installed.
         KeyboardInterrupt: Ctrl-C or SIGTERM stopped the sweep (the trial it stopped is
             failed; the study continues when the sweep is run again).
     """
     folder = Path(out)
     _check_arguments(recipe, space, trials, workers, validation_size, heartbeat)
+    foreign = [p.name for p in folder.glob("[!.]*") if p.name not in STUDY_FILES]
+    if foreign:  # a folder of something else: nothing of a study goes into it
+        raise InvalidArgumentError(
+            f"{folder} holds files that are not a study's ({', '.join(sorted(foreign)[:5])}); "
+            "choose a new or empty folder, or the folder of this study"
+        )
     optuna = optuna_module()
     made = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
@@ -418,12 +426,7 @@ def _worker_main(spec: _Spec, on_trial: Callable[[Any], None] | None) -> None:
 def _result(
     optuna: Any, study: Any, recipe: Recipe, folder: Path, statuses: tuple[int, ...]
 ) -> SweepResult:
-    trials = study.get_trials(deepcopy=False)
-    states: dict[str, int] = {}
-    for trial in trials:
-        states[trial.state.name] = states.get(trial.state.name, 0) + 1
-    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    best = max(complete, key=lambda t: t.value) if complete else None
+    _, states, best = _outcome(study)
     return SweepResult(
         study=study.study_name,
         states=states,
@@ -432,6 +435,14 @@ def _result(
         folder=folder,
         workers=statuses,
     )
+
+
+def _outcome(study: Any) -> tuple[list[Any], dict[str, int], Any]:
+    """The study's trials, how many are in each state, and its best completed trial."""
+    trials = study.get_trials(deepcopy=False)
+    complete = [trial for trial in trials if trial.state.name == "COMPLETE"]
+    states = collections.Counter(trial.state.name for trial in trials)
+    return trials, dict(states), max(complete, key=lambda trial: trial.value, default=None)
 
 
 # --- storages ------------------------------------------------------------------------------
@@ -629,16 +640,11 @@ def write_study_files(
     history and parameter importances as PNGs (with matplotlib, once there is enough to
     draw).
     """
-    everything = study.get_trials(deepcopy=False)
-    complete = [t for t in everything if t.state.name == "COMPLETE"]
-    best = max(complete, key=lambda t: t.value) if complete else None
+    everything, states, best = _outcome(study)
     written = [_write(folder / TRIALS_CSV, _table(everything, space))]
     if best is not None:
         best_recipe = override(recipe, best.params).replace(name=f"{recipe.name}-best")
         written.append(best_recipe.save(folder / BEST_RECIPE))
-    states: dict[str, int] = {}
-    for trial in everything:
-        states[trial.state.name] = states.get(trial.state.name, 0) + 1
     summary = {
         "study": study.study_name,
         "storage": describe_storage(storage),
@@ -654,7 +660,7 @@ def write_study_files(
         "space": space.to_dict(),
     }
     written.append(_write(folder / SUMMARY, json.dumps(stamped(summary), indent=2) + "\n"))
-    return written + _plots(study, folder, complete)
+    return written + _plots(study, folder, states.get("COMPLETE", 0))
 
 
 def _table(trials: list[Any], space: SearchSpace) -> str:
@@ -689,10 +695,10 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def _plots(study: Any, folder: Path, complete: list[Any]) -> list[Path]:
+def _plots(study: Any, folder: Path, complete: int) -> list[Path]:
     """Optuna's optimization history and parameter importances (needs matplotlib, and two
     completed trials; the importances, parameters that varied)."""
-    if len(complete) < 2:
+    if complete < 2:
         return []
     try:
         import matplotlib
