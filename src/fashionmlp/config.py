@@ -333,10 +333,10 @@ def check(settings: object, what: str) -> None:
 def _convert(value: Any, kind: Any, where: str) -> Any:
     """``value`` in the form of the type ``kind``; an error naming ``where`` if it has another."""
     origin, arguments = typing.get_origin(kind), typing.get_args(kind)
-    if origin in (typing.Union, types.UnionType):
+    if origin in (typing.Union, types.UnionType):  # an optional setting: X | None
         if value is None and type(None) in arguments:
             return None
-        [kind] = [argument for argument in arguments if argument is not type(None)]
+        kind = arguments[0] if arguments[1] is type(None) else arguments[1]
         origin, arguments = typing.get_origin(kind), typing.get_args(kind)
     if isinstance(kind, type) and dataclasses.is_dataclass(kind):
         if isinstance(value, kind):
@@ -344,14 +344,14 @@ def _convert(value: Any, kind: Any, where: str) -> Any:
         if isinstance(value, Mapping):
             return from_dict(kind, value, what=where)
         raise InvalidArgumentError(f"{where} must be a table of settings, got {value!r}")
-    if origin is Literal:
-        if value in arguments and type(value) in {type(a) for a in arguments}:
+    if origin is Literal:  # one of the choices, and of its type (True is not 1)
+        if value in arguments and type(value) is type(arguments[0]):
             return value
         wanted = " or ".join(map(repr, arguments))
     elif origin is tuple:
-        numbers = isinstance(value, (list, tuple)) and len(value) == len(arguments)
-        if numbers and all(_is_number(item) for item in value):
-            return tuple(float(item) for item in value)
+        if isinstance(value, (list, tuple)) and len(value) == len(arguments):
+            if all(map(_is_number, value)):
+                return tuple(map(float, value))
         wanted = f"a list of {len(arguments)} numbers"
     elif kind is float:
         if _is_number(value):
@@ -496,7 +496,7 @@ def resolve_name(cls: type, name: str) -> list[str]:
         InvalidArgumentError: No field, or more than one, has that name.
     """
     paths = list(_paths(cls))
-    if name in (".".join(path) for path in paths):
+    if name.split(".") in paths:
         return name.split(".")
     matches = [path for path in paths if path[-1] == name]
     if len(matches) == 1:

@@ -174,7 +174,8 @@ def add_recipe_options(parser: argparse.ArgumentParser) -> None:
     for path, kind, owner in _recipe_fields():
         name = path.rsplit(".", 1)[-1]
         help_text = field_docs(owner).get(name, "")
-        options: dict[str, Any] = {"dest": _destination(path), "default": None, "help": help_text}
+        # The field's path is the option's destination: recipe_changes reads it back.
+        options: dict[str, Any] = {"dest": f"recipe:{path}", "default": None, "help": help_text}
         if kind is bool:
             options["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(kind) is Literal:
@@ -197,16 +198,12 @@ def add_recipe_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _destination(path: str) -> str:
-    return "recipe_" + path.replace(".", "_")
-
-
 def recipe_changes(args: argparse.Namespace) -> dict[str, Any]:
     """The recipe fields the command line set: the flags given, then ``--set``'s."""
-    changes = {}
-    for path, _, _ in _recipe_fields():
-        if getattr(args, _destination(path)) is not None:
-            changes[path] = getattr(args, _destination(path))
+    given = vars(args).items()
+    changes = {
+        name[7:]: value for name, value in given if name[:7] == "recipe:" and value is not None
+    }
     changes.update(args.set or [])
     return changes
 
