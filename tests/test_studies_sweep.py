@@ -5,6 +5,7 @@ die, and bad input."""
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import socket
 import subprocess
@@ -156,6 +157,22 @@ def test_the_best_recipe_trains_with_train_recipe_file(
     run += ["--device", "cpu", "--data-root", str(real_data_root), "--out", str(tmp_path / "run")]
     assert main(run) == 0
     assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+@pytest.mark.real_data
+def test_train_best_trains_the_best_recipe_into_a_run_folder_judged_on_the_test_set(
+    real_data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "study"
+    command = ["sweep", "--trials", "2", "--epochs", "1", "--limit", "1000"]
+    command += ["--validation", "500", "--device", "cpu", "--pruner", "none", "--train-best"]
+    assert main([*command, "--data-root", str(real_data_root), "--out", str(out)]) == 0
+    best = Recipe.load(out / "best-recipe.toml")
+    run = json.loads((out / "best-run" / "run.json").read_text())
+    assert run["recipe"] == best.to_dict() and run["validation_size"] == 0
+    metrics = json.loads((out / "best-run" / "metrics.json").read_text())
+    assert metrics["evaluated_on"] == "test" and metrics["final"]["total"] == 1000
+    assert f"test accuracy {100 * metrics['final']['accuracy']:.2f}%" in capsys.readouterr().out
 
 
 @pytest.mark.real_data

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,12 @@ group.add_argument(
     action="store_true",
     help="add trials to a study of this name made with another recipe or space",
 )
+group.add_argument(
+    "--train-best",
+    action="store_true",
+    help="then train the best recipe on the whole training split into DIR/best-run and "
+    "evaluate it on the test set (read only then)",
+)
 group = PARSER.add_argument_group("the trials")
 group.add_argument(
     "--seed",
@@ -150,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
             heartbeat=args.heartbeat,
             continue_study=args.continue_study,
             loggers=trackers(args, None),
+            train_best=args.train_best,
             on_trial=_say_trial,
         )
     except KeyboardInterrupt:
@@ -180,6 +188,12 @@ def _summary(result: Any) -> int:
             f"{result.folder / 'best-recipe.toml'} (fashionmlp train --recipe FILE trains it)"
         )
     print(f"Trials: {result.folder / 'trials.csv'}")
+    if result.best_run is not None:
+        metrics = json.loads((result.best_run / "metrics.json").read_text())
+        print(
+            f"The best recipe trained on the whole training split: test accuracy "
+            f"{100 * metrics['final']['accuracy']:.2f}% (run folder {result.best_run})"
+        )
     failed = [status for status in result.workers if status != 0]
     if failed:
         ended = plural(len(failed), "worker process", "worker processes")

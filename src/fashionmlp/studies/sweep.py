@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import csv
+import dataclasses
 import importlib.util
 import io
 import json
@@ -43,11 +44,13 @@ from ..config import Recipe, RunConfig, differences, flat, override, stamped
 from ..data import Splits, load_dataset
 from ..errors import FashionMLPError, InvalidArgumentError, MissingExtraError
 from ..records import EpochReport
+from ..runs import RunFolder, train_run
 from ..train import fit
 from .space import DEFAULT_SPACE, SearchSpace
 
 __all__ = [
     "BEST_RECIPE",
+    "BEST_RUN",
     "JOURNAL_FILE",
     "STUDY_FILES",
     "SUMMARY",
@@ -86,6 +89,9 @@ class SweepResult:
     folder: Path
     #: The exit status of each worker process (0 for one that finished), for ``workers > 1``.
     workers: tuple[int, ...] = ()
+    #: With ``train_best``: the run folder of the best recipe trained on the whole training
+    #: split and evaluated on the test set, else ``None``.
+    best_run: Path | None = None
 
 
 def sweep(
@@ -108,6 +114,7 @@ def sweep(
     continue_study: bool = False,
     on_trial: Callable[[Any], None] | None = None,
     loggers: Sequence[object] = (),
+    train_best: bool = False,
 ) -> SweepResult:
     """Tune ``recipe`` over ``space`` until the study has ``trials`` finished trials.
 
@@ -148,6 +155,11 @@ def sweep(
             kept in the study), every trial as a child with its parameters, per-epoch
             validation figures and Optuna state (``on_tags``). Sent to the worker processes,
             so they must pickle.
+        train_best: Once the study is over, train its best recipe on the whole training
+            split (with ``seed`` and ``limit``) into ``out/best-run/``, a run folder like
+            ``fashionmlp train``'s (:func:`~fashionmlp.runs.train_run`), and evaluate it on
+            the test set: the figure to quote, read only after every trial has been judged
+            on validation. The loggers log it as a child run, ``"best"``.
 
     Raises:
         InvalidArgumentError: A setting does not fit, the storage cannot be opened, the
@@ -212,8 +224,21 @@ def sweep(
     finally:  # stopped too: the records show the study as far as it went
         write_study_files(created, folder, recipe, space, trials, storage)
     result = _result(optuna, created, recipe, folder, statuses)
-    best = {} if result.best_value is None else {"best_validation_accuracy": result.best_value}
-    trackers.call("on_study_end", StudyEnd(best))
+    figures = {} if result.best_value is None else {"best_validation_accuracy": result.best_value}
+    if train_best and result.best_recipe is not None:
+        best = result.best_recipe.replace(name=f"{recipe.name}-best")
+        with RunFolder.new(folder / BEST_RUN, overwrite=True) as run:
+            trained = train_run(
+                run,
+                RunConfig(best, seed=seed, limit=limit),
+                root=root,
+                download=download,
+                device=device,
+                callbacks=trackers.children("best"),
+            )
+        result = dataclasses.replace(result, best_run=run.path)
+        figures["best_test_accuracy"] = trained.history[-1].eval.accuracy
+    trackers.call("on_study_end", StudyEnd(figures))
     return result
 
 
@@ -620,7 +645,9 @@ SUMMARY = "study.json"
 #: Optuna's plots of the study.
 PLOTS = ("optimization_history.png", "param_importances.png")
 #: Every file of a study folder (the default storage's journal included).
-STUDY_FILES = (TRIALS_CSV, BEST_RECIPE, SUMMARY, *PLOTS, "study.log", "study.log.lock")
+#: The best recipe's run folder, with ``train_best``.
+BEST_RUN = "best-run"
+STUDY_FILES = (TRIALS_CSV, BEST_RECIPE, SUMMARY, BEST_RUN, *PLOTS, "study.log", "study.log.lock")
 
 
 def write_study_files(
