@@ -140,3 +140,12 @@ def test_the_benchmarks_floor_of_a_recipe_is_its_epochs_of_plain_steps() -> None
     recipe = get_recipe("fast").replace(batch_size=2_000, autocast="off")  # 30 steps a pass
     one = bench.recipe_floor(recipe.replace(epochs=1), torch.device("cpu"), repeats=1)
     assert 0 < one < bench.recipe_floor(recipe.replace(epochs=4), torch.device("cpu"), repeats=1)
+
+
+def test_29_10_a_whole_number_written_as_a_float_is_a_whole_number(tmp_path: Path) -> None:
+    path = get_recipe("fast").save(tmp_path / "recipe.toml")
+    path.write_text(path.read_text().replace("epochs = 8", "epochs = 8.0"))
+    assert Recipe.load(path).epochs == 8 and type(Recipe.load(path).epochs) is int
+    path.write_text(path.read_text().replace("epochs = 8.0", "epochs = 8.5"))
+    with pytest.raises(InvalidArgumentError, match="epochs must be a whole number, got 8.5"):
+        Recipe.load(path)

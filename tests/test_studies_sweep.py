@@ -378,3 +378,11 @@ def test_a_space_may_tune_the_augmentation_and_starts_from_the_recipes_own_point
     assert space.point(get_recipe("long")) == {"translate": 1, "hflip": True}
     narrow = SearchSpace.from_dict({"lr": {"type": "float", "low": 0.1, "high": 0.2}})
     assert narrow.point(get_recipe("fast")) is None  # fast's lr 0.008 is outside: no baseline
+
+
+def test_29_10_an_int_range_in_a_space_file_is_taken(tmp_path: Path) -> None:
+    path = tmp_path / "space.toml"
+    path.write_text('[batch_size]\ntype = "int"\nlow = 256\nhigh = 2048\n')
+    space = SearchSpace.load(path)
+    space.check(get_recipe("fast"))
+    assert space.params[0].to_dict() == {"type": "int", "low": 256, "high": 2048}

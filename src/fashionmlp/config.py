@@ -360,6 +360,8 @@ def _convert(value: Any, kind: Any, where: str) -> Any:
     elif kind is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
+        if isinstance(value, float) and value.is_integer():  # 8.0 in a file written by hand
+            return int(value)
         wanted = "a whole number"
     elif kind is bool or kind is str:
         if isinstance(value, kind):

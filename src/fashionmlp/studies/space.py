@@ -213,7 +213,8 @@ def _param(name: str, table: Mapping[str, Any], where: str) -> Param:
     if kind == "int" and not (float(low).is_integer() and float(high).is_integer()):
         raise InvalidArgumentError(f"{where}: {name}: an int range needs whole numbers")
     _check_kind(name, path, kind, where)
-    return Param(path, kind, low=float(low), high=float(high))
+    number = int if kind == "int" else float  # an int range's bounds are whole numbers
+    return Param(path, kind, low=number(low), high=number(high))
 
 
 def _check_kind(name: str, path: str, kind: str, where: str) -> None:
