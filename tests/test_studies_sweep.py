@@ -386,3 +386,11 @@ def test_29_10_an_int_range_in_a_space_file_is_taken(tmp_path: Path) -> None:
     space = SearchSpace.load(path)
     space.check(get_recipe("fast"))
     assert space.params[0].to_dict() == {"type": "int", "low": 256, "high": 2048}
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "sqlite+pysqlite://"])
+def test_29_9_an_in_memory_database_is_refused_in_one_line(url: str, tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgumentError) as refused:
+        open_storage(url, tmp_path)
+    message = str(refused.value)
+    assert "in memory" in message and "sqlite:///study.db" in message and "\n" not in message

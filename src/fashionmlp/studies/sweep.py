@@ -518,6 +518,12 @@ def open_storage(url: str | None, folder: Path, *, heartbeat: int = 60) -> Any:
             "such as postgresql://user@host:5432/db or sqlite:///study.db, or leave it out "
             "for the study folder's own journal file"
         )
+    if scheme == "sqlite" and url.partition("://")[2].lstrip("/") in ("", ":memory:"):
+        raise InvalidArgumentError(
+            f"storage {url!r} is a SQLite database in memory: each worker would have its own "
+            "and every trial would be lost when the sweep ends; give a file "
+            "(sqlite:///study.db), or leave --storage out for the study folder's journal"
+        )
     if url.startswith("postgresql://") and _has("psycopg") and not _has("psycopg2"):
         # SQLAlchemy's default PostgreSQL driver is psycopg2; the extra brings psycopg 3
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
