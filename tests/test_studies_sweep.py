@@ -358,7 +358,9 @@ def test_orphans_are_running_trials_whose_worker_is_gone_or_never_named(
     live.set_user_attr("worker", worker_name())
     dead.set_user_attr("worker", f"{socket.gethostname()}:{2**22 + 12345}")  # no such pid
     assert retry_orphans(study) == [dead.number]  # the unnamed one may be starting still
-    sweep_module = importlib.import_module("fashionmlp.studies.sweep")  # the package names its function sweep too
+    sweep_module = importlib.import_module(
+        "fashionmlp.studies.sweep"
+    )  # the package names its function sweep too
     monkeypatch.setattr(sweep_module, "_UNNAMED_GRACE", 0.0)
     assert retry_orphans(study) == [unnamed.number]  # named by now, had it lived
     states = {t.number: t.state.name for t in study.get_trials()}
@@ -394,3 +396,29 @@ def test_29_9_an_in_memory_database_is_refused_in_one_line(url: str, tmp_path: P
         open_storage(url, tmp_path)
     message = str(refused.value)
     assert "in memory" in message and "sqlite:///study.db" in message and "\n" not in message
+
+
+@pytest.mark.real_data
+def test_29_14_the_same_sweep_with_one_worker_draws_the_same_trials(
+    real_data_root: Path, tmp_path: Path
+) -> None:
+    drawn = []
+    for name in ("first", "second"):
+        result = sweep(
+            get_recipe("fast").replace(epochs=1),
+            tmp_path / name,
+            trials=3,
+            limit=500,
+            validation_size=200,
+            device="cpu",
+            root=real_data_root,
+            pruner="none",
+            seed=7,
+        )
+        drawn.append(
+            [
+                {k: v for k, v in row.items() if k not in ("value", "seconds")}
+                for row in trials_csv(result.folder)
+            ]
+        )
+    assert drawn[0] == drawn[1] and len(drawn[0]) == 3

@@ -104,7 +104,7 @@ group.add_argument(
     "--seed",
     type=whole_number(0, 2**63 - 1),
     default=0,
-    help="every trial's training seed (default 0)",
+    help="every trial's training seed and the sampler's: one worker draws the same trials each time (default 0)",
 )
 group.add_argument(
     "--limit", type=whole_number(1), help="use only the first N images of each split"

@@ -139,7 +139,8 @@ def sweep(
         study: The study's name in the storage.
         root: The data root; download: allow the dataset's download; device: where to
             train.
-        seed: Every trial's training seed.
+        seed: Every trial's training seed, and the sampler's: a sweep of one worker draws
+            the same trials each time.
         limit: Use only the first ``limit`` images of each split (quick sweeps).
         validation_size: Held-out training images every trial is judged on (at least 1:
             a sweep never looks at the test set).
@@ -285,8 +286,10 @@ class _Spec:
         return {key: getattr(self, key) for key in keys}
 
 
-def _load(spec: _Spec) -> Any:
-    """The study, from its storage."""
+def _load(spec: _Spec, worker: int = 0) -> Any:
+    """The study, from its storage, with the sampler of ``worker`` (0, 1, ...): seeded by
+    the sweep's seed, so that a sweep of one worker draws the same trials each time, and each
+    worker of several draws its own."""
     optuna = optuna_module()
     storage = open_storage(spec.storage, Path(spec.folder), heartbeat=spec.heartbeat)
     pruners = {
@@ -299,6 +302,7 @@ def _load(spec: _Spec) -> Any:
         study_name=spec.study,
         direction="maximize",
         pruner=pruners[spec.pruner],
+        sampler=optuna.samplers.TPESampler(seed=hash((spec.seed, worker)) % 2**32),
         load_if_exists=True,
     )
 
@@ -327,14 +331,14 @@ def _open_study(spec: _Spec, *, continue_study: bool) -> Any:
     return study
 
 
-def _work(spec: _Spec, on_trial: Callable[[Any], None] | None) -> int:
+def _work(spec: _Spec, on_trial: Callable[[Any], None] | None, worker: int = 0) -> int:
     """A worker: run trials until the study has its total; return the exit status."""
     optuna = optuna_module()
     if spec.threads:
         import torch
 
         torch.set_num_threads(spec.threads)
-    study = _load(spec)
+    study = _load(spec, worker)
     data = load_dataset(spec.root, download=spec.download, test=False)
     stop = StopOnSignal()
     objective = _Objective(spec, data, stop)
@@ -419,7 +423,8 @@ def _run_workers(
     """Run ``workers`` worker processes to the end; Ctrl-C is passed on to each."""
     context = multiprocessing.get_context("spawn")  # no torch state forked into them
     processes = [
-        context.Process(target=_worker_main, args=(spec, on_trial)) for _ in range(workers)
+        context.Process(target=_worker_main, args=(spec, on_trial, worker))
+        for worker in range(workers)
     ]
     for process in processes:
         process.start()
@@ -443,9 +448,9 @@ def _status(exitcode: int | None) -> int:
     return 128 - exitcode if exitcode < 0 else exitcode
 
 
-def _worker_main(spec: _Spec, on_trial: Callable[[Any], None] | None) -> None:
+def _worker_main(spec: _Spec, on_trial: Callable[[Any], None] | None, worker: int) -> None:
     """A spawned worker process: :func:`_work`, its status as the process's."""
-    raise SystemExit(_work(spec, on_trial))
+    raise SystemExit(_work(spec, on_trial, worker))
 
 
 def _result(
