@@ -422,3 +422,19 @@ def test_29_14_the_same_sweep_with_one_worker_draws_the_same_trials(
             ]
         )
     assert drawn[0] == drawn[1] and len(drawn[0]) == 3
+
+
+def test_29_12_of_two_workers_retrying_one_dead_workers_trial_the_loser_moves_on(
+    tmp_path: Path,
+) -> None:
+    first = optuna.create_study(storage=open_storage(None, tmp_path), study_name="s")
+    dead = first.ask()
+    dead.set_user_attr("worker", f"{socket.gethostname()}:{2**22 + 12345}")  # no such pid
+    second = optuna.load_study(storage=open_storage(None, tmp_path), study_name="s")
+    # The second worker looked a moment before the first retried it: it sees it running still.
+    seen = second.get_trials(deepcopy=True)
+    assert retry_orphans(first) == [dead.number]
+    second.get_trials = lambda *args, **kwargs: [t for t in seen if t.state.name == "RUNNING"]
+    assert retry_orphans(second) == []  # lost the race: no error, no second retry
+    queued = [t for t in first.get_trials() if t.state.name == "WAITING"]
+    assert [t.user_attrs["retry_of"] for t in queued] == [dead.number]

@@ -612,7 +612,10 @@ def retry_orphans(study: Any) -> list[int]:
                 continue
         elif name != host or not pid.isdigit() or _alive(int(pid)):
             continue
-        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        try:
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+            continue  # another worker retried it a moment ago: it is queued once already
         study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
         orphans.append(trial.number)
     return orphans
