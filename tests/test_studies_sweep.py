@@ -438,3 +438,16 @@ def test_29_12_of_two_workers_retrying_one_dead_workers_trial_the_loser_moves_on
     assert retry_orphans(second) == []  # lost the race: no error, no second retry
     queued = [t for t in first.get_trials() if t.state.name == "WAITING"]
     assert [t.user_attrs["retry_of"] for t in queued] == [dead.number]
+
+
+@pytest.mark.real_data
+def test_29_13_a_second_study_in_one_folder_is_refused_and_the_first_kept(
+    real_data_root: Path, tmp_path: Path
+) -> None:
+    options: dict[str, Any] = {"trials": 1, "limit": 300, "validation_size": 100, "device": "cpu"}
+    recipe = get_recipe("fast").replace(epochs=1)
+    sweep(recipe, tmp_path, study="first", root=real_data_root, **options)
+    kept = (tmp_path / "trials.csv").read_bytes(), (tmp_path / "study.json").read_bytes()
+    with pytest.raises(InvalidArgumentError, match="holds the records of study 'first'"):
+        sweep(recipe, tmp_path, study="second", root=real_data_root, **options)
+    assert ((tmp_path / "trials.csv").read_bytes(), (tmp_path / "study.json").read_bytes()) == kept

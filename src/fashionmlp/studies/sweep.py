@@ -44,7 +44,7 @@ from ..config import Recipe, RunConfig, differences, flat, override, stamped
 from ..data import Splits, load_dataset
 from ..errors import FashionMLPError, InvalidArgumentError, MissingExtraError
 from ..records import EpochReport
-from ..runs import RunFolder, train_run
+from ..runs import RunFolder, read_document, train_run
 from ..train import fit
 from .space import DEFAULT_SPACE, SearchSpace
 
@@ -178,6 +178,13 @@ def sweep(
             f"{folder} holds files that are not a study's ({', '.join(sorted(foreign)[:5])}); "
             "choose a new or empty folder, or the folder of this study"
         )
+    if (folder / SUMMARY).is_file():
+        made_by = read_document(folder / SUMMARY)[0].get("study")
+        if made_by != study:  # the records are one study's: another's would replace them
+            raise InvalidArgumentError(
+                f"{folder} holds the records of study {made_by!r}; give study {study!r} a "
+                "folder of its own, or continue that one"
+            )
     optuna = optuna_module()
     made = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
