@@ -190,3 +190,28 @@ def test_a_model_of_fewer_classes_counts_only_the_top_k_it_has() -> None:
     x, y = torch.rand(40, 1, 28, 28), torch.randint(0, 3, (40,))
     result = evaluate(DataLoader(TensorDataset(x, y), batch_size=16), model)
     assert set(result.top_k_accuracy) == {1, 3} and result.top_k_accuracy[3] == 1.0
+
+
+def confusion(pairs: list[tuple[int, int]]) -> tuple[tuple[int, ...], ...]:
+    matrix = [[0] * 10 for _ in range(10)]
+    for true, predicted in pairs:
+        matrix[true][predicted] += 1
+    return tuple(map(tuple, matrix))
+
+
+def test_29_5_macro_figures_average_over_the_classes_present_as_scikit_learn_does() -> None:
+    perfect = [(label, label) for label in (0, 1, 2, 3, 4, 5, 6, 0, 1, 2)]  # 7 classes of 10
+    result = EvalResult(correct=10, total=10, loss=None, confusion_matrix=confusion(perfect))
+    assert (result.macro_precision, result.macro_recall, result.macro_f1) == (1.0, 1.0, 1.0)
+    pairs = [(0, 0), (0, 2), (1, 1), (1, 1)]  # class 2 predicted, never true
+    result = EvalResult(correct=3, total=4, loss=None, confusion_matrix=confusion(pairs))
+    assert result.macro_precision == pytest.approx((1 + 1 + 0) / 3)
+    assert result.macro_recall == pytest.approx((0.5 + 1 + 0) / 3)
+    assert result.macro_f1 == pytest.approx((2 / 3 + 1 + 0) / 3)
+    metrics = pytest.importorskip("sklearn.metrics")
+    true, predicted = zip(*pairs)
+    for name in ("precision", "recall", "f1"):
+        expected = getattr(metrics, f"{name}_score")(
+            true, predicted, average="macro", zero_division=0
+        )
+        assert getattr(result, f"macro_{name}") == pytest.approx(expected)

@@ -229,20 +229,36 @@ class EvalResult:
         )
 
     @property
+    def present(self) -> tuple[int, ...]:
+        """The classes present in the evaluation: with samples, or predicted (the labels
+        scikit-learn's macro averages are over)."""
+        matrix = self.confusion_matrix
+        return tuple(
+            index
+            for index, row in enumerate(matrix)
+            if sum(row) or sum(other[index] for other in matrix)
+        )
+
+    @property
     def macro_precision(self) -> float:
-        """The mean of the classes' precisions (an undefined one counts as 0, as
-        scikit-learn's ``zero_division=0`` does)."""
-        return _macro(self.precision)
+        """The mean of the precisions of the classes :attr:`present` (one never predicted
+        counts as 0, as scikit-learn's ``average="macro", zero_division=0`` does)."""
+        return self._macro(self.precision)
 
     @property
     def macro_recall(self) -> float:
-        """The mean of the classes' recalls (an undefined one counts as 0)."""
-        return _macro(self.recall)
+        """The mean of the recalls of the classes :attr:`present` (one predicted but without
+        samples counts as 0)."""
+        return self._macro(self.recall)
 
     @property
     def macro_f1(self) -> float:
-        """The mean of the classes' F1 scores (an undefined one counts as 0)."""
-        return _macro(self.f1)
+        """The mean of the F1 scores of the classes :attr:`present`."""
+        return self._macro(self.f1)
+
+    def _macro(self, values: tuple[float, ...]) -> float:
+        present = self.present
+        return sum(0.0 if math.isnan(values[i]) else values[i] for i in present) / len(present)
 
     @property
     def top_k_accuracy(self) -> dict[int, float]:
@@ -321,10 +337,6 @@ _DERIVED = (
     "nll",
     "ece",
 )
-
-
-def _macro(values: tuple[float, ...]) -> float:
-    return sum(0.0 if math.isnan(value) else value for value in values) / len(values)
 
 
 @dataclass(frozen=True)
