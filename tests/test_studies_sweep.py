@@ -451,3 +451,19 @@ def test_29_13_a_second_study_in_one_folder_is_refused_and_the_first_kept(
     with pytest.raises(InvalidArgumentError, match="holds the records of study 'first'"):
         sweep(recipe, tmp_path, study="second", root=real_data_root, **options)
     assert ((tmp_path / "trials.csv").read_bytes(), (tmp_path / "study.json").read_bytes()) == kept
+
+
+@pytest.mark.real_data
+def test_29_4_a_study_continued_with_another_space_keeps_every_trials_parameters(
+    real_data_root: Path, tmp_path: Path
+) -> None:
+    options: dict[str, Any] = {"limit": 300, "validation_size": 100, "device": "cpu"}
+    options |= {"root": real_data_root, "pruner": "none"}
+    recipe = get_recipe("fast").replace(epochs=1)
+    rates = SearchSpace.from_dict({"lr": {"type": "log-float", "low": 1e-3, "high": 1e-2}})
+    decay = SearchSpace.from_dict({"weight_decay": {"type": "float", "low": 0.0, "high": 0.3}})
+    sweep(recipe, tmp_path, space=rates, trials=2, **options)
+    sweep(recipe, tmp_path, space=decay, trials=3, continue_study=True, **options)
+    rows = trials_csv(tmp_path)
+    assert len(rows) == 3 and {"lr", "weight_decay"} <= set(rows[0])
+    assert all(row["lr"] for row in rows[:2]) and rows[2]["weight_decay"] and not rows[2]["lr"]

@@ -713,7 +713,11 @@ def write_study_files(
 
 def _table(trials: list[Any], space: SearchSpace) -> str:
     epochs = max((len(t.user_attrs.get("validation_accuracy", [])) for t in trials), default=0)
-    names = [param.field for param in space.params]
+    # The space's fields, then those of earlier trials a continued study tuned under another
+    # space: every trial keeps its own parameters.
+    names = list(
+        dict.fromkeys([p.field for p in space.params] + [n for t in trials for n in t.params])
+    )
     columns = ["number", "state", "value", "seconds", "retry_of", "baseline", *names]
     columns += [f"epoch_{epoch}" for epoch in range(1, epochs + 1)]
     text = io.StringIO(newline="")
