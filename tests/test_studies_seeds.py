@@ -178,3 +178,38 @@ def test_a_seed_study_tells_its_loggers_of_itself_and_of_each_seed(
         ("saved", "seed-1", True),
         ("end", True, summary.accuracy.mean),
     ]
+
+
+@pytest.mark.real_data
+def test_29_2_compare_labels_each_figure_with_what_it_measures(
+    real_data_root: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tuned = tmp_path / "tuned"  # evaluated on validation; the 0.1.0 fixture, on the test set
+    arguments = ["train", "--epochs", "1", "--limit", "500", "--validation", "500", "--no-plots"]
+    assert main([*arguments, "--data-root", str(real_data_root), "--out", str(tuned)]) == 0
+    capsys.readouterr()
+    labels: list[str] = []
+    import fashionmlp.plots as plots
+
+    real = plots.plot_curves
+
+    def spy(path: Path, curves: Any, **options: Any) -> Path:
+        labels.append(options["ylabel"])
+        labels.extend(curves)
+        return real(path, curves, **options)
+
+    monkeypatch.setattr(plots, "plot_curves", spy)
+    tested = Path(__file__).parent / "fixtures" / "v0.1.0" / "run-fast"
+    assert main(["compare", str(tested), str(tuned), "--out", str(tmp_path / "plots")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    [accuracy] = [line for line in lines if line.startswith("accuracy ")]
+    assert "(test)" in accuracy and "(validation)" in accuracy
+    assert not any(line.startswith(("test accuracy", "validation accuracy")) for line in lines)
+    labels_of_rows = [line.split("  ")[0] for line in lines]
+    assert labels_of_rows.count("epochs") == 1  # the recipe's setting
+    assert any(line.startswith("epochs trained") for line in lines)
+    assert "test accuracy (%)" not in labels and "accuracy (%)" in labels
+    assert "tuned (validation)" in labels and "run-fast (test)" in labels

@@ -53,16 +53,28 @@ class Comparison:
     #: The settings whose values differ between the entries, in order.
     differing: tuple[str, ...]
 
+    @property
+    def split(self) -> str | None:
+        """``"test"`` or ``"validation"`` when every entry was evaluated on it, else ``None``."""
+        splits = {entry.evaluated_on for entry in self.entries}
+        return splits.pop() if len(splits) == 1 else None
+
     def text(self) -> str:
         """The table ``fashionmlp compare`` prints: a column per entry."""
         rows: list[tuple[str, list[str]]] = [
             (name, [_shown(entry.settings.get(name, "-")) for entry in self.entries])
             for name in self.differing
         ]
+        # Each figure says what it measures: one split's name in the row's label, or each
+        # entry's beside its figure when they were evaluated on different splits.
+        split = self.split
+        accuracies = [
+            _accuracy(e) + ("" if split else f" ({e.evaluated_on})") for e in self.entries
+        ]
         rows += [
-            (f"{self.entries[0].evaluated_on} accuracy", [_accuracy(e) for e in self.entries]),
+            (f"{split} accuracy" if split else "accuracy", accuracies),
             ("parameters", [f"{e.parameters:,}" for e in self.entries]),
-            ("epochs", [str(e.epochs) for e in self.entries]),
+            ("epochs trained", [str(e.epochs) for e in self.entries]),
             ("seconds", [f"{e.seconds:.1f}" for e in self.entries]),
         ]
         header = ("", [entry.name for entry in self.entries])
@@ -182,11 +194,15 @@ def plot_comparison(comparison: Comparison, folder: str | os.PathLike[str]) -> l
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    split = comparison.entries[0].evaluated_on
+    split = comparison.split
     drawn = []
-    for key, label in (("accuracy", f"{split} accuracy (%)"), ("loss", f"{split} loss")):
+    for key, label in (("accuracy", "accuracy (%)"), ("loss", "loss")):
+        label = f"{split} {label}" if split else label  # mixed: each curve names its split
         scale = 100 if key == "accuracy" else 1
-        curves = {e.name: [scale * value for value in e.curves[key]] for e in comparison.entries}
+        curves = {
+            e.name + ("" if split else f" ({e.evaluated_on})"): [scale * v for v in e.curves[key]]
+            for e in comparison.entries
+        }
         drawn.append(
             plot_curves(
                 folder / f"{key}.png", curves, ylabel=label, title=f"{label.capitalize()} per epoch"
