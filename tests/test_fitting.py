@@ -24,6 +24,7 @@ from fashionmlp import (
     InvalidArgumentError,
     Parts,
     Recipe,
+    RunConfig,
     StopOnSignal,
     StopTraining,
     evaluate,
@@ -502,3 +503,29 @@ def test_early_stopping_waits_its_patience_and_counts_only_real_gains() -> None:
     again = EarlyStopping(9)
     again.load_state_dict(stop.state_dict())
     assert again.state_dict() == stop.state_dict()
+
+
+@pytest.mark.real_data
+def test_29_3_with_keep_best_the_result_and_the_loggers_describe_the_model_returned(
+    real_data_root: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from fashionmlp.callbacks import KeepBest
+    from fashionmlp.loggers import TensorBoardLogger
+
+    data = load_dataset(real_data_root, test=False)
+    keep, board = KeepBest(), TensorBoardLogger(tmp_path / "tb")
+    recipe = get_recipe("seed").replace(epochs=4, lr=0.2)  # its best epoch is the third
+    config = RunConfig(recipe, seed=3, limit=6000, validation_size=2000)
+    result = fit(config, data=data, device="cpu", callbacks=[keep, board])
+    board.close()
+    assert result.model_epoch == keep.best_epoch == 3
+    validation = make_loaders(config, data=data).test
+    assert result.final.accuracy == evaluate(validation, result.model).accuracy
+    assert result.final == result.history[keep.best_epoch - 1].eval
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    (figure,) = events.Scalars("hparams/validation_accuracy")
+    assert figure.value == pytest.approx(result.final.accuracy)

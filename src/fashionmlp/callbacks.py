@@ -690,6 +690,12 @@ class KeepBest(Callback):
             name: tensor.detach().to("cpu", copy=True) for name, tensor in state.items()
         }
 
+    @property
+    def kept_epoch(self) -> int | None:
+        """The epoch whose weights the model gets at the run's end (``fit`` reads it into
+        :attr:`FitResult.model_epoch <fashionmlp.FitResult.model_epoch>`)."""
+        return self.best_epoch if self._weights is not None else None
+
     def on_fit_end(self, result: FitResult) -> None:
         """Load the best epoch's weights into the model (unless stopped mid-epoch)."""
         if self._weights is not None and result.stopped_at is None:

@@ -396,9 +396,13 @@ class FitResult:
     precision: Literal["float32", "bfloat16"]
     #: ``(epoch, batches trained in it)`` when a batch callback stopped the run part-way.
     stopped_at: tuple[int, int] | None = None
+    #: The epoch whose weights :attr:`model` holds when it is not the last (a
+    #: :class:`~fashionmlp.callbacks.KeepBest`'s), else ``None``.
+    model_epoch: int | None = None
 
     @property
     def final(self) -> EvalResult:
-        """The evaluation after the last epoch (with every sample's predicted label when
-        the run trained its last epoch in this call)."""
-        return self.history[-1].eval
+        """The evaluation of the model returned: after the epoch whose weights it holds
+        (:attr:`model_epoch`), by default the last (with every sample's predicted label when
+        the run trained that epoch in this call)."""
+        return self.history[(self.model_epoch or len(self.history)) - 1].eval

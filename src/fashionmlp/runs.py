@@ -48,7 +48,7 @@ from ._files import (
     remove_path,
     temporary_prefix,
 )
-from .callbacks import Hooks, KeepBest, LossHistory
+from .callbacks import Hooks, LossHistory
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import RunConfig, file_format, stamped
 from .data import Splits, default_data_root, load_dataset, select_splits
@@ -446,11 +446,13 @@ def metrics(result: FitResult, *, model_epoch: int | None = None) -> dict[str, A
     90%.
 
     ``model_epoch`` is the epoch whose weights the run's model holds, when not the last
-    (:class:`~fashionmlp.callbacks.KeepBest`'s): ``final`` is then that epoch's evaluation,
+    (default: :attr:`FitResult.model_epoch <fashionmlp.FitResult.model_epoch>`, a
+    :class:`~fashionmlp.callbacks.KeepBest`'s): ``final`` is then that epoch's evaluation,
     and ``model_epoch`` says which it is.
     """
     evaluated_on = result.history[-1].evaluated_on
     reached = [report.seconds for report in result.history if report.eval.accuracy >= 0.90]
+    model_epoch = model_epoch or result.model_epoch
     kept = result.history[model_epoch - 1] if model_epoch else result.history[-1]
     return {
         "evaluated_on": evaluated_on,
@@ -555,8 +557,7 @@ def train_run(
         log.close()
     if result.stopped_at is not None or not main:
         return result
-    kept = next((c.best_epoch for c in callbacks if isinstance(c, KeepBest)), None)
-    folder.write_results(result, model_epoch=kept)
+    folder.write_results(result)
     if plots:
         _, evaluated = select_splits(
             data, limit=config.limit, validation_size=config.validation_size

@@ -430,12 +430,16 @@ def fit(
             _save(state, checkpoint_path)
             if stop:
                 break
+        # A callback that leaves the model with another epoch's weights (KeepBest) says which,
+        # so that the result and every logger describe the model returned.
+        kept = [getattr(callback, "kept_epoch", None) for callback in hooks.callbacks]
         fitted = FitResult(
             model=parts.model,
             history=tuple(state.history),
             finished=state.epochs_done == epochs,
             precision=parts.precision,
             stopped_at=stopped_at,
+            model_epoch=next(filter(None, reversed(kept)), None) if stopped_at is None else None,
         )
     except BaseException as error:
         hooks.call("on_exception", error)

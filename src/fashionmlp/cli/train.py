@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
             chosen_recipe(args), seed=seed, limit=args.limit, validation_size=args.validation or 0
         )
     stop_if_interrupted()
-    from ..callbacks import KeepBest, StopOnSignal
+    from ..callbacks import StopOnSignal
     from ..devices import (
         broadcast_from_main,
         init_from_environment,
@@ -216,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
         drawn = [name for name in RUN_PLOTS if (folder.path / name).is_file()]
         if drawn:
             print(f"Plots: {', '.join(drawn)}")
-        kept = next((c.best_epoch for c in chosen if isinstance(c, KeepBest)), None)
+        kept = result.model_epoch
         report = result.history[kept - 1] if kept else result.history[-1]
         which = f" (the model of epoch {report.epoch}, the best)" if kept else ""
         print(

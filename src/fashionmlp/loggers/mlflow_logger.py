@@ -165,6 +165,8 @@ class MLflowLogger:
         if self._client is None or self.run_id is None:
             return
         self._flush("the last batches")
+        if result.model_epoch is not None:  # the model is that epoch's, not the last's
+            self.set_tags({"fashionmlp.model_epoch": str(result.model_epoch)})
         if self.log_model and result.stopped_at is None:
             with tempfile.TemporaryDirectory() as folder:
                 if self._save(result, Path(folder)):
@@ -307,8 +309,9 @@ class MLflowLogger:
         save_pretrained = getattr(result.model, "save_pretrained", None)
         if not callable(save_pretrained):
             return False
-        last = result.history[-1] if result.history else None
-        facts = {"evaluation": last.eval, "split": last.evaluated_on} if last else {}
+        facts: dict[str, Any] = {}
+        if result.history:  # the figures of the model logged: the kept epoch's, if any
+            facts = {"evaluation": result.final, "split": result.history[-1].evaluated_on}
         save_pretrained(folder, **facts)
         return True
 

@@ -73,16 +73,17 @@ class TensorBoardLogger:
         }
 
     def on_fit_end(self, result: FitResult) -> None:
-        """Write the hyperparameters and the final figures (``hparams/<split>_<figure>``)
+        """Write the hyperparameters and the final figures (``hparams/<split>_<figure>``,
+        those of the model returned: :attr:`FitResult.final <fashionmlp.FitResult.final>`)
         into the run's event files, so that the HParams tab shows them together."""
         if self._writer is None or self._hparams is None or not result.history:
             return
         from torch.utils.tensorboard.summary import hparams
 
-        last = result.history[-1]
+        last = result.history[-1]  # the figures are the model's: the kept epoch's, if any
         metrics = {
             f"hparams/{last.evaluated_on}_{name}": value
-            for name, value in last.eval.scalars().items()
+            for name, value in result.final.scalars().items()
             if math.isfinite(value)
         }
         writer = self._writer._get_file_writer()

@@ -245,7 +245,7 @@ def sweep(
                 callbacks=trackers.children("best"),
             )
         result = dataclasses.replace(result, best_run=run.path)
-        figures["best_test_accuracy"] = trained.history[-1].eval.accuracy
+        figures["best_test_accuracy"] = trained.final.accuracy
     trackers.call("on_study_end", StudyEnd(figures))
     return result
 
