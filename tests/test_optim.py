@@ -123,3 +123,36 @@ def test_the_fast_recipes_schedule_peaks_each_group_at_its_own_rate() -> None:
         peaks = [max(peak, group["lr"]) for peak, group in zip(peaks, optimizer.param_groups)]
     assert peaks == pytest.approx([recipe.muon_lr, recipe.lr], rel=0.02)
     assert optimizer.param_groups[0]["momentum"] == 0.95  # not cycled
+
+
+class HeadFirst(torch.nn.Module):
+    """A model that registers its output layer before its hidden one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = torch.nn.Linear(32, 10)
+        self.hidden = torch.nn.Linear(784, 32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.hidden(x.flatten(1))))
+
+
+class Scaled(HeadFirst):
+    """Its outputs are not a layer's own: which one is the output layer is not plain."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 2 * super().forward(x)
+
+
+def test_29_6_muons_hidden_layers_are_picked_by_structure_not_registration_order() -> None:
+    model = HeadFirst()
+    muon, adamw = muon_param_groups(model, muon_lr=0.04, lr=4e-3, weight_decay=0.2)
+    assert muon["params"] == [model.hidden.weight]
+    assert {id(p) for p in adamw["params"]} == {
+        id(model.head.weight),
+        id(model.head.bias),
+        id(model.hidden.bias),
+    }
+    assert model.training  # its mode as it was
+    with pytest.raises(InvalidArgumentError, match="cannot tell which layer produces"):
+        muon_param_groups(Scaled(), muon_lr=0.04, lr=4e-3, weight_decay=0.2)

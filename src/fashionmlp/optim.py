@@ -188,12 +188,21 @@ def muon_param_groups(
     """:class:`Muon`'s two groups for a model: its hidden layers' weight matrices (Muon), and
     everything else, the biases and the output layer (AdamW).
 
-    The output layer is the last ``nn.Linear`` in ``model.modules()`` order; a model of
-    another kind (a CNN, say) gets Muon for its hidden linear layers' matrices and AdamW
-    for everything else, its convolutions included. A group left empty is left out.
+    The output layer is found by the model's structure, not the order its layers were
+    made in: it is the ``nn.Linear`` whose output the model returns, seen in one forward
+    pass of a zero ``(1, 1, 28, 28)`` image (in eval mode, with torch's random state left as
+    it was). A model of another kind (a CNN, say) gets Muon for its hidden linear layers'
+    matrices and AdamW for everything else, its convolutions included. A group left empty
+    is left out.
+
+    Raises:
+        InvalidArgumentError: The model's outputs are not one linear layer's own (they are
+            scaled, or come from another kind of layer), so which one is the output layer
+            cannot be told: give :class:`Muon` its groups yourself.
     """
     linears = [module for module in model.modules() if isinstance(module, nn.Linear)]
-    hidden = {id(layer.weight) for layer in linears[:-1]}
+    output = _output_layer(model) if linears else None
+    hidden = {id(layer.weight) for layer in linears if layer is not output}
     matrices = [p for p in model.parameters() if id(p) in hidden]
     others = [p for p in model.parameters() if id(p) not in hidden]
     groups = [
@@ -201,3 +210,37 @@ def muon_param_groups(
         {"params": others, "muon": False, "lr": lr, "weight_decay": weight_decay},
     ]
     return [group for group in groups if group["params"]]
+
+
+def _output_layer(model: nn.Module) -> nn.Module:
+    """The linear layer whose output the model returns (see :func:`muon_param_groups`)."""
+    seen: list[tuple[nn.Module, torch.Tensor]] = []
+
+    def note(layer: nn.Module, inputs: object, output: torch.Tensor) -> None:
+        seen.append((layer, output))
+
+    hooks = [m.register_forward_hook(note) for m in model.modules() if isinstance(m, nn.Linear)]
+    weight = next(p for p in model.parameters() if p.is_floating_point())
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            logits = model(torch.zeros(1, 1, 28, 28, dtype=weight.dtype, device=weight.device))
+    except Exception as exc:  # a model that takes no FashionMNIST image: we cannot look
+        raise InvalidArgumentError(
+            f"cannot tell which layer produces the model's outputs: it did not run on a "
+            f"(1, 1, 28, 28) image ({type(exc).__name__}: {exc}); give Muon its groups "
+            "yourself"
+        ) from exc
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(was_training)
+    for layer, output in seen:
+        if output is logits:
+            return layer
+    raise InvalidArgumentError(
+        "cannot tell which layer produces the model's outputs: they are not one linear "
+        "layer's own (scaled, or another kind of layer's); give Muon its groups yourself "
+        "(Muon([{'params': [...], 'muon': True}, {'params': [...], 'muon': False}]))"
+    )
