@@ -213,3 +213,27 @@ def test_29_2_compare_labels_each_figure_with_what_it_measures(
     assert any(line.startswith("epochs trained") for line in lines)
     assert "test accuracy (%)" not in labels and "accuracy (%)" in labels
     assert "tuned (validation)" in labels and "run-fast (test)" in labels
+
+
+@pytest.mark.real_data
+def test_29_1_a_seed_study_continued_with_other_settings_is_refused_at_the_start(
+    real_data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "study"
+    common = ["train", "--epochs", "1", "--no-plots", "--data-root", str(real_data_root)]
+    assert main([*common, "--seeds", "0-1", "--limit", "400", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["limit"] == 400 and summary["settings"]["validation_size"] == 0
+    assert summary["settings"]["recipe"]["epochs"] == 1  # the whole recipe, not its name
+    capsys.readouterr()
+    for changed in (
+        ["--limit", "300"],
+        ["--limit", "400", "--validation", "200"],
+        ["--limit", "400", "--lr", "0.02"],
+    ):
+        assert main([*common, "--seeds", "0-2", *changed, "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "a seed study of other settings" in err and "saved" in err and "\n" not in err
+        assert not (out / "seed-2").exists()  # refused before anything trained
+    assert main([*common, "--seeds", "0-2", "--limit", "300", "--out", str(out)]) == 2
+    assert "limit: 400 saved, 300 now" in capsys.readouterr().err

@@ -18,17 +18,17 @@ import math
 import os
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .._files import atomic_write
 from ..callbacks import Hooks, Study, StudyEnd
-from ..config import Recipe, RunConfig, flat, stamped
+from ..config import Recipe, RunConfig, differences, flat, stamped
 from ..data import Splits, load_dataset
 from ..devices import resolve_device
 from ..errors import CheckpointError, InvalidArgumentError, MissingExtraError
-from ..runs import METRICS, RunFolder, read_document, train_run
+from ..runs import METRICS, RUN, RunFolder, read_document, train_run
 
 __all__ = ["SEED_SUMMARY", "SeedSummary", "Spread", "repeat", "spread", "summarize"]
 
@@ -112,6 +112,9 @@ class SeedSummary:
     seconds: Spread
     #: Each run, with its seed, folder, final accuracy, seconds and accuracy per epoch.
     runs: tuple[dict[str, Any], ...]
+    #: All else that decides the runs' results, the same for each: the whole recipe, the
+    #: ``limit`` and the ``validation_size`` (a :class:`~fashionmlp.RunConfig` less its seed).
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def figures(self) -> dict[str, float]:
         """The study's figures as trackers log them: ``accuracy_mean``, ``accuracy_std``,
@@ -135,6 +138,7 @@ class SeedSummary:
             "accuracy": self.accuracy.to_dict(),
             "seconds": self.seconds.to_dict(),
             "runs": list(self.runs),
+            "settings": self.settings,
         }
 
 
@@ -148,17 +152,28 @@ def summarize(folders: Sequence[str | os.PathLike[str]]) -> SeedSummary:
     runs = [_run_record(Path(folder)) for folder in folders]
     if not runs:
         raise InvalidArgumentError("no run folders to summarize")
-    for key in ("recipe", "evaluated_on"):
+    for key in ("settings", "evaluated_on"):
         if len({json.dumps(run[key]) for run in runs}) > 1:
-            raise CheckpointError(f"the runs differ in {key}: summarize runs of one recipe")
+            changed = differences(runs[0][key], runs[-1][key]) if key == "settings" else []
+            raise CheckpointError(
+                f"the runs differ in {key.replace('settings', 'their settings')} "
+                f"({'; '.join(changed) or 'test or validation'}): summarize the runs of one "
+                "recipe on the same data"
+            )
     return SeedSummary(
-        recipe=runs[0]["recipe"]["name"],
+        recipe=runs[0]["settings"]["recipe"]["name"],
         evaluated_on=runs[0]["evaluated_on"],
         seeds=tuple(run["seed"] for run in runs),
         accuracy=spread([run["accuracy"] for run in runs]),
         seconds=spread([run["seconds"] for run in runs]),
-        runs=tuple({k: v for k, v in run.items() if k != "recipe"} for run in runs),
+        runs=tuple({k: v for k, v in run.items() if k != "settings"} for run in runs),
+        settings=runs[0]["settings"],
     )
+
+
+def _settings(config: RunConfig) -> dict[str, Any]:
+    """What decides a run's result besides its seed: the whole recipe, limit and validation."""
+    return {key: value for key, value in config.to_dict().items() if key != "seed"}
 
 
 def _run_record(folder: Path) -> dict[str, Any]:
@@ -168,7 +183,7 @@ def _run_record(folder: Path) -> dict[str, Any]:
         return {
             "seed": config.seed,
             "folder": folder.name,
-            "recipe": config.recipe.to_dict(),
+            "settings": _settings(config),
             "evaluated_on": metrics["evaluated_on"],
             "accuracy": metrics["final"]["accuracy"],
             "seconds": metrics["wall_seconds"],
@@ -232,6 +247,16 @@ def repeat(
     if not seeds or len(set(seeds)) != len(seeds):
         raise InvalidArgumentError(f"give each seed once, at least one; got {list(seeds)}")
     folder = Path(out)
+    study = RunConfig(recipe, limit=limit, validation_size=validation_size)
+    for path in sorted(folder.glob("seed-*")):  # a seed run before: of this study's settings?
+        if (path / RUN).is_file():
+            before = _settings(RunFolder(path).read_config())
+            if before != _settings(study):
+                changed = "; ".join(differences(before, _settings(study)))
+                raise InvalidArgumentError(
+                    f"{folder} is a seed study of other settings ({changed}); give another "
+                    "folder, or its own settings to continue it"
+                )
     target = resolve_device(device)
     if data is None:
         data = load_dataset(root, download=download, test=validation_size == 0)
