@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from conftest import interrupt_at, start_cli
-from fashionmlp import InvalidArgumentError, Recipe, get_recipe
+from fashionmlp import FashionMLPError, InvalidArgumentError, Recipe, get_recipe
 from fashionmlp.cli import main
 from fashionmlp.data import raw_folder
 
@@ -467,3 +467,15 @@ def test_29_4_a_study_continued_with_another_space_keeps_every_trials_parameters
     rows = trials_csv(tmp_path)
     assert len(rows) == 3 and {"lr", "weight_decay"} <= set(rows[0])
     assert all(row["lr"] for row in rows[:2]) and rows[2]["weight_decay"] and not rows[2]["lr"]
+
+
+def test_29_11_a_sweep_whose_every_worker_died_raises_and_the_guide_guards_its_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each worker fails at its start (no dataset where it looks): the sweep did nothing.
+    monkeypatch.setenv("FASHIONMLP_SYSTEM_DATA", str(tmp_path / "no-debian-copy"))
+    with pytest.raises(FashionMLPError, match="every worker process ended early"):
+        sweep(get_recipe("fast"), tmp_path / "study", trials=2, workers=2, root=tmp_path / "none")
+    guide = (Path(__file__).parent.parent / "docs" / "studies.rst").read_text()
+    example = guide[guide.index("From Python\n~~~~~~~~~~~") :][:800]
+    assert 'if __name__ == "__main__":' in example and "workers=2" in example

@@ -167,6 +167,7 @@ def sweep(
             study exists with another recipe or space, or ``out`` holds files of something
             else.
         MissingExtraError: Optuna is not installed.
+        FashionMLPError: Every worker process ended early (the records are written first).
         KeyboardInterrupt: Ctrl-C or SIGTERM stopped the sweep (the trial it stopped is
             failed; the study continues when the sweep is run again).
     """
@@ -226,6 +227,12 @@ def sweep(
                 raise KeyboardInterrupt  # a signal stopped the trial, and the sweep
         else:
             statuses = _run_workers(spec, workers, on_trial)
+            if all(statuses):
+                raise FashionMLPError(
+                    f"every worker process ended early (status {', '.join(map(str, statuses))}),"
+                    " each with the error it printed; from a script of your own, run the sweep "
+                    'under if __name__ == "__main__": (each worker imports the script)'
+                )
     except KeyboardInterrupt:
         trackers.call("on_study_end", StudyEnd(finished=False))
         raise
