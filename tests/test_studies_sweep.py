@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -479,3 +481,75 @@ def test_29_11_a_sweep_whose_every_worker_died_raises_and_the_guide_guards_its_w
     guide = (Path(__file__).parent.parent / "docs" / "studies.rst").read_text()
     example = guide[guide.index("From Python\n~~~~~~~~~~~") :][:800]
     assert 'if __name__ == "__main__":' in example and "workers=2" in example
+
+
+def children_of(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (Linux's /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize(("signal_number", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_29_8_a_signal_to_a_sweep_of_two_workers_stops_them_all_and_writes_the_records(
+    signal_number: int, status: int, real_data_root: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "study"
+    common = ["--trials", "6", *LONGER, "--workers", "2", "--pruner", "none"]
+    process = start_sweep(*common, "--data-root", str(real_data_root), "--out", str(out))
+    try:
+        deadline = time.monotonic() + 120
+        while (
+            (out / "study.log").read_text().count('"worker"') < 2
+            if (out / "study.log").exists()
+            else True
+        ):
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.1)
+        workers = children_of(process.pid)
+        process.send_signal(signal_number)  # to the sweep's own process alone, as kill does
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == status, err
+    assert "Traceback" not in err and err.strip().endswith("run the same command to continue it")
+    assert [row["state"] for row in trials_csv(out)].count("COMPLETE") < 6  # it stopped
+    time.sleep(0.5)
+    assert not [
+        pid for pid in workers if Path(f"/proc/{pid}").exists() and children_of(1).count(pid)
+    ]
+    assert children_of(process.pid) == []
+
+
+@pytest.mark.real_data
+def test_29_8_a_killed_worker_does_not_ask_to_rerun_a_study_the_other_finished(
+    real_data_root: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "study"
+    common = ["--trials", "3", *QUICK, "--workers", "2", "--pruner", "none"]
+    process = start_sweep(*common, "--data-root", str(real_data_root), "--out", str(out))
+    try:
+        deadline = time.monotonic() + 120
+        journal = out / "study.log"
+        while not journal.exists() or journal.read_text().count('"worker"') < 2:
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.1)
+        workers = [
+            pid
+            for pid in children_of(process.pid)
+            if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
+        os.kill(workers[0], signal.SIGKILL)
+        _, err = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode == 1, err
+    assert "ended early (status 137)" in err and "it has all its trials" in err, err
+    assert "run the same command" not in err

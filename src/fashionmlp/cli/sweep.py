@@ -160,10 +160,11 @@ def run(args: argparse.Namespace) -> int:
             train_best=args.train_best,
             on_trial=_say_trial,
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stopped:  # the signal's number, from the sweep
         fail("interrupted; the study keeps its trials: run the same command to continue it")
-        return 128 + (received() or signal.SIGINT)
-    return _summary(result)
+        number = stopped.args[0] if stopped.args and isinstance(stopped.args[0], int) else 0
+        return 128 + (number or received() or signal.SIGINT)
+    return _summary(result, args.trials)
 
 
 def _say_trial(trial: Any) -> None:
@@ -179,7 +180,7 @@ def _say_trial(trial: Any) -> None:
     )
 
 
-def _summary(result: Any) -> int:
+def _summary(result: Any, trials: int) -> int:
     states = ", ".join(f"{count} {state.lower()}" for state, count in sorted(result.states.items()))
     print(f"Study {result.study!r}: {states}")
     if result.best_recipe is not None:
@@ -197,9 +198,14 @@ def _summary(result: Any) -> int:
     failed = [status for status in result.workers if status != 0]
     if failed:
         ended = plural(len(failed), "worker process", "worker processes")
+        done = result.states.get("COMPLETE", 0) + result.states.get("PRUNED", 0) >= trials
         fail(
             f"{ended} ended early (status {', '.join(map(str, failed))}); "
-            "the study keeps its trials: run the same command to finish it"
+            + (
+                "the others finished the study: it has all its trials"
+                if done
+                else "the study keeps its trials: run the same command to finish it"
+            )
         )
         return 1
     return 0

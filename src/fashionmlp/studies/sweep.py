@@ -21,6 +21,7 @@ again when a worker next looks (:func:`retry_orphans`).
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import dataclasses
 import importlib.util
@@ -30,6 +31,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -39,7 +41,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .._files import atomic_write
-from ..callbacks import Callback, Hooks, StopOnSignal, StopTraining, Study, StudyEnd
+from ..callbacks import (
+    Callback,
+    Hooks,
+    StopOnSignal,
+    StopTraining,
+    Study,
+    StudyEnd,
+    signals_handled,
+)
 from ..config import Recipe, RunConfig, differences, flat, override, stamped
 from ..data import Splits, load_dataset
 from ..errors import FashionMLPError, InvalidArgumentError, MissingExtraError
@@ -168,8 +178,9 @@ def sweep(
             else.
         MissingExtraError: Optuna is not installed.
         FashionMLPError: Every worker process ended early (the records are written first).
-        KeyboardInterrupt: Ctrl-C or SIGTERM stopped the sweep (the trial it stopped is
-            failed; the study continues when the sweep is run again).
+        KeyboardInterrupt: Ctrl-C or SIGTERM stopped the sweep, every worker with it (the
+            trials they stopped are failed; the study continues when the sweep is run
+            again); its argument is the signal's number.
     """
     folder = Path(out)
     _check_arguments(recipe, space, trials, workers, validation_size, heartbeat)
@@ -223,8 +234,9 @@ def sweep(
     statuses: tuple[int, ...] = ()
     try:
         if workers == 1:
-            if _work(spec, on_trial) != 0:
-                raise KeyboardInterrupt  # a signal stopped the trial, and the sweep
+            status = _work(spec, on_trial)
+            if status != 0:  # a signal stopped the trial, and the sweep
+                raise KeyboardInterrupt(status - 128)
         else:
             statuses = _run_workers(spec, workers, on_trial)
             if all(statuses):
@@ -434,25 +446,39 @@ class _TrialReport(Callback):
 def _run_workers(
     spec: _Spec, workers: int, on_trial: Callable[[Any], None] | None
 ) -> tuple[int, ...]:
-    """Run ``workers`` worker processes to the end; Ctrl-C is passed on to each."""
+    """Run ``workers`` worker processes to the end, and return their exit statuses.
+
+    Each worker runs in a process group of its own, so that a terminal's Ctrl-C reaches
+    the sweep's process alone: it passes SIGINT or SIGTERM on to every worker, once (each
+    stops after its batch, failing its trial), waits for them, and raises
+    ``KeyboardInterrupt(signal number)``. A second signal kills the workers at once.
+    """
     context = multiprocessing.get_context("spawn")  # no torch state forked into them
     processes = [
         context.Process(target=_worker_main, args=(spec, on_trial, worker))
         for worker in range(workers)
     ]
-    for process in processes:
-        process.start()
-    try:
-        for process in processes:
-            process.join()
-    except KeyboardInterrupt:
+    received: list[int] = []
+
+    def pass_on(number: int, frame: object) -> None:
         for process in processes:
             if process.pid is not None and process.is_alive():
-                os.kill(process.pid, signal.SIGINT)
+                os.kill(process.pid, signal.SIGKILL if received else number)
+        received.append(number)
+
+    with signals_handled(pass_on) if _main_thread() else contextlib.nullcontext():
+        for process in processes:
+            process.start()
         for process in processes:
             process.join()
-        raise
+    if received:
+        raise KeyboardInterrupt(received[0])
     return tuple(_status(process.exitcode) for process in processes)
+
+
+def _main_thread() -> bool:
+    """Whether this is the main thread, the only one that may handle signals."""
+    return threading.current_thread() is threading.main_thread()
 
 
 def _status(exitcode: int | None) -> int:
@@ -463,7 +489,10 @@ def _status(exitcode: int | None) -> int:
 
 
 def _worker_main(spec: _Spec, on_trial: Callable[[Any], None] | None, worker: int) -> None:
-    """A spawned worker process: :func:`_work`, its status as the process's."""
+    """A spawned worker process: :func:`_work`, its status as the process's. In a process
+    group of its own: signals come from the sweep's process (see :func:`_run_workers`)."""
+    if hasattr(os, "setpgrp"):
+        os.setpgrp()
     raise SystemExit(_work(spec, on_trial, worker))
 
 
