@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from conftest import interrupt_at, start_cli
+from conftest import SmallDisk, interrupt_at, start_cli
 from fashionmlp import FashionMLPError, InvalidArgumentError, Recipe, get_recipe
 from fashionmlp.cli import main
 from fashionmlp.data import raw_folder
@@ -553,3 +553,39 @@ def test_29_8_a_killed_worker_does_not_ask_to_rerun_a_study_the_other_finished(
     assert process.returncode == 1, err
     assert "ended early (status 137)" in err and "it has all its trials" in err, err
     assert "run the same command" not in err
+
+
+@pytest.mark.real_data
+def test_29_7_a_journal_torn_by_a_full_disk_is_set_aside_and_the_study_goes_on(
+    real_data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "study"
+    common = ["--trials", "1", "--epochs", "1", "--limit", "300", "--validation", "100"]
+    common += ["--pruner", "none", "--device", "cpu", "--data-root", str(real_data_root)]
+    assert main(["sweep", *common, "--out", str(out)]) == 0
+    whole = (out / "study.log").read_bytes()
+    torn = b'{"op_code": 5, "worker_id": "x", "trial_id": 1, "param_na'  # a write cut short
+    (out / "study.log").write_bytes(whole + torn)
+    capsys.readouterr()
+    assert main(["sweep", *common[:1], "2", *common[2:], "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "torn record" in err and "study.log.torn" in err and len(err.strip().splitlines()) == 1
+    assert (out / "study.log.torn").read_bytes() == torn
+    assert (out / "study.log").read_bytes().startswith(whole)
+    assert [row["state"] for row in trials_csv(out)] == ["COMPLETE", "COMPLETE"]
+
+
+@pytest.mark.real_data
+def test_29_7_a_full_disk_in_a_sweep_is_one_line_and_the_study_opens_again(
+    real_data_root: Path, small_disk: SmallDisk, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = small_disk.path / "study"
+    common = ["--trials", "2", "--epochs", "2", "--limit", "300", "--validation", "100"]
+    common += ["--pruner", "none", "--device", "cpu", "--data-root", str(real_data_root)]
+    small_disk.mount("12k")
+    assert main(["sweep", *common, "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "the disk is full" in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    small_disk.mount("4m")
+    assert main(["sweep", *common, "--out", str(out)]) == 0
+    assert [row["state"] for row in trials_csv(out)].count("COMPLETE") == 2

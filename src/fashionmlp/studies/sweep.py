@@ -40,7 +40,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from .._files import atomic_write
+from .._files import atomic_write, os_error_fix
 from ..callbacks import (
     Callback,
     Hooks,
@@ -52,7 +52,7 @@ from ..callbacks import (
 )
 from ..config import Recipe, RunConfig, differences, flat, override, stamped
 from ..data import Splits, load_dataset
-from ..errors import FashionMLPError, InvalidArgumentError, MissingExtraError
+from ..errors import FashionMLPError, FashionMLPWarning, InvalidArgumentError, MissingExtraError
 from ..records import EpochReport
 from ..runs import RunFolder, read_document, train_run
 from ..train import fit
@@ -382,6 +382,11 @@ def _work(spec: _Spec, on_trial: Callable[[Any], None] | None, worker: int = 0) 
                 study.optimize(objective, n_trials=1, catch=(FashionMLPError,), callbacks=callbacks)
             except KeyboardInterrupt:
                 return 128 + (stop.received or signal.SIGINT)
+            except OSError as exc:  # the storage could not be written: a full disk, say
+                raise FashionMLPError(
+                    f"cannot write the study {spec.study!r}: {os_error_fix(exc, 'folder')}; "
+                    "then run the same command to continue it"
+                ) from exc
 
 
 class _Objective:
@@ -558,6 +563,7 @@ def open_storage(url: str | None, folder: Path, *, heartbeat: int = 60) -> Any:
     if url is None:
         from optuna.storages.journal import JournalFileBackend
 
+        _set_aside_torn_record(folder / JOURNAL_FILE)
         return optuna.storages.JournalStorage(JournalFileBackend(str(folder / JOURNAL_FILE)))
     scheme = url.partition(":")[0].partition("+")[0]
     if scheme not in _DATABASES or "://" not in url:
@@ -619,6 +625,37 @@ def _database(optuna: Any, url: str, options: dict[str, Any], heartbeat: int) ->
                 raise
             time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def _set_aside_torn_record(journal: Path) -> None:
+    """Set aside the last record of ``journal`` if a write cut it short (a full disk, say),
+    so that the study opens again from its last whole record; the torn bytes are kept in
+    ``study.log.torn``, and a warning says so. Done under the journal's own lock, so that a
+    record another worker is writing this moment is never taken for a torn one."""
+    if not journal.is_file():
+        return
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    lock = JournalFileSymlinkLock(str(journal))
+    lock.acquire()
+    try:
+        data = journal.read_bytes()
+        whole = data.rfind(b"\n") + 1  # every whole record of Optuna's journal ends a line
+        if whole == len(data):
+            return
+        aside = journal.with_name(TORN_RECORD)
+        with open(aside, "ab") as kept:
+            kept.write(data[whole:])
+        with open(journal, "r+b") as cut:
+            cut.truncate(whole)
+    finally:
+        lock.release()
+    warnings.warn(
+        f"{journal} ended in a torn record (a write cut short, by a full disk say): set aside "
+        f"in {aside.name}; the study goes on from its last whole record",
+        FashionMLPWarning,
+        stacklevel=3,
+    )
 
 
 def describe_storage(url: str | None) -> str:
@@ -704,7 +741,10 @@ PLOTS = ("optimization_history.png", "param_importances.png")
 #: Every file of a study folder (the default storage's journal included).
 #: The best recipe's run folder, with ``train_best``.
 BEST_RUN = "best-run"
-STUDY_FILES = (TRIALS_CSV, BEST_RECIPE, SUMMARY, BEST_RUN, *PLOTS, "study.log", "study.log.lock")
+#: Where a journal's torn last record is set aside (see :func:`open_storage`).
+TORN_RECORD = "study.log.torn"
+STUDY_FILES: tuple[str, ...] = (TRIALS_CSV, BEST_RECIPE, SUMMARY, BEST_RUN, *PLOTS)
+STUDY_FILES += (JOURNAL_FILE, f"{JOURNAL_FILE}.lock", TORN_RECORD)
 
 
 def write_study_files(
@@ -724,6 +764,19 @@ def write_study_files(
     history and parameter importances as PNGs (with matplotlib, once there is enough to
     draw).
     """
+    try:
+        return _write_records(study, folder, recipe, space, trials, storage)
+    except (OSError, InvalidArgumentError) as exc:  # InvalidArgumentError: the recipe's save
+        reason = os_error_fix(exc, "folder") if isinstance(exc, OSError) else str(exc)
+        raise FashionMLPError(
+            f"cannot write the records of the study in {folder}: {reason}; the study keeps "
+            "its trials in its storage: run the same command to write them"
+        ) from exc
+
+
+def _write_records(
+    study: Any, folder: Path, recipe: Recipe, space: SearchSpace, trials: int, storage: str | None
+) -> list[Path]:
     everything, states, best = _outcome(study)
     written = [_write(folder / TRIALS_CSV, _table(everything, space))]
     if best is not None:
