@@ -360,9 +360,10 @@ def _convert(value: Any, kind: Any, where: str) -> Any:
     elif kind is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        if isinstance(value, float) and value.is_integer():  # 8.0 in a file written by hand
-            return int(value)
         wanted = "a whole number"
+        if isinstance(value, float) and value.is_integer():  # 8.0 in a file written by hand
+            shown = repr(value) if abs(value) < 1e6 else _shown(value)
+            raise InvalidArgumentError(f"{where} must be {wanted}, got {shown}; write {int(value)}")
     elif kind is bool or kind is str:
         if isinstance(value, kind):
             return value
