@@ -230,8 +230,8 @@ class EvalResult:
 
     @property
     def present(self) -> tuple[int, ...]:
-        """The classes present in the evaluation: with samples, or predicted (the labels
-        scikit-learn's macro averages are over)."""
+        """The classes present in the evaluation, those with samples or predicted (the
+        labels scikit-learn's macro averages are over)."""
         matrix = self.confusion_matrix
         return tuple(
             index
@@ -402,7 +402,7 @@ class FitResult:
 
     @property
     def final(self) -> EvalResult:
-        """The evaluation of the model returned: after the epoch whose weights it holds
+        """The evaluation of the model returned, after the epoch whose weights it holds
         (:attr:`model_epoch`), by default the last (with every sample's predicted label when
         the run trained that epoch in this call)."""
         return self.history[(self.model_epoch or len(self.history)) - 1].eval

@@ -112,8 +112,8 @@ class SeedSummary:
     seconds: Spread
     #: Each run, with its seed, folder, final accuracy, seconds and accuracy per epoch.
     runs: tuple[dict[str, Any], ...]
-    #: All else that decides the runs' results, the same for each: the whole recipe, the
-    #: ``limit`` and the ``validation_size`` (a :class:`~fashionmlp.RunConfig` less its seed).
+    #: All else that decides the runs' results, the same for each run (the whole recipe, the
+    #: ``limit`` and the ``validation_size``, a :class:`~fashionmlp.RunConfig` less its seed).
     settings: dict[str, Any] = field(default_factory=dict)
 
     def figures(self) -> dict[str, float]:
