@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 from pathlib import Path
 from typing import Any
@@ -189,11 +188,10 @@ def _summary(result: Any, trials: int) -> int:
             f"{result.folder / 'best-recipe.toml'} (fashionmlp train --recipe FILE trains it)"
         )
     print(f"Trials: {result.folder / 'trials.csv'}")
-    if result.best_run is not None:
-        metrics = json.loads((result.best_run / "metrics.json").read_text())
+    if result.best_test is not None:
         print(
             f"The best recipe trained on the whole training split: test accuracy "
-            f"{100 * metrics['final']['accuracy']:.2f}% (run folder {result.best_run})"
+            f"{100 * result.best_test.accuracy:.2f}% (run folder {result.best_run})"
         )
     failed = [status for status in result.workers if status != 0]
     if failed:

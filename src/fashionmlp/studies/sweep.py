@@ -53,7 +53,7 @@ from ..callbacks import (
 from ..config import Recipe, RunConfig, differences, flat, override, stamped
 from ..data import Splits, load_dataset
 from ..errors import FashionMLPError, FashionMLPWarning, InvalidArgumentError, MissingExtraError
-from ..records import EpochReport
+from ..records import EpochReport, EvalResult
 from ..runs import RunFolder, read_document, train_run
 from ..train import fit
 from .space import DEFAULT_SPACE, SearchSpace
@@ -102,6 +102,8 @@ class SweepResult:
     #: With ``train_best``: the run folder of the best recipe trained on the whole training
     #: split and evaluated on the test set, else ``None``.
     best_run: Path | None = None
+    #: With ``train_best``: that run's final evaluation on the test set, else ``None``.
+    best_test: EvalResult | None = None
 
 
 def sweep(
@@ -263,7 +265,7 @@ def sweep(
                 device=device,
                 callbacks=trackers.children("best"),
             )
-        result = dataclasses.replace(result, best_run=run.path)
+        result = dataclasses.replace(result, best_run=run.path, best_test=trained.final)
         figures["best_test_accuracy"] = trained.final.accuracy
     trackers.call("on_study_end", StudyEnd(figures))
     return result
@@ -738,11 +740,11 @@ BEST_RECIPE = "best-recipe.toml"
 SUMMARY = "study.json"
 #: Optuna's plots of the study.
 PLOTS = ("optimization_history.png", "param_importances.png")
-#: Every file of a study folder (the default storage's journal included).
 #: The best recipe's run folder, with ``train_best``.
 BEST_RUN = "best-run"
 #: Where a journal's torn last record is set aside (see :func:`open_storage`).
 TORN_RECORD = "study.log.torn"
+#: Every file of a study folder (the default storage's journal included).
 STUDY_FILES: tuple[str, ...] = (TRIALS_CSV, BEST_RECIPE, SUMMARY, BEST_RUN, *PLOTS)
 STUDY_FILES += (JOURNAL_FILE, f"{JOURNAL_FILE}.lock", TORN_RECORD)
 
