@@ -505,6 +505,14 @@ def test_early_stopping_waits_its_patience_and_counts_only_real_gains() -> None:
     assert again.state_dict() == stop.state_dict()
 
 
+@pytest.mark.parametrize("patience", [0, True, 2.0])
+def test_early_stopping_refuses_a_patience_that_is_not_a_whole_number_of_at_least_1(
+    patience: Any,
+) -> None:
+    with pytest.raises(InvalidArgumentError, match="patience must be a whole number of at least 1"):
+        EarlyStopping(patience)
+
+
 @pytest.mark.real_data
 def test_29_3_with_keep_best_the_result_and_the_loggers_describe_the_model_returned(
     real_data_root: Path, tmp_path: Path

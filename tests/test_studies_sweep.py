@@ -392,6 +392,13 @@ def test_29_10_an_int_range_in_a_space_file_is_taken(tmp_path: Path) -> None:
     assert space.params[0].to_dict() == {"type": "int", "low": 256, "high": 2048}
 
 
+@pytest.mark.parametrize("name", ["trials", "workers", "heartbeat"])
+def test_sweep_refuses_counts_below_1_before_touching_the_folder(name: str, tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgumentError, match=f"{name} must be a whole number of at least 1"):
+        sweep(get_recipe("fast"), tmp_path / "study", validation_size=100, **{name: 0})
+    assert not (tmp_path / "study").exists()
+
+
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "sqlite+pysqlite://"])
 def test_29_9_an_in_memory_database_is_refused_in_one_line(url: str, tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError) as refused:

@@ -61,7 +61,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TextIO, TypeVar
 
-from .config import RunConfig, flat
+from .config import RunConfig, check_positive, flat
 from .errors import InvalidArgumentError
 from .records import BatchEvent, EpochReport, EpochStats, FitResult, StopAt
 
@@ -607,10 +607,7 @@ class EarlyStopping(Callback):
     """
 
     def __init__(self, patience: int, *, min_delta: float = 0.0, monitor: str = "accuracy") -> None:
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            raise InvalidArgumentError(
-                f"patience must be a whole number of at least 1, got {patience!r}"
-            )
+        check_positive("patience", patience)
         if not min_delta >= 0:
             raise InvalidArgumentError(f"min_delta must be 0 or more, got {min_delta}")
         self.patience = patience

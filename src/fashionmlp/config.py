@@ -330,6 +330,17 @@ def check(settings: object, what: str) -> None:
         object.__setattr__(settings, name, value)  # frozen: set once, while being made
 
 
+def check_positive(name: str, value: int) -> None:
+    """Refuse ``value``, an argument called ``name``, unless it is a whole number of at
+    least 1.
+
+    Raises:
+        InvalidArgumentError: ``value`` is a bool, not an int, or below 1.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgumentError(f"{name} must be a whole number of at least 1, got {value!r}")
+
+
 def _convert(value: Any, kind: Any, where: str) -> Any:
     """``value`` in the form of the type ``kind``; an error naming ``where`` if it has another."""
     origin, arguments = typing.get_origin(kind), typing.get_args(kind)

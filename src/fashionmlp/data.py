@@ -55,6 +55,7 @@ from .config import (
     TRAIN_IMAGES,
     Backend,
     RunConfig,
+    check_positive,
 )
 from .devices import is_distributed, rank, resolve_device, world_size
 from .errors import DatasetError, DatasetNotFoundError, InvalidArgumentError
@@ -696,12 +697,6 @@ def pixels_to_float(images: torch.Tensor) -> torch.Tensor:
         tensor([0.0000, 0.2000, 1.0000])
     """
     return images.to(torch.float32).div(255)
-
-
-def check_positive(name: str, value: int) -> None:
-    """Refuse ``value`` unless it is a whole number of at least 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidArgumentError(f"{name} must be a whole number of at least 1, got {value!r}")
 
 
 # --- the loaders --------------------------------------------------------------------------------

@@ -50,7 +50,15 @@ from ..callbacks import (
     StudyEnd,
     signals_handled,
 )
-from ..config import Recipe, RunConfig, differences, flat, override, stamped
+from ..config import (
+    Recipe,
+    RunConfig,
+    check_positive,
+    differences,
+    flat,
+    override,
+    stamped,
+)
 from ..data import Splits, load_dataset
 from ..errors import FashionMLPError, FashionMLPWarning, InvalidArgumentError, MissingExtraError
 from ..records import EpochReport, EvalResult
@@ -275,10 +283,7 @@ def _check_arguments(
     recipe: Recipe, space: SearchSpace, trials: int, workers: int, validation: int, heartbeat: int
 ) -> None:
     for name, value in (("trials", trials), ("workers", workers), ("heartbeat", heartbeat)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InvalidArgumentError(
-                f"{name} must be a whole number of at least 1, got {value!r}"
-            )
+        check_positive(name, value)
     if validation < 1:
         raise InvalidArgumentError(
             "a sweep judges its trials on a validation split, never on the test set: "
