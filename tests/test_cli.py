@@ -921,7 +921,8 @@ def test_early_stop_and_keep_best_save_the_best_epochs_model(
     best = 1 + accuracies.index(max(accuracies))
     assert len(accuracies) == 3 and metrics["model_epoch"] == best
     assert metrics["final_validation_accuracy"] == max(accuracies)
-    assert f"(the model of epoch {best}, the best)" in capsys.readouterr().out
+    said = f"accuracy {100 * max(accuracies):.2f}% (the model of epoch {best}, the best)"
+    assert said in capsys.readouterr().out
     assert main(["train", "--resume", str(out), "--keep-best"]) == 2  # kept from the run
 
 

@@ -217,10 +217,9 @@ def run(args: argparse.Namespace) -> int:
         if drawn:
             print(f"Plots: {', '.join(drawn)}")
         kept = result.model_epoch
-        report = result.history[kept - 1] if kept else result.history[-1]
-        which = f" (the model of epoch {report.epoch}, the best)" if kept else ""
+        which = f" (the model of epoch {kept}, the best)" if kept else ""
         print(
-            f"Final {config.evaluated_on} accuracy {100 * report.eval.accuracy:.2f}%{which} "
+            f"Final {config.evaluated_on} accuracy {100 * result.final.accuracy:.2f}%{which} "
             f"after {plural(len(result.history), 'epoch', 'epochs')} in "
             f"{result.history[-1].seconds:.1f} s; the model is in {folder.path} "
             "(FashionMLP.from_pretrained)"
